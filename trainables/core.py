@@ -1,0 +1,362 @@
+"""What the three trainables share: typed configs, devices, optimisers, self-describing checkpoints,
+and the reporter that sends each epoch's metrics (and a checkpoint) to Ray Tune or to a folder.
+
+Nothing here knows a model; ``trainables/{autoencoder,classifier,gan}.py`` stay thin on top of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+import os
+import tempfile
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_FORMAT = "latentsweep-checkpoint"
+CHECKPOINT_VERSION = 1
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or has the wrong type or value."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt or of another model kind."""
+
+
+class DivergedError(RuntimeError):
+    """A training loss became NaN or infinite; the trial cannot continue."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed configs
+
+
+@dataclass
+class TrainConfig:
+    """Fields every trainable has. Subclasses add their model's fields."""
+
+    seed: int = 0  # seeds weight init and each epoch's shuffle/noise (seed, epoch) -> resumable
+    epochs: int = 10  # epochs to train; ASHA may stop a trial earlier
+    batch_size: int = 128  # images per optimiser step
+    lr: float = 1e-3  # learning rate per step of batch_size images
+    weight_decay: float = 0.0  # L2 penalty coefficient inside the optimiser (torch's weight_decay)
+    optimizer: str = "adam"  # adam | adamw | sgd (sgd uses momentum below)
+    momentum: float = 0.9  # SGD momentum; ignored by adam/adamw
+    lr_schedule: str = "constant"  # constant | cosine (to 0 at `epochs`) | step (x0.1 at 50%, 75%)
+    device: str = "auto"  # auto (cuda if the trial has a GPU, else cpu) | cpu | cuda | cuda:N
+    amp: bool = False  # bf16 autocast for forward passes on CUDA; ignored on CPU
+    data_dir: str | None = None  # FashionMNIST folder; None -> $LATENTSWEEP_DATA, Debian, download
+    val_size: int = 5000  # validation images held out of the 60k training images (stratified)
+    data_seed: int = 0  # seed of the validation split (fixed across a sweep)
+    subset: int | None = None  # keep only this many training images (smoke tests); None = all
+
+    OPTIMIZERS: typing.ClassVar[tuple[str, ...]] = ("adam", "adamw", "sgd")
+    SCHEDULES: typing.ClassVar[tuple[str, ...]] = ("constant", "cosine", "step")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None = None, **overrides: Any):
+        """Defaults merged with ``values``; an unknown key or a wrong type raises ConfigError."""
+        merged = dict(values or {}, **overrides)
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(merged) - names)
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__}: unknown key(s) {unknown}; valid keys are {sorted(names)}"
+            )
+        kwargs = {k: _coerce(cls.__name__, k, v, hints[k]) for k, v in merged.items()}
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        _check(self, self.epochs >= 1, "epochs", "must be at least 1")
+        _check(self, self.batch_size >= 1, "batch_size", "must be at least 1")
+        _check(self, self.lr > 0 and math.isfinite(self.lr), "lr", "must be a positive number")
+        _check(self, self.weight_decay >= 0, "weight_decay", "must be >= 0")
+        _check(
+            self,
+            self.optimizer in self.OPTIMIZERS,
+            "optimizer",
+            f"must be one of {self.OPTIMIZERS}",
+        )
+        _check(
+            self,
+            self.lr_schedule in self.SCHEDULES,
+            "lr_schedule",
+            f"must be one of {self.SCHEDULES}",
+        )
+        _check(self, self.val_size >= 0, "val_size", "must be >= 0")
+        _check(self, self.subset is None or self.subset > 0, "subset", "must be positive or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check(cfg: TrainConfig, ok: bool, key: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{type(cfg).__name__}.{key}={getattr(cfg, key)!r} {why}")
+
+
+def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
+    """Accept ``value`` for a field typed ``hint`` (numpy scalars from samplers included)."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    bad = ConfigError(
+        f"{owner}.{key}={value!r} has type {type(value).__name__}, expected {getattr(hint, '__name__', hint)}"
+    )
+    if hint is bool:
+        if isinstance(value, bool) or (hasattr(value, "dtype") and value.dtype == bool):
+            return bool(value)
+        raise bad
+    if hint is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            return int(value)
+        raise bad
+    if hint is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+        raise bad
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices, optimisers, schedules, seeding
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> the GPU Ray gave this trial (CUDA_VISIBLE_DEVICES is set by Ray), else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but no CUDA GPU is visible; use device='auto' or 'cpu'")
+    return device
+
+
+def autocast(cfg: TrainConfig, device: torch.device):
+    """bf16 autocast on CUDA when ``cfg.amp``; a no-op context otherwise."""
+    return torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda"
+    )
+
+
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: TrainConfig, epoch: int) -> float:
+    """Multiplier of each param group's base lr during ``epoch`` (1-based): a pure function of the
+    epoch, so a resumed trial needs no scheduler state."""
+    progress = (epoch - 1) / cfg.epochs
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.lr_schedule == "step":
+        return 0.01 if progress >= 0.75 else 0.1 if progress >= 0.5 else 1.0
+    return 1.0
+
+
+def set_epoch_lr(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int) -> None:
+    for group in optimizer.param_groups:
+        group.setdefault("base_lr", group["lr"])
+        group["lr"] = group["base_lr"] * lr_factor(cfg, epoch)
+
+
+def seed_epoch(cfg: TrainConfig, epoch: int, device: torch.device) -> torch.Generator:
+    """Seed everything random in ``epoch`` from (seed, epoch); returns the shuffle generator.
+    Epoch 0 seeds initialisation. A run resumed at epoch k replays epochs k+1.. exactly."""
+    s = cfg.seed * 1_000_003 + epoch
+    torch.manual_seed(s)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(s)
+    return gen
+
+
+def check_finite(metrics: dict[str, float], epoch: int) -> None:
+    for key, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DivergedError(
+                f"{key} became {value} at epoch {epoch}; the trial diverged "
+                "(lower the learning rate or change the optimiser)"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def checkpoint_payload(
+    kind: str,
+    cfg: TrainConfig,
+    model_args: dict[str, Any],
+    epoch: int,
+    history: list[dict[str, Any]],
+    state: dict[str, Any],
+) -> dict[str, Any]:
+    """A checkpoint that describes itself: what model, built how, trained how, up to which epoch."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "kind": kind,
+        "model_args": dict(model_args),
+        "config": cfg.to_dict(),
+        "epoch": epoch,
+        "history": list(history),
+        "state": state,
+    }
+
+
+def save_checkpoint(payload: dict[str, Any], directory: str | os.PathLike) -> Path:
+    """Write ``directory/checkpoint.pt`` atomically (a reader never sees half a file)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / CHECKPOINT_FILE
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".checkpoint-", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return final
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """``path`` itself if a file, else ``path/checkpoint.pt``; a Tune trial folder resolves to its
+    latest ``checkpoint_*/checkpoint.pt``."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if (path / CHECKPOINT_FILE).is_file():
+        return path / CHECKPOINT_FILE
+    tune_ckpts = sorted(path.glob("checkpoint_*/" + CHECKPOINT_FILE))
+    if tune_ckpts:
+        return tune_ckpts[-1]
+    raise CheckpointError(
+        f"{path}: no {CHECKPOINT_FILE} found; pass a checkpoint file or its folder"
+    )
+
+
+def load_checkpoint(
+    path: str | os.PathLike, kind: str | None = None, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load a latentsweep checkpoint (weights-only unpickling: no code runs); check its kind."""
+    file = checkpoint_file(path)
+    try:
+        payload = torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(
+            f"{file}: not a readable checkpoint ({type(e).__name__}); the file is corrupt or "
+            "was not written by latentsweep"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{file}: not a latentsweep checkpoint (no '{CHECKPOINT_FORMAT}' header)"
+        )
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{file}: checkpoint version {payload.get('version')}, this code reads {CHECKPOINT_VERSION}"
+        )
+    if kind is not None and payload["kind"] != kind:
+        raise CheckpointError(
+            f"{file}: a {payload['kind']} checkpoint, but a {kind} checkpoint is needed here"
+        )
+    payload["path"] = str(file)
+    return payload
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporters: where each epoch's metrics and checkpoint go
+
+
+class TuneReporter:
+    """Inside a Ray Tune trial: restore from Tune's checkpoint, report through ``tune.report``."""
+
+    def restore(self) -> dict[str, Any] | None:
+        from ray import tune
+
+        ckpt = tune.get_checkpoint()
+        if ckpt is None:
+            return None
+        with ckpt.as_directory() as d:
+            return load_checkpoint(d)
+
+    def report(self, metrics: dict[str, Any], payload: dict[str, Any]) -> None:
+        from ray import tune
+
+        with tempfile.TemporaryDirectory(prefix="latentsweep-ckpt-") as d:
+            save_checkpoint(payload, d)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+class FolderReporter:
+    """Outside Ray: keep ``out/checkpoint.pt`` (latest) and ``out/metrics.jsonl`` (all epochs)."""
+
+    def __init__(self, out: str | os.PathLike, resume: bool = False, verbose: bool = True):
+        self.out = Path(out)
+        self.resume = resume
+        self.verbose = verbose
+
+    def restore(self) -> dict[str, Any] | None:
+        if not self.resume:
+            return None
+        if not (self.out / CHECKPOINT_FILE).is_file():
+            raise CheckpointError(
+                f"--resume: {self.out / CHECKPOINT_FILE} does not exist; run without --resume first"
+            )
+        return load_checkpoint(self.out)
+
+    def report(self, metrics: dict[str, Any], payload: dict[str, Any]) -> None:
+        save_checkpoint(payload, self.out)
+        # Rewrite from the checkpoint's history so the file matches it exactly after a resume.
+        tmp = self.out / ".metrics.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(m) + "\n" for m in payload["history"]))
+        os.replace(tmp, self.out / "metrics.jsonl")
+        if self.verbose:
+            shown = " ".join(
+                f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+            )
+            print(shown, flush=True)
+
+
+def restore_into(reporter, modules: dict[str, Any], kind: str) -> tuple[int, list[dict[str, Any]]]:
+    """Load the reporter's checkpoint (if any) into ``modules`` (models and optimisers by name);
+    returns (last finished epoch, metric history)."""
+    payload = reporter.restore()
+    if payload is None:
+        return 0, []
+    if payload["kind"] != kind:
+        raise CheckpointError(
+            f"{payload['path']}: a {payload['kind']} checkpoint, cannot resume a {kind}"
+        )
+    for name, module in modules.items():
+        module.load_state_dict(payload["state"][name])
+    return int(payload["epoch"]), list(payload["history"])
+
+
+def state_of(modules: dict[str, Any]) -> dict[str, Any]:
+    return {name: module.state_dict() for name, module in modules.items()}
