@@ -79,7 +79,7 @@ def train_autoencoder(config: dict[str, Any], data: Splits | None = None, report
     model = ConvAutoencoder(cfg.latent_dim).to(device)
     optimizer = core.make_optimizer(cfg, model.parameters())
     modules = {"model": model, "optimizer": optimizer}
-    start, history = core.restore_into(reporter, modules, KIND)
+    start, history, _ = core.restore_into(reporter, modules, KIND)
 
     for epoch in range(start + 1, cfg.epochs + 1):
         generator = core.seed_epoch(cfg, epoch, device)

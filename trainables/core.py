@@ -215,9 +215,12 @@ def checkpoint_payload(
     epoch: int,
     history: list[dict[str, Any]],
     state: dict[str, Any],
+    **extra: Any,
 ) -> dict[str, Any]:
-    """A checkpoint that describes itself: what model, built how, trained how, up to which epoch."""
+    """A checkpoint that describes itself: what model, built how, trained how, up to which epoch.
+    ``extra`` holds kind-specific records (the GAN's sample grids, the classifier's encoder source)."""
     return {
+        **extra,
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "kind": kind,
@@ -343,19 +346,21 @@ class FolderReporter:
             print(shown, flush=True)
 
 
-def restore_into(reporter, modules: dict[str, Any], kind: str) -> tuple[int, list[dict[str, Any]]]:
+def restore_into(
+    reporter, modules: dict[str, Any], kind: str
+) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
     """Load the reporter's checkpoint (if any) into ``modules`` (models and optimisers by name);
-    returns (last finished epoch, metric history)."""
+    returns (last finished epoch, metric history, the whole payload or {})."""
     payload = reporter.restore()
     if payload is None:
-        return 0, []
+        return 0, [], {}
     if payload["kind"] != kind:
         raise CheckpointError(
             f"{payload['path']}: a {payload['kind']} checkpoint, cannot resume a {kind}"
         )
     for name, module in modules.items():
         module.load_state_dict(payload["state"][name])
-    return int(payload["epoch"]), list(payload["history"])
+    return int(payload["epoch"]), list(payload["history"]), payload
 
 
 def state_of(modules: dict[str, Any]) -> dict[str, Any]:

@@ -276,6 +276,13 @@ class DeviceSplit:
         self.y = y.to(device, non_blocking=True)
         self.device = device
 
+    @classmethod
+    def of(cls, x: torch.Tensor, y: torch.Tensor) -> DeviceSplit:
+        """A split over tensors already on their device (e.g. precomputed latent codes)."""
+        split = cls.__new__(cls)
+        split.x, split.y, split.device = x, y, x.device
+        return split
+
     def __len__(self) -> int:
         return len(self.y)
 

@@ -1,0 +1,176 @@
+"""Trainable throughput against a plain PyTorch loop, in one process, same model, batch and device.
+
+    python bench/throughput.py                      # autoencoder, classifier (frozen), GAN
+    python bench/throughput.py --models autoencoder --epochs 1 --device cpu
+
+For each model, one epoch over the 55,000 training images through the trainable's own
+``train_epoch`` (data on the device, ``torch.randperm`` batches) and through the textbook loop
+(``DataLoader(TensorDataset(...), shuffle=True)``), alternating ``--rounds`` times; prints samples
+per second of the best round of each and their ratio. The classifier baseline runs its frozen
+encoder on every batch, as a plain loop does; the trainable encodes the split once per trial.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from models import ConvAutoencoder, Discriminator, Generator, LatentClassifier
+from trainables import autoencoder, classifier, core, gan
+from trainables.data import DeviceSplit, load_splits
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def loader(x01: torch.Tensor, y: torch.Tensor, batch_size: int) -> DataLoader:
+    return DataLoader(TensorDataset(x01, y), batch_size=batch_size, shuffle=True)
+
+
+# --- the three models: (ours, plain) pairs of one-epoch callables -----------------------------
+
+
+def bench_autoencoder(splits, device, batch_size):
+    cfg = autoencoder.AutoencoderConfig(batch_size=batch_size)
+    train = DeviceSplit(splits.train_x, splits.train_y, device)
+    host_x = splits.train_x.unsqueeze(1).float() / 255
+    model = ConvAutoencoder(16).to(device)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+
+    def ours():
+        autoencoder.train_epoch(model, opt, train, cfg, core.seed_epoch(cfg, 1, device), device)
+
+    def plain():
+        model.train()
+        for x, _ in loader(host_x, splits.train_y, batch_size):
+            x = x.to(device)
+            loss = F.mse_loss(model(x), x)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    return ours, plain
+
+
+def bench_classifier(splits, device, batch_size):
+    cfg = classifier.ClassifierConfig(batch_size=batch_size, encoder_checkpoint="-")
+    model = LatentClassifier(ConvAutoencoder(16).encoder, 16).to(device)
+    opt = torch.optim.Adam(model.head.parameters(), 2e-4)
+    train = DeviceSplit(splits.train_x, splits.train_y, device)
+    host_x = splits.train_x.unsqueeze(1).float() / 255
+
+    def ours():  # what train_classifier does per trial in frozen mode: encode once, train the head
+        codes = classifier.encode_split(model.encoder, train)
+        classifier.train_epoch(model.head, opt, codes, cfg, core.seed_epoch(cfg, 1, device), device)
+
+    def plain():
+        model.train()
+        for x, y in loader(host_x, splits.train_y, batch_size):
+            loss = F.nll_loss(model(x.to(device)), y.to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    return ours, plain
+
+
+def bench_gan(splits, device, batch_size):
+    cfg = gan.GANConfig(batch_size=batch_size)
+    g, d = Generator().to(device), Discriminator().to(device)
+    opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
+    train = DeviceSplit(splits.train_x, splits.train_y, device)
+    host_x = splits.train_x.unsqueeze(1).float() / 255
+
+    def ours():
+        gan.train_epoch(g, d, opt_g, opt_d, train, cfg, core.seed_epoch(cfg, 1, device), device)
+
+    def plain():  # the textbook two-step loop: D on real then fake, then G
+        for x, _ in loader(host_x, splits.train_y, batch_size):
+            real = x.to(device) * 2 - 1
+            b = len(real)
+            fake = g(torch.randn(b, 100, device=device))
+            d_loss = F.binary_cross_entropy_with_logits(d(real), torch.ones(b, device=device))
+            d_loss = d_loss + F.binary_cross_entropy_with_logits(
+                d(fake.detach()), torch.zeros(b, device=device)
+            )
+            opt_d.zero_grad()
+            d_loss.backward()
+            opt_d.step()
+            g_loss = F.binary_cross_entropy_with_logits(d(fake), torch.ones(b, device=device))
+            opt_g.zero_grad()
+            g_loss.backward()
+            opt_g.step()
+
+    return ours, plain
+
+
+BENCHES = {"autoencoder": bench_autoencoder, "classifier": bench_classifier, "gan": bench_gan}
+BATCH = {"autoencoder": 256, "classifier": 256, "gan": 128}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", choices=sorted(BENCHES), default=list(BENCHES))
+    p.add_argument(
+        "--rounds", type=int, default=2, help="alternating rounds; the best of each is kept"
+    )
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=None, help="override the per-model default")
+    p.add_argument("--subset", type=int, default=None, help="training images (default: all 55,000)")
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args(argv)
+    device = core.resolve_device(args.device)
+    splits = load_splits(subset=args.subset)
+    n = len(splits.train_y)
+    print(
+        f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
+        f"cpu={platform.processor() or platform.machine()} images/epoch={n}"
+    )
+    results = {}
+    for name in args.models:
+        bs = args.batch_size or BATCH[name]
+        torch.manual_seed(0)
+        ours, plain = BENCHES[name](splits, device, bs)
+        best = {"ours": float("inf"), "plain": float("inf")}
+        for _ in range(args.rounds):
+            best["ours"] = min(best["ours"], _timed(ours, device))
+            best["plain"] = min(best["plain"], _timed(plain, device))
+        row = {
+            "batch_size": bs,
+            "ours_samples_per_s": round(n / best["ours"]),
+            "plain_samples_per_s": round(n / best["plain"]),
+            "ratio": round(best["plain"] / best["ours"], 2),
+        }
+        results[name] = row
+        print(
+            f"{name:12s} batch {bs:4d}: ours {row['ours_samples_per_s']:>8d}/s  "
+            f"DataLoader {row['plain_samples_per_s']:>8d}/s  ratio {row['ratio']:.2f}x",
+            flush=True,
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {"device": str(device), "torch": torch.__version__, "results": results}, f, indent=2
+            )
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Trainables: typed configs, checkpoints, exact resume, the frozen encoder, and each command line
+run for real on a small subset of FashionMNIST."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from trainables import autoencoder, classifier, core, gan
+
+
+class StopAfter(core.FolderReporter):
+    """A reporter that dies after ``n`` epochs, like a killed worker."""
+
+    def __init__(self, out, n, resume=False):
+        super().__init__(out, resume=resume, verbose=False)
+        self.n = n
+
+    def report(self, metrics, payload):
+        super().report(metrics, payload)
+        if metrics["epoch"] >= self.n:
+            raise KeyboardInterrupt
+
+
+def test_config_rejects_unknown_keys_and_wrong_types():
+    with pytest.raises(core.ConfigError, match="unknown key.*'lattent_dim'"):
+        autoencoder.AutoencoderConfig.from_dict({"lattent_dim": 4})
+    with pytest.raises(core.ConfigError, match="latent_dim='16' has type str"):
+        autoencoder.AutoencoderConfig.from_dict({"latent_dim": "16"})
+    with pytest.raises(core.ConfigError, match="optimizer='rmsprop'"):
+        autoencoder.AutoencoderConfig.from_dict({"optimizer": "rmsprop"})
+    with pytest.raises(core.ConfigError, match="encoder_checkpoint"):
+        classifier.ClassifierConfig.from_dict({})
+    import numpy as np
+
+    cfg = gan.GANConfig.from_dict(
+        {"hidden_size": np.int64(64), "lr_g": np.float32(1e-3), "lr_d": None}
+    )
+    assert type(cfg.hidden_size) is int and type(cfg.lr_g) is float and cfg.lr_d is None
+
+
+def test_checkpoint_kind_and_corruption_are_clear(tmp_path):
+    payload = core.checkpoint_payload("gan", gan.GANConfig(), {}, 1, [], {})
+    core.save_checkpoint(payload, tmp_path / "g")
+    with pytest.raises(core.CheckpointError, match="a gan checkpoint, but a autoencoder"):
+        core.load_checkpoint(tmp_path / "g", "autoencoder")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(core.CheckpointError, match="corrupt"):
+        core.load_checkpoint(tmp_path / "bad")
+    with pytest.raises(core.CheckpointError, match="no checkpoint.pt"):
+        core.load_checkpoint(tmp_path / "missing")
+
+
+@pytest.mark.realdata
+def test_autoencoder_resume_matches_uninterrupted_run(small_splits, tmp_path):
+    config = {"epochs": 3, "latent_dim": 4, "subset": 2000, "seed": 7, "lr_schedule": "cosine"}
+    autoencoder.train_autoencoder(
+        config, small_splits, core.FolderReporter(tmp_path / "full", verbose=False)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        autoencoder.train_autoencoder(config, small_splits, StopAfter(tmp_path / "cut", 1))
+    autoencoder.train_autoencoder(
+        config, small_splits, core.FolderReporter(tmp_path / "cut", resume=True, verbose=False)
+    )
+    full = core.load_checkpoint(tmp_path / "full")
+    cut = core.load_checkpoint(tmp_path / "cut")
+    assert [m["epoch"] for m in cut["history"]] == [1, 2, 3]
+    assert cut["history"] == full["history"]
+    for k, v in full["state"]["model"].items():
+        assert torch.equal(v, cut["state"]["model"][k]), k
+    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+@pytest.mark.realdata
+def test_frozen_encoder_is_bit_identical_after_training(small_splits, tmp_path):
+    autoencoder.train_autoencoder(
+        {"epochs": 1, "latent_dim": 4},
+        small_splits,
+        core.FolderReporter(tmp_path / "ae", verbose=False),
+    )
+    config = {"epochs": 2, "encoder_checkpoint": str(tmp_path / "ae"), "mode": "frozen", "lr": 1e-2}
+    classifier.train_classifier(
+        config, small_splits, core.FolderReporter(tmp_path / "clf", verbose=False)
+    )
+    before = core.load_checkpoint(tmp_path / "ae")["state"]["model"]
+    after = core.load_checkpoint(tmp_path / "clf")["state"]["model"]
+    for k, v in before.items():
+        if k.startswith("encoder."):
+            assert torch.equal(v, after[k]), k
+    head_before = classifier.build_model(
+        classifier.ClassifierConfig.from_dict(config), core.load_checkpoint(tmp_path / "ae")
+    )
+    assert any(
+        not torch.equal(v, after[k])
+        for k, v in head_before[0].state_dict().items()
+        if k.startswith("head.")
+    )
+    # finetune moves the encoder
+    config.update(mode="finetune", epochs=1)
+    classifier.train_classifier(
+        config, small_splits, core.FolderReporter(tmp_path / "ft", verbose=False)
+    )
+    tuned = core.load_checkpoint(tmp_path / "ft")["state"]["model"]
+    assert any(not torch.equal(v, tuned[k]) for k, v in before.items() if k.startswith("encoder."))
+
+
+def run_cli(*args):
+    proc = subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_each_command_line_trains_one_epoch_and_writes_a_loadable_checkpoint(
+    real_data_dir, tmp_path
+):
+    ae = tmp_path / "ae"
+    run_cli("trainables.autoencoder", "--epochs", "1", "--subset", "2000", "--out", str(ae))
+    payload = core.load_checkpoint(ae, "autoencoder")
+    assert payload["epoch"] == 1 and payload["config"]["subset"] == 2000
+    assert 0 < json.loads((ae / "test_metrics.json").read_text())["test_mse"] < 0.2
+
+    clf = tmp_path / "clf"
+    run_cli(
+        "trainables",
+        "classifier",
+        "--encoder-checkpoint",
+        str(ae),
+        "--epochs",
+        "1",
+        "--subset",
+        "2000",
+        "--out",
+        str(clf),
+    )
+    test = json.loads((clf / "test_metrics.json").read_text())
+    assert 0.1 < test["test_acc"] <= 1 and sum(map(sum, test["confusion_matrix"])) == 10000
+    assert classifier.load_model(clf)[1]["encoder_source"]["path"].endswith("checkpoint.pt")
+
+    g = tmp_path / "gan"
+    run_cli(
+        "trainables.gan",
+        "--epochs",
+        "1",
+        "--subset",
+        "2000",
+        "--hidden-size",
+        "128",
+        "--fid-samples",
+        "500",
+        "--out",
+        str(g),
+    )
+    generator, payload = gan.load_model(g)
+    assert payload["history"][0]["fid"] > 0 and 1 in payload["samples"]
+    assert payload["samples"][1].shape == (64, 28, 28)
+    assert json.loads((g / "test_metrics.json").read_text())["test_fid"] > 0
+
+
+def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainables.classifier",
+            "--encoder-checkpoint",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "no checkpoint.pt" in proc.stderr

@@ -1,0 +1,214 @@
+"""Ray Tune trainable for the report's classifier on top of a trained autoencoder's encoder.
+
+    python -m trainables.classifier --encoder-checkpoint runs/ae --preset report --out runs/clf
+    python -m trainables.classifier --encoder-checkpoint runs/ae --mode finetune --out runs/clf_ft
+
+``mode=frozen`` (the report) trains only the head; since a frozen encoder is a fixed function,
+its latent codes are computed once per trial and the head trains on them (same result, much
+faster). ``mode=finetune`` trains the encoder too, at ``lr * encoder_lr_scale``.
+Each epoch reports ``train_loss``, ``val_loss`` (NLL) and ``val_acc``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from models import LatentClassifier
+from models.classifier import MODES
+from trainables import autoencoder, core
+from trainables.data import DeviceSplit, Splits, load_splits
+
+KIND = "classifier"
+
+
+@dataclass
+class ClassifierConfig(core.TrainConfig):
+    encoder_checkpoint: str = ""  # autoencoder checkpoint (file or folder) whose encoder is used
+    mode: str = "frozen"  # frozen (the report: encoder untouched) | finetune (encoder trains too)
+    head_width: int = 256  # head is latent -> w -> w -> w/2 -> 10 (the report: 256)
+    dropout: float = 0.0  # dropout after each hidden layer of the head
+    encoder_lr_scale: float = 0.1  # finetune only: encoder lr = lr * this
+    epochs: int = 20  # epochs to train; ASHA may stop a trial earlier
+    batch_size: int = 256  # images per optimiser step
+    lr: float = 2e-4  # learning rate of the head per step of batch_size images
+    weight_decay: float = 1e-5  # L2 penalty inside Adam
+
+    def validate(self) -> None:
+        super().validate()
+        core._check(
+            self,
+            bool(self.encoder_checkpoint),
+            "encoder_checkpoint",
+            "is required (an autoencoder checkpoint)",
+        )
+        core._check(self, self.mode in MODES, "mode", f"must be one of {MODES}")
+        core._check(self, self.head_width >= 2, "head_width", "must be at least 2")
+        core._check(self, 0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+        core._check(self, self.encoder_lr_scale > 0, "encoder_lr_scale", "must be positive")
+
+
+# The report's section II.B: Adam, lr 2e-4, weight decay 1e-5, 100 epochs, frozen encoder.
+PRESETS = {
+    "report": dict(
+        mode="frozen", optimizer="adam", lr=2e-4, weight_decay=1e-5, epochs=100, head_width=256
+    ),
+    "finetune": dict(
+        mode="finetune",
+        optimizer="adam",
+        lr=1e-3,
+        weight_decay=1e-5,
+        epochs=30,
+        encoder_lr_scale=0.3,
+    ),
+}
+
+
+def build_model(
+    cfg: ClassifierConfig, encoder_payload: dict[str, Any]
+) -> tuple[LatentClassifier, dict[str, Any]]:
+    ae = autoencoder.ConvAutoencoder(**encoder_payload["model_args"])
+    ae.load_state_dict(encoder_payload["state"]["model"])
+    model_args = {
+        "latent_dim": ae.latent_dim,
+        "hidden_sizes": [cfg.head_width, cfg.head_width, cfg.head_width // 2],
+        "dropout": cfg.dropout,
+        "mode": cfg.mode,
+    }
+    return _from_args(ae.encoder, model_args), model_args
+
+
+def _from_args(encoder, model_args: dict[str, Any]) -> LatentClassifier:
+    return LatentClassifier(
+        encoder,
+        latent_dim=model_args["latent_dim"],
+        hidden_sizes=tuple(model_args["hidden_sizes"]),
+        dropout=model_args["dropout"],
+        mode=model_args["mode"],
+    )
+
+
+@torch.no_grad()
+def encode_split(encoder, data: DeviceSplit, batch_size: int = 2000) -> DeviceSplit:
+    """Latent codes of a whole split, once (valid because a frozen encoder never changes)."""
+    encoder.eval()
+    codes = torch.cat([encoder(x) for x, _ in data.batches(batch_size, shuffle=False)])
+    return DeviceSplit.of(codes, data.y)
+
+
+def train_epoch(net, optimizer, data: DeviceSplit, cfg, generator, device) -> float:
+    """One epoch; ``net`` is the whole classifier, or only its head when ``data`` holds codes."""
+    net.train()
+    total, n = torch.zeros((), device=device), 0
+    for x, y in data.batches(cfg.batch_size, shuffle=True, generator=generator):
+        with core.autocast(cfg, device):
+            loss = F.nll_loss(net(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * len(x)
+        n += len(x)
+    return (total / n).item()
+
+
+@torch.no_grad()
+def evaluate(net, data: DeviceSplit, batch_size: int = 2000) -> dict[str, Any]:
+    """Mean NLL, accuracy and the 10x10 confusion matrix (rows: true class) over a split."""
+    net.eval()
+    loss = torch.zeros((), device=data.device)
+    confusion = torch.zeros(10, 10, dtype=torch.long, device=data.device)
+    for x, y in data.batches(batch_size, shuffle=False):
+        logp = net(x).float()
+        loss += F.nll_loss(logp, y, reduction="sum")
+        confusion += torch.bincount(y * 10 + logp.argmax(1), minlength=100).view(10, 10)
+    n = len(data)
+    return {
+        "loss": (loss / n).item(),
+        "acc": (confusion.diag().sum() / n).item(),
+        "confusion": confusion.cpu(),
+    }
+
+
+def train_classifier(config: dict[str, Any], data: Splits | None = None, reporter=None) -> None:
+    cfg = ClassifierConfig.from_dict(config)
+    reporter = reporter or core.TuneReporter()
+    encoder_payload = core.load_checkpoint(cfg.encoder_checkpoint, autoencoder.KIND)
+    data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed, cfg.subset)
+    device = core.resolve_device(cfg.device)
+    train, val = (
+        DeviceSplit(data.train_x, data.train_y, device),
+        DeviceSplit(data.val_x, data.val_y, device),
+    )
+
+    core.seed_epoch(cfg, 0, device)
+    model, model_args = build_model(cfg, encoder_payload)
+    model.to(device)
+    if cfg.mode == "frozen":
+        net, params = model.head, model.head.parameters()
+        train, val = encode_split(model.encoder, train), encode_split(model.encoder, val)
+    else:
+        net = model
+        params = [
+            {"params": model.head.parameters()},
+            {"params": model.encoder.parameters(), "lr": cfg.lr * cfg.encoder_lr_scale},
+        ]
+    optimizer = core.make_optimizer(cfg, params)
+    modules = {"model": model, "optimizer": optimizer}
+    start, history, _ = core.restore_into(reporter, modules, KIND)
+    source = {"path": encoder_payload["path"], "epoch": encoder_payload["epoch"]}
+
+    for epoch in range(start + 1, cfg.epochs + 1):
+        generator = core.seed_epoch(cfg, epoch, device)
+        core.set_epoch_lr(optimizer, cfg, epoch)
+        train_loss = train_epoch(net, optimizer, train, cfg, generator, device)
+        ev = evaluate(net, val)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": ev["loss"],
+            "val_acc": ev["acc"],
+        }
+        core.check_finite(metrics, epoch)
+        history.append(metrics)
+        payload = core.checkpoint_payload(
+            KIND, cfg, model_args, epoch, history, core.state_of(modules), encoder_source=source
+        )
+        reporter.report(metrics, payload)
+
+
+CONFIG = ClassifierConfig
+TRAINABLE = train_classifier
+
+
+def load_model(path, map_location="cpu") -> tuple[LatentClassifier, dict[str, Any]]:
+    payload = core.load_checkpoint(path, KIND, map_location)
+    ae = autoencoder.ConvAutoencoder(payload["model_args"]["latent_dim"])
+    model = _from_args(ae.encoder, payload["model_args"])
+    model.load_state_dict(payload["state"]["model"])
+    return model.eval(), payload
+
+
+def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") -> dict[str, Any]:
+    """Test accuracy, loss, confusion matrix and per-class accuracy: the only use of the test set."""
+    model, payload = load_model(path)
+    cfg = ClassifierConfig.from_dict(payload["config"])
+    data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed)
+    dev = core.resolve_device(device)
+    ev = evaluate(model.to(dev), DeviceSplit(data.test_x, data.test_y, dev))
+    confusion = ev["confusion"]
+    per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
+    return {
+        "test_acc": ev["acc"],
+        "test_loss": ev["loss"],
+        "confusion_matrix": confusion.tolist(),
+        "per_class_acc": per_class,
+    }
+
+
+if __name__ == "__main__":
+    from trainables.cli import main
+
+    main(KIND)

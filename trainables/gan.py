@@ -1,0 +1,209 @@
+"""Ray Tune trainable for the report's MLP GAN, scored by FID-FM (lower is better).
+
+    python -m trainables.gan --preset report --epochs 20 --out runs/gan
+    python -m trainables.gan --lr-g 2e-4 --lr-d 2e-4 --beta1 0.5 --out runs/gan_tuned
+
+Each epoch reports ``d_loss``, ``g_loss`` and ``fid``: FID-FM (see ``trainables/fid.py``) of
+``fid_samples`` generated images against as many held-out validation images, from fixed noise,
+so values compare across trials, nodes and users. It is not comparable to Inception FID.
+Checkpoints also keep 64 fixed-noise samples every ``sample_every`` epochs for the figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from models import Discriminator, Generator
+from trainables import core, fid
+from trainables.data import DeviceSplit, Splits, load_splits
+
+KIND = "gan"
+SAMPLE_SEED = 4321  # fixed noise for the stored sample grids
+SAMPLE_COUNT = 64
+
+
+@dataclass
+class GANConfig(core.TrainConfig):
+    latent_size: int = 100  # size of the generator's noise input
+    hidden_size: int = 784  # width of both hidden layers of generator and discriminator
+    lr: float = 2e-4  # Adam learning rate of both networks unless lr_g / lr_d are set
+    lr_g: float | None = None  # generator learning rate; None -> lr
+    lr_d: float | None = None  # discriminator learning rate; None -> lr
+    beta1: float = 0.5  # Adam beta1 of both networks (0.5 is the DCGAN habit)
+    d_steps: int = 1  # discriminator updates per generator update
+    epochs: int = 20  # epochs over the training images; ASHA may stop a trial earlier
+    batch_size: int = 128  # real images per discriminator step
+    fid_every: int = (
+        1  # compute FID-FM every N epochs (and at the last); others repeat the last value
+    )
+    fid_samples: int = (
+        fid.FID_SAMPLES
+    )  # generated and real images per FID-FM (capped by the val size)
+    sample_every: int = (
+        10  # keep a 64-image fixed-noise grid every N epochs (and epochs 1 and last)
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        _c = core._check
+        _c(
+            self,
+            self.optimizer in ("adam", "adamw"),
+            "optimizer",
+            "must be adam or adamw for the GAN",
+        )
+        _c(self, self.latent_size >= 1, "latent_size", "must be at least 1")
+        _c(self, self.hidden_size >= 1, "hidden_size", "must be at least 1")
+        _c(self, self.lr_g is None or self.lr_g > 0, "lr_g", "must be positive")
+        _c(self, self.lr_d is None or self.lr_d > 0, "lr_d", "must be positive")
+        _c(self, 0 <= self.beta1 < 1, "beta1", "must be in [0, 1)")
+        _c(self, self.d_steps >= 1, "d_steps", "must be at least 1")
+        _c(self, self.fid_every >= 1, "fid_every", "must be at least 1")
+        _c(self, self.fid_samples >= 2, "fid_samples", "must be at least 2")
+        _c(self, self.sample_every >= 1, "sample_every", "must be at least 1")
+
+
+# The report's section III.B: latent 100, hidden 784, lr 1e-4, 300 epochs (Adam; beta1 unstated,
+# torch's default 0.9 assumed; batch size unstated).
+PRESETS = {
+    "report": dict(latent_size=100, hidden_size=784, lr=1e-4, beta1=0.9, epochs=300),
+}
+
+
+def _adam(cfg: GANConfig, params, lr: float) -> torch.optim.Optimizer:
+    opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return opt(params, lr=lr, betas=(cfg.beta1, 0.999), weight_decay=cfg.weight_decay)
+
+
+def train_epoch(
+    generator, discriminator, opt_g, opt_d, data: DeviceSplit, cfg, rng, device
+) -> dict[str, float]:
+    """Non-saturating GAN losses; a generator step after every ``d_steps`` discriminator steps."""
+    generator.train()
+    discriminator.train()
+    d_total, g_total = torch.zeros((), device=device), torch.zeros((), device=device)
+    d_n = g_n = 0
+    for step, (x, _) in enumerate(data.batches(cfg.batch_size, shuffle=True, generator=rng), 1):
+        real = x * 2 - 1  # the generator's tanh range
+        b = len(real)
+        with core.autocast(cfg, device):
+            fake = generator(torch.randn(b, cfg.latent_size, device=device)).detach()
+            logits = discriminator(torch.cat([real, fake])).float()
+        target = torch.cat([torch.ones(b, device=device), torch.zeros(b, device=device)])
+        d_loss = (
+            F.binary_cross_entropy_with_logits(logits, target) * 2
+        )  # sum of real and fake terms
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        d_total += d_loss.detach()
+        d_n += 1
+        if step % cfg.d_steps == 0:
+            with core.autocast(cfg, device):
+                logits = discriminator(
+                    generator(torch.randn(b, cfg.latent_size, device=device))
+                ).float()
+            g_loss = F.binary_cross_entropy_with_logits(logits, torch.ones(b, device=device))
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            g_total += g_loss.detach()
+            g_n += 1
+    return {"d_loss": (d_total / max(d_n, 1)).item(), "g_loss": (g_total / max(g_n, 1)).item()}
+
+
+@torch.no_grad()
+def fixed_samples(generator, latent_size: int, device) -> torch.Tensor:
+    """64 images from fixed noise as uint8 (64, 28, 28): small enough to keep in checkpoints."""
+    gen = torch.Generator(device="cpu").manual_seed(SAMPLE_SEED)
+    z = torch.randn(SAMPLE_COUNT, latent_size, generator=gen).to(device)
+    generator.eval()
+    images = (generator(z).squeeze(1) + 1) * 127.5
+    return images.clamp(0, 255).round().to(torch.uint8).cpu()
+
+
+def train_gan(config: dict[str, Any], data: Splits | None = None, reporter=None) -> None:
+    cfg = GANConfig.from_dict(config)
+    reporter = reporter or core.TuneReporter()
+    data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed, cfg.subset)
+    device = core.resolve_device(cfg.device)
+    train = DeviceSplit(data.train_x, data.train_y, device)
+    val = DeviceSplit(data.val_x, data.val_y, device)
+    n_fid = min(cfg.fid_samples, len(val))
+    reference = fid.real_stats(val.x[:n_fid], device)  # once per trial
+
+    core.seed_epoch(cfg, 0, device)
+    generator = Generator(cfg.latent_size, cfg.hidden_size).to(device)
+    discriminator = Discriminator(cfg.hidden_size).to(device)
+    opt_g = _adam(cfg, generator.parameters(), cfg.lr_g or cfg.lr)
+    opt_d = _adam(cfg, discriminator.parameters(), cfg.lr_d or cfg.lr)
+    modules = {
+        "generator": generator,
+        "discriminator": discriminator,
+        "opt_g": opt_g,
+        "opt_d": opt_d,
+    }
+    start, history, restored = core.restore_into(reporter, modules, KIND)
+    samples = dict(restored.get("samples", {}))
+    model_args = {"latent_size": cfg.latent_size, "hidden_size": cfg.hidden_size}
+
+    for epoch in range(start + 1, cfg.epochs + 1):
+        rng = core.seed_epoch(cfg, epoch, device)
+        core.set_epoch_lr(opt_g, cfg, epoch)
+        core.set_epoch_lr(opt_d, cfg, epoch)
+        metrics = {
+            "epoch": epoch,
+            **train_epoch(generator, discriminator, opt_g, opt_d, train, cfg, rng, device),
+        }
+        core.check_finite(metrics, epoch)
+        if epoch % cfg.fid_every == 0 or epoch == cfg.epochs or not history:
+            metrics["fid"] = fid.fid_from_generator(
+                generator, cfg.latent_size, n_fid, reference, device
+            )
+            metrics["fid_epoch"] = epoch
+        else:  # keep the key at every report so ASHA can compare at any rung
+            metrics["fid"], metrics["fid_epoch"] = history[-1]["fid"], history[-1]["fid_epoch"]
+        core.check_finite(metrics, epoch)
+        if epoch == 1 or epoch % cfg.sample_every == 0 or epoch == cfg.epochs:
+            samples[epoch] = fixed_samples(generator, cfg.latent_size, device)
+        history.append(metrics)
+        payload = core.checkpoint_payload(
+            KIND, cfg, model_args, epoch, history, core.state_of(modules), samples=samples
+        )
+        reporter.report(metrics, payload)
+
+
+CONFIG = GANConfig
+TRAINABLE = train_gan
+
+
+def load_model(path, map_location="cpu") -> tuple[Generator, dict[str, Any]]:
+    """The trained generator in a checkpoint (eval mode) and the checkpoint's payload."""
+    payload = core.load_checkpoint(path, KIND, map_location)
+    generator = Generator(**payload["model_args"])
+    generator.load_state_dict(payload["state"]["generator"])
+    return generator.eval(), payload
+
+
+def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") -> dict[str, float]:
+    """FID-FM of the generator against the test images: the only use of the test set."""
+    generator, payload = load_model(path)
+    cfg = GANConfig.from_dict(payload["config"])
+    data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed)
+    dev = core.resolve_device(device)
+    n = min(cfg.fid_samples, len(data.test_y))
+    test = DeviceSplit(data.test_x[:n], data.test_y[:n], dev)
+    reference = fid.real_stats(test.x, dev)
+    return {
+        "test_fid": fid.fid_from_generator(generator.to(dev), cfg.latent_size, n, reference, dev)
+    }
+
+
+if __name__ == "__main__":
+    from trainables.cli import main
+
+    main(KIND)
