@@ -1,0 +1,70 @@
+"""Classifier sweep: maximise val_acc of the latent classifier on a trained autoencoder's encoder,
+with Optuna TPE and ASHA.
+
+    python sweeps/classifier_sweep.py --encoder-from runs/ae_sweep      # that sweep's best
+    python sweeps/classifier_sweep.py --encoder-checkpoint runs/ae/checkpoint.pt
+    python sweeps/classifier_sweep.py --encoder-from runs/ae_sweep --smoke-test
+    python sweeps/classifier_sweep.py --resume runs/classifier_sweep
+
+Writes runs/classifier_sweep/ (see docs/sweeps.md). The encoder is frozen (the report) or
+fine-tuned at lr * encoder_lr_scale; the sweep searches both.
+"""
+
+from __future__ import annotations
+
+from ray import tune
+
+from sweeps import runner
+
+METRIC, MODE = "val_acc", "max"
+
+SPACES = {
+    # The head's optimiser and size, its dropout, and whether the encoder trains too.
+    "default": {
+        "lr": tune.loguniform(1e-4, 3e-3),
+        "weight_decay": tune.loguniform(1e-6, 1e-3),
+        "head_width": tune.choice([64, 128, 256, 512]),
+        "dropout": tune.uniform(0.0, 0.5),
+        "mode": tune.choice(["frozen", "finetune"]),
+    },
+}
+
+SWEEP = runner.Sweep(
+    kind="classifier",
+    name="classifier_sweep",
+    metric=METRIC,
+    mode=MODE,
+    spaces=SPACES,
+    columns=("epoch", "train_loss", "val_loss", "val_acc"),
+    defaults=dict(
+        num_samples=30,
+        max_epochs=30,
+        grace_period=3,
+        reduction_factor=3,
+        max_concurrent=4,
+        gpus_per_trial=0.25,
+    ),
+    description=__doc__,
+)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = runner.build_parser(SWEEP)
+    group = parser.add_argument_group("encoder (give one)")
+    group.add_argument("--encoder-checkpoint", metavar="PATH", help="an autoencoder checkpoint")
+    group.add_argument(
+        "--encoder-from",
+        metavar="SWEEP_DIR",
+        help="an autoencoder sweep's folder: use its best checkpoint (SWEEP_DIR/best.json)",
+    )
+    with runner.cli_errors():
+        args = runner.parse_args(SWEEP, parser, argv)
+        args.encoder_checkpoint = runner.resolve_encoder(
+            args.encoder_checkpoint, None if args.resume else args.encoder_from
+        )
+        space = {**SPACES[args.space], "encoder_checkpoint": args.encoder_checkpoint}
+        return runner.run(SWEEP, args, space)
+
+
+if __name__ == "__main__":
+    main()

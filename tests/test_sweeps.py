@@ -1,0 +1,396 @@
+"""Sweeps: the three scripts run for real (smoke-sized) on FashionMNIST through Ray Tune, Optuna,
+ASHA and offline W&B; a sweep killed mid-run resumes to exactly its trials; bad flags fail in one
+line with exit code 2 before Ray starts; the Optuna bookkeeping and the storage helper are also
+pinned without Ray."""
+
+import contextlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pyarrow.parquet as pq
+import pytest
+from optuna.trial import TrialState
+from ray import tune
+
+from sweeps import ae_sweep, classifier_sweep, gan_sweep, runner
+from trainables import core, gan
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = ["--smoke-test", "--wandb-mode", "offline"]
+
+
+def study_of(exp: Path) -> optuna.Study:
+    """The sweep's Optuna study, read back from its SQLite file as analysis would."""
+    sweep = json.loads((exp / "sweep.json").read_text())
+    return optuna.load_study(study_name=sweep["study_name"], storage=f"sqlite:///{exp}/optuna.db")
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "; " in err[0], err
+    return err[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Without Ray: the searcher's Optuna bookkeeping, the storage helper, bad flags
+
+
+def _searcher(tmp_path, max_epochs=3):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/optuna.db")
+    searcher = runner.PruningOptunaSearch(
+        max_epochs=max_epochs, study_name="s", storage=storage, seed=0
+    )
+    space = {"lr": tune.loguniform(1e-4, 1e-2), "optimizer": tune.choice(["adam", "sgd"])}
+    searcher.set_search_properties("val_mse", "min", space)
+    return searcher
+
+
+def _epochs(searcher, trial_id, values, complete=True, error=False):
+    searcher.suggest(trial_id)
+    results = [{"val_mse": v, "training_iteration": i} for i, v in enumerate(values, 1)]
+    for r in results[:-1]:
+        searcher.on_trial_result(trial_id, r)
+    if complete:  # Tune hands the last result (the one ASHA stopped on) only to on_trial_complete
+        searcher.on_trial_complete(trial_id, None if error else results[-1], error=error)
+    else:
+        searcher.on_trial_result(trial_id, results[-1])
+
+
+def test_searcher_tells_optuna_pruned_fail_and_complete(tmp_path):
+    s = _searcher(tmp_path)
+    _epochs(s, "full", [0.3, 0.2, 0.1])
+    _epochs(s, "asha", [0.5, 0.4])  # stopped at epoch 2 of 3
+    _epochs(s, "nan", [0.5, float("nan")])
+    _epochs(s, "boom", [0.5], error=True)
+    trials = {t.user_attrs["trial_id"]: t for t in s._ot_study.get_trials()}
+    assert trials["full"].state == TrialState.COMPLETE and trials["full"].value == 0.1
+    assert trials["full"].intermediate_values == {1: 0.3, 2: 0.2, 3: 0.1}
+    assert trials["asha"].state == TrialState.PRUNED
+    assert trials["asha"].intermediate_values == {1: 0.5, 2: 0.4}
+    assert trials["asha"].value == 0.4  # Optuna keeps a pruned trial's last intermediate value
+    assert trials["nan"].state == TrialState.FAIL
+    assert "not a finite number" in trials["nan"].user_attrs["fail_reason"]
+    assert trials["boom"].state == TrialState.FAIL
+
+
+def test_searcher_restore_fails_orphans_and_reopens_resumed_errored_trials(tmp_path):
+    s = _searcher(tmp_path)
+    _epochs(s, "done", [0.3, 0.2, 0.1])
+    _epochs(s, "crashed", [0.5, 0.4], complete=False)
+    s.on_trial_complete("crashed", error=True)
+    _epochs(s, "running", [0.6], complete=False)
+    s.save(tmp_path / "searcher.pkl")  # Tune's snapshot
+    s.suggest("orphan")  # asked for after the snapshot, then the driver dies
+
+    r = runner.PruningOptunaSearch(max_epochs=3)
+    r.restore(tmp_path / "searcher.pkl")
+    by_id = {t.user_attrs["trial_id"]: t for t in r._ot_study.get_trials()}
+    assert by_id["orphan"].state == TrialState.FAIL
+    assert "snapshot" in by_id["orphan"].user_attrs["fail_reason"]
+    # Tune resumes "running" from its checkpoint and "crashed" (resume_errored) from its own.
+    r.on_trial_result("running", {"val_mse": 0.55, "training_iteration": 2})
+    r.on_trial_complete("running", {"val_mse": 0.5, "training_iteration": 3})
+    r.on_trial_result("crashed", {"val_mse": 0.3, "training_iteration": 3})
+    r.on_trial_complete("crashed", {"val_mse": 0.3, "training_iteration": 3})
+    trials = r._ot_study.get_trials()
+    running = [t for t in trials if t.user_attrs["trial_id"] == "running"]
+    assert [t.state for t in running] == [TrialState.COMPLETE]
+    assert running[0].intermediate_values == {1: 0.6, 2: 0.55, 3: 0.5}
+    crashed = [t for t in trials if t.user_attrs["trial_id"] == "crashed"]  # by number
+    assert [t.state for t in crashed] == [TrialState.FAIL, TrialState.COMPLETE]
+    retry = crashed[1]
+    assert retry.user_attrs["retry_of"] == crashed[0].number
+    assert retry.params == crashed[0].params and retry.value == 0.3
+    assert retry.intermediate_values == {1: 0.5, 2: 0.4, 3: 0.3}
+
+
+def test_folder_writes_through_pyarrow_to_s3(tmp_path, monkeypatch):
+    moto_server = pytest.importorskip("moto.server")
+    boto3 = pytest.importorskip("boto3")
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="sweeps")
+        exp = runner.Folder(
+            f"s3://sweeps/runs?endpoint_override={host}:{port}&scheme=http&region=us-east-1"
+        ).child("ae")
+        assert exp.local is None and not exp.exists("sweep.json")
+        runner.check_writable(exp)
+        assert exp.write_json("sweep.json", {"a": 1}).startswith("s3://sweeps/runs/ae/sweep.json?")
+        assert exp.read_json("sweep.json") == {"a": 1} and exp.exists("sweep.json")
+        (tmp_path / "checkpoint.pt").write_bytes(b"weights")
+        exp.copy_in(runner.pafs.LocalFileSystem(), str(tmp_path / "checkpoint.pt"), "best/c.pt")
+        exp.write_parquet("results.parquet", runner.rows_to_table([{"trial_id": "t", "x": 1.0}]))
+        objects = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket="sweeps")
+        keys = {o["Key"] for o in objects["Contents"]}
+        assert {"runs/ae/sweep.json", "runs/ae/best/c.pt", "runs/ae/results.parquet"} <= keys
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--num-samples", "0"], "--num-samples 0 must be at least 1"),
+        (["--gpus-per-trial", "-1"], "--gpus-per-trial -1.0 is negative"),
+        (["--gpus-per-trial", "1000"], "largest node has"),
+        (["--space", "huge"], "unknown --space 'huge'; choose one of report, wide"),
+        (["--lr-range", "1e-2", "1e-4"], "is reversed or empty; give the lower bound first"),
+        (["--grace-period", "9", "--max-epochs", "3"], "--grace-period 9 must be between"),
+        (["--num-samples", "two"], "invalid int value"),
+        (["--address", "127.0.0.1:1"], "cannot reach Ray at --address 127.0.0.1:1"),
+        (["--address", "ray://127.0.0.1:1"], "cannot reach Ray"),
+        (["--resume", "."], "no sweep.json there"),
+        (["--resume", "x", "--num-samples", "3"], "--num-samples cannot change when resuming"),
+    ],
+)
+def test_bad_flags_fail_in_one_line_before_ray_starts(argv, expected, tmp_path, capsys):
+    if "--resume" not in argv:
+        argv = [*argv, "--storage-path", str(tmp_path)]
+    with pytest.raises(SystemExit) as e:
+        ae_sweep.main(argv)
+    assert e.value.code == 2
+    assert expected in one_error_line(capsys)
+    assert not list(tmp_path.iterdir())  # nothing was written
+
+
+def test_unwritable_storage_and_online_wandb_without_key(tmp_path, capsys, monkeypatch):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as e:
+        ae_sweep.main(["--storage-path", str(tmp_path / "a_file" / "runs")])
+    assert e.value.code == 2 and "cannot write to storage path" in one_error_line(capsys)
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
+    with pytest.raises(SystemExit) as e:
+        ae_sweep.main(["--storage-path", str(tmp_path / "runs"), "--wandb-mode", "online"])
+    assert e.value.code == 2 and "needs an API key" in one_error_line(capsys)
+    monkeypatch.delenv("WANDB_MODE")
+    assert runner.resolve_wandb_mode(None) == "offline"  # no key: offline by default
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert runner.resolve_wandb_mode(None) == "online"
+
+
+def test_classifier_needs_an_autoencoder_checkpoint(tmp_path, capsys):
+    cases = [
+        ([], "give exactly one of --encoder-checkpoint and --encoder-from"),
+        (["--encoder-checkpoint", str(tmp_path / "nope.pt")], "does not exist"),
+        (["--encoder-from", str(tmp_path)], "no best.json"),
+    ]
+    core.save_checkpoint(core.checkpoint_payload("gan", gan.GANConfig(), {}, 1, [], {}), tmp_path)
+    cases.append((["--encoder-checkpoint", str(tmp_path)], "a gan checkpoint, but a autoencoder"))
+    for argv, expected in cases:
+        with pytest.raises(SystemExit) as e:
+            classifier_sweep.main([*argv, "--storage-path", str(tmp_path / "runs")])
+        assert e.value.code == 2 and expected in one_error_line(capsys), argv
+
+
+def test_script_prints_one_line_and_exits_2():
+    proc = subprocess.run(
+        [sys.executable, "sweeps/ae_sweep.py", "--num-samples", "-3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: --num-samples -3 must be at least 1; "
+        "pass the number of trials to run, e.g. --num-samples 20"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Real sweeps (smoke-sized) through Ray Tune
+
+
+@pytest.fixture(scope="module")
+def local_ray(real_data_dir):
+    """One local Ray (2 CPUs) for the in-process sweeps of this module: ~10 s saved per sweep."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ae_run(local_ray, tmp_path_factory):
+    """The autoencoder sweep, smoke-sized with 5 trials of up to 3 epochs so ASHA (grace 1,
+    reduction factor 2) stops some; shared by the tests that read what it wrote."""
+    storage = tmp_path_factory.mktemp("runs")
+    summary = ae_sweep.main(
+        [*SMOKE, "--storage-path", str(storage), "--num-samples", "5", "--max-epochs", "3"]
+    )
+    return summary, storage / "ae_sweep_smoke"
+
+
+def check_sweep_folder(exp: Path, summary: dict, metric: str, mode: str, metrics: list[str]):
+    """What every sweep writes, read back as analysis would."""
+    sweep = json.loads((exp / "sweep.json").read_text())
+    assert sweep["metric"] == metric and sweep["mode"] == mode
+    assert sweep["study_storage"] == f"sqlite:///{exp}/optuna.db"
+    assert summary["complete"] and summary["errored"] == 0
+    assert summary["trials"] == sweep["num_samples"]
+
+    table = pq.read_table(exp / "results.parquet").to_pandas()
+    fixed = ["trial_id", "status", "stopped_early", "epoch", "training_iteration"]
+    assert list(table.columns[:5]) == fixed
+    assert set(metrics) <= set(table.columns)
+    assert {"config/" + k for k in sweep["search_space"]} <= set(table.columns)
+    assert set(table["status"]) == {"TERMINATED"}
+    assert not table.duplicated(["trial_id", "training_iteration"]).any()
+    assert table["trial_id"].nunique() == sweep["num_samples"]
+
+    best = json.loads((exp / "best.json").read_text())
+    last = table.sort_values("training_iteration").groupby("trial_id").last()
+    expected = last[metric].min() if mode == "min" else last[metric].max()
+    assert best["val"][metric] == pytest.approx(expected)
+    assert best["trial_id"] == (last[metric].idxmin() if mode == "min" else last[metric].idxmax())
+    assert best["checkpoint"] == str(exp / "best" / "checkpoint.pt")
+    assert core.load_checkpoint(best["checkpoint"])["kind"] == sweep["model"]
+    assert (
+        best["study_name"] == sweep["study_name"]
+        and best["config"]["epochs"] == sweep["max_epochs"]
+    )
+
+    runs = list((exp / "wandb").glob("offline-run-*"))
+    assert {r.name.rsplit("-", 1)[1] for r in runs} == set(table["trial_id"])
+    return table, best
+
+
+def check_study_matches(exp: Path, table, metric: str, max_epochs: int):
+    """Each Tune trial is one Optuna trial: PRUNED (with every epoch's value) when ASHA stopped it,
+    COMPLETE otherwise."""
+    study = study_of(exp)
+    by_id = {t.user_attrs["trial_id"]: t for t in study.trials if t.state != TrialState.FAIL}
+    assert set(by_id) == set(table["trial_id"])
+    for trial_id, rows in table.groupby("trial_id"):
+        ot = by_id[trial_id]
+        values = dict(zip(rows["training_iteration"], rows[metric], strict=True))
+        assert ot.intermediate_values == pytest.approx(values)
+        if rows["stopped_early"].iloc[0]:
+            assert ot.state == TrialState.PRUNED and len(values) < max_epochs
+        else:
+            assert ot.state == TrialState.COMPLETE and len(values) == max_epochs
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_ae_sweep_writes_everything_and_optuna_sees_asha(ae_run):
+    summary, exp = ae_run
+    table, best = check_sweep_folder(
+        exp, summary, "val_mse", "min", ["train_mse", "val_mse", "time_total_s"]
+    )
+    assert table["stopped_early"].any(), "ASHA stopped no trial; the smoke budget is too small"
+    assert summary["stopped_early"] == table.groupby("trial_id")["stopped_early"].first().sum()
+    check_study_matches(exp, table, "val_mse", 3)
+    assert set(best["test"]) == {"test_mse"} and math.isfinite(best["test"]["test_mse"])
+    assert best["config"]["latent_dim"] == 16 and best["config"]["subset"] == 2000
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_classifier_sweep_on_the_ae_sweeps_best_encoder(ae_run, tmp_path):
+    _, ae_exp = ae_run
+    encoder = runner.resolve_encoder(None, str(ae_exp))  # what --encoder-from resolves to
+    assert encoder == str(ae_exp / "best" / "checkpoint.pt")
+    summary = classifier_sweep.main(
+        [*SMOKE, "--storage-path", str(tmp_path), "--encoder-checkpoint", encoder]
+    )
+    exp = tmp_path / "classifier_sweep_smoke"
+    table, best = check_sweep_folder(
+        exp, summary, "val_acc", "max", ["train_loss", "val_loss", "val_acc"]
+    )
+    check_study_matches(exp, table, "val_acc", 2)
+    assert set(table["config/encoder_checkpoint"]) == {encoder}
+    assert 0 <= best["test"]["test_acc"] <= 1 and len(best["test"]["confusion_matrix"]) == 10
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_gan_sweep_reports_fid_every_epoch(local_ray, tmp_path):
+    from trainables import fid
+
+    try:
+        fid.load_reference()
+    except fid.FIDError as e:
+        pytest.skip(f"FID-FM reference weights unavailable: {e}")
+    summary = gan_sweep.main([*SMOKE, "--storage-path", str(tmp_path), "--num-samples", "3"])
+    exp = tmp_path / "gan_sweep_smoke"
+    table, best = check_sweep_folder(exp, summary, "fid", "min", ["d_loss", "g_loss", "fid"])
+    assert table["fid"].notna().all() and (table["fid_epoch"] == table["epoch"]).all()
+    check_study_matches(exp, table, "fid", 2)
+    assert math.isfinite(best["test"]["test_fid"])
+
+
+def _finished_trials(exp: Path) -> int:
+    """Trials whose last result says done (ran all epochs or ASHA stopped them)."""
+    done = 0
+    for f in exp.glob("*/result.json"):
+        lines = f.read_text().splitlines()
+        done += bool(lines and json.loads(lines[-1]).get("done"))
+    return done
+
+
+def _terminated_in_snapshot(exp: Path) -> list[str]:
+    """Trial folders that Tune's last experiment snapshot records as TERMINATED."""
+    try:
+        newest = max(exp.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+        trials = [json.loads(t) for t, _ in json.loads(newest.read_text())["trial_data"]]
+    except (ValueError, OSError):  # not written yet, or caught mid-copy
+        return []
+    return [f"train_autoencoder_{t['trial_id']}" for t in trials if t["status"] == "TERMINATED"]
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_resume_after_the_driver_is_killed(local_ray, tmp_path):
+    exp = tmp_path / "resumed"
+    cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--storage-path", str(tmp_path)]
+    cmd += ["--name", "resumed", "--num-samples", "6", "--max-epochs", "3"]
+    cmd += ["--wandb-mode", "disabled"]  # W&B is checked above; here it would only cost time
+    with open(tmp_path / "first.log", "w") as log:
+        driver = subprocess.Popen(
+            cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.time() + 180
+        while time.time() < deadline and driver.poll() is None:
+            if len(_terminated_in_snapshot(exp)) >= 2:
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the sweep ended before it could be killed"
+        os.kill(driver.pid, signal.SIGKILL)  # the driver dies mid-sweep ...
+        time.sleep(1)
+        with contextlib.suppress(ProcessLookupError):  # ... and the local Ray it started
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    finished = _terminated_in_snapshot(exp)
+    assert finished and _finished_trials(exp) < 6
+    results_before = {name: (exp / name / "result.json").read_text() for name in finished}
+
+    summary = ae_sweep.main(["--resume", str(exp)])
+    assert summary["complete"] and summary["trials"] == 6 and summary["errored"] == 0
+    for name, text in results_before.items():  # finished trials were not run again
+        assert (exp / name / "result.json").read_text() == text
+    table = pq.read_table(exp / "results.parquet").to_pandas()
+    assert table["trial_id"].nunique() == 6
+    assert not table.duplicated(["trial_id", "training_iteration"]).any()
+    check_study_matches(exp, table, "val_mse", 3)
+    sweep = json.loads((exp / "sweep.json").read_text())
+    assert len(sweep["resumes"]) == 1 and (exp / "best.json").is_file()
