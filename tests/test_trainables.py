@@ -44,7 +44,7 @@ def test_config_rejects_unknown_keys_and_wrong_types():
 def test_checkpoint_kind_and_corruption_are_clear(tmp_path):
     payload = core.checkpoint_payload("gan", gan.GANConfig(), {}, 1, [], {})
     core.save_checkpoint(payload, tmp_path / "g")
-    with pytest.raises(core.CheckpointError, match="a gan checkpoint, but a autoencoder"):
+    with pytest.raises(core.CheckpointError, match="kind 'gan', but kind 'autoencoder'"):
         core.load_checkpoint(tmp_path / "g", "autoencoder")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "checkpoint.pt").write_bytes(b"not a checkpoint")

@@ -11,6 +11,8 @@ import json
 import math
 import numbers
 import os
+import socket
+import sys
 import tempfile
 import types
 import typing
@@ -143,10 +145,26 @@ def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
 # Devices, optimisers, schedules, seeding
 
 
+def ray_gpu_ids() -> list[str] | None:
+    """The GPUs Ray gave this process when it is a Ray worker (a Tune trial); None outside one
+    (plain Python, or the sweep's driver)."""
+    ray = sys.modules.get("ray")  # a Ray worker has imported it; nothing else needs to
+    if ray is None or not ray.is_initialized():
+        return None
+    context = ray.get_runtime_context()
+    if context.worker.mode != ray.WORKER_MODE:
+        return None
+    return context.get_accelerator_ids().get("GPU", [])
+
+
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> the GPU Ray gave this trial (CUDA_VISIBLE_DEVICES is set by Ray), else CPU."""
+    """'auto' -> cuda if a GPU is visible (Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs),
+    else CPU. A Ray trial given no GPU runs on the CPU even on a GPU node: current Ray leaves
+    CUDA_VISIBLE_DEVICES alone then (ray-project/ray#54868), so torch would see every GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        granted = ray_gpu_ids()
+        use_gpu = torch.cuda.is_available() and (granted is None or len(granted) > 0)
+        return torch.device("cuda" if use_gpu else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} but no CUDA GPU is visible; use device='auto' or 'cpu'")
@@ -286,7 +304,7 @@ def load_checkpoint(
         )
     if kind is not None and payload["kind"] != kind:
         raise CheckpointError(
-            f"{file}: a {payload['kind']} checkpoint, but a {kind} checkpoint is needed here"
+            f"{file}: checkpoint of kind '{payload['kind']}', but kind '{kind}' is needed here"
         )
     payload["path"] = str(file)
     return payload
@@ -297,7 +315,9 @@ def load_checkpoint(
 
 
 class TuneReporter:
-    """Inside a Ray Tune trial: restore from Tune's checkpoint, report through ``tune.report``."""
+    """Inside a Ray Tune trial: restore from Tune's checkpoint, report through ``tune.report``.
+    Each checkpoint also records where it was trained (``trained_on``: the Ray node, host, GPU
+    ids and torch device), which Tune's own result fields (one IP per machine) cannot tell."""
 
     def restore(self) -> dict[str, Any] | None:
         from ray import tune
@@ -309,8 +329,18 @@ class TuneReporter:
             return load_checkpoint(d)
 
     def report(self, metrics: dict[str, Any], payload: dict[str, Any]) -> None:
+        import ray
         from ray import tune
 
+        payload = {
+            **payload,
+            "trained_on": {
+                "node_id": ray.get_runtime_context().get_node_id(),
+                "hostname": socket.gethostname(),
+                "gpu_ids": ray_gpu_ids() or [],
+                "device": str(resolve_device(payload["config"].get("device", "auto"))),
+            },
+        }
         with tempfile.TemporaryDirectory(prefix="latentsweep-ckpt-") as d:
             save_checkpoint(payload, d)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
@@ -356,7 +386,7 @@ def restore_into(
         return 0, [], {}
     if payload["kind"] != kind:
         raise CheckpointError(
-            f"{payload['path']}: a {payload['kind']} checkpoint, cannot resume a {kind}"
+            f"{payload['path']}: checkpoint of kind '{payload['kind']}' cannot resume a '{kind}' run"
         )
     for name, module in modules.items():
         module.load_state_dict(payload["state"][name])

@@ -1,0 +1,244 @@
+"""Reading what a sweep or a training run left behind: sweep folders (``sweep.json``, ``best.json``,
+``results.parquet``), Optuna storage, checkpoints and the FashionMNIST test split. Nothing here
+writes a file, and nothing imports a sweep script.
+
+Two kinds of failure:
+  * ``InputError``: the path given is unusable (neither a sweep folder nor a checkpoint, a
+    checkpoint of the wrong kind); the command line prints ``error: <problem>; <fix>``, exits 2.
+  * ``MissingInput``: one input a figure needs is absent (no Optuna storage, no latent-2 run, no
+    best checkpoint, no dataset); its message says what would produce it and the report lists
+    the figure as skipped.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from trainables import core, data
+
+SWEEP_FILE = "sweep.json"  # its presence marks a sweep folder
+BEST_FILE = "best.json"
+RESULTS_FILE = "results.parquet"
+STORAGE_FILE = "optuna.db"
+BEST_DIR = "best"  # <exp>/best/checkpoint.pt: the best trial's checkpoint
+
+
+class InputError(Exception):
+    """The path given cannot be analysed; the message reads ``problem; fix``."""
+
+
+class MissingInput(Exception):
+    """An input one figure needs is absent; the message says what would produce it."""
+
+
+def a(noun: str) -> str:
+    """The noun with its indefinite article: 'an autoencoder', 'a gan'."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise InputError(
+            f"{path}: not readable JSON ({e}); rewrite it or rerun the sweep that made it"
+        ) from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: expected a JSON object; rerun the sweep that made it")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweep folders
+
+
+@dataclass
+class Sweep:
+    """A sweep folder: ``sweep.json`` (always), the rest read on demand."""
+
+    root: Path
+    spec: dict[str, Any]  # sweep.json
+    best: dict[str, Any] | None  # best.json, None until the sweep has finished
+    storage_override: str | None = None  # --study-storage: a URL with the password sweep.json masks
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, root: str | Path) -> Sweep:
+        root = Path(root)
+        spec = _read_json(root / SWEEP_FILE)
+        best = _read_json(root / BEST_FILE) if (root / BEST_FILE).is_file() else None
+        return cls(root, spec, best)
+
+    @property
+    def model(self) -> str:
+        return str(self.spec.get("model") or (self.best or {}).get("model") or "unknown")
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("experiment") or self.root.name)
+
+    @property
+    def metric(self) -> str:
+        return str(self.spec.get("metric") or (self.best or {}).get("metric") or "")
+
+    @property
+    def mode(self) -> str:
+        return str(self.spec.get("mode") or (self.best or {}).get("mode") or "min")
+
+    def results(self) -> pd.DataFrame:
+        """``results.parquet``: one row per trial per epoch."""
+        if "results" not in self._cache:
+            path = self.root / RESULTS_FILE
+            if not path.is_file():
+                raise MissingInput(
+                    f"no {RESULTS_FILE} in {self.root}; the sweep runner writes it when the "
+                    "sweep ends (rerun or finish the sweep)"
+                )
+            frame = pd.read_parquet(path)
+            if frame.empty:
+                raise MissingInput(f"{path} has no rows; the sweep finished no epoch")
+            self._cache["results"] = frame
+        return self._cache["results"]
+
+    def storage_url(self) -> str:
+        """``study_storage`` from sweep.json; a SQLite file that moved with the folder is found
+        at ``<exp>/optuna.db``. A SQLite path that exists nowhere is never opened, because
+        opening it would create an empty database."""
+        if self.storage_override:
+            return self.storage_override
+        url = self.spec.get("study_storage") or (self.best or {}).get("study_storage")
+        local = self.root / STORAGE_FILE
+        if url and not url.startswith("sqlite:"):
+            if ":***@" in url:
+                raise MissingInput(
+                    f"sweep.json's study storage {url} has its password masked; pass "
+                    "--study-storage with the full URL"
+                )
+            return url  # a database server: let Optuna try it
+        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0]) if url else None
+        if path and path.is_file():
+            return url
+        if local.is_file():
+            return f"sqlite:///{local.resolve()}"
+        same = path is None or path.resolve() == local.resolve()
+        looked = local if same else f"{path} nor {local}"
+        raise MissingInput(
+            f"no Optuna storage: no {looked}; a sweep writes it while it runs (or pass "
+            "--study-storage URL)"
+        )
+
+    def study(self):
+        """The Optuna study of the sweep, loaded from its storage."""
+        if "study" not in self._cache:
+            import optuna
+
+            optuna.logging.set_verbosity(logging.WARNING)
+            url = self.storage_url()
+            name = self.spec.get("study_name") or (self.best or {}).get("study_name")
+            try:
+                self._cache["study"] = optuna.load_study(study_name=name, storage=url)
+            except KeyError:
+                raise MissingInput(
+                    f"no study {name!r} in {url}; check study_name in sweep.json"
+                ) from None
+            except Exception as e:  # SQLAlchemy/Optuna raise many types for a bad database
+                raise MissingInput(
+                    f"cannot open Optuna storage {url} ({type(e).__name__}: {e}); "
+                    "check study_storage in sweep.json"
+                ) from None
+        return self._cache["study"]
+
+    def best_checkpoint(self) -> Path:
+        """The best trial's checkpoint: best.json's ``checkpoint``, else ``<exp>/best``."""
+        recorded = Path(self.best["checkpoint"]) if (self.best or {}).get("checkpoint") else None
+        for candidate in filter(None, (recorded, self.root / BEST_DIR)):  # the folder may move
+            try:
+                return core.checkpoint_file(candidate)
+            except core.CheckpointError:
+                continue
+        raise MissingInput(
+            f"no best checkpoint at {recorded or self.root / BEST_DIR}; the sweep writes it when "
+            "it finishes, or pass --checkpoint"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs: a sweep folder or a checkpoint
+
+
+def open_input(path: str | Path) -> Sweep | Path:
+    """A ``Sweep`` for a sweep folder, the checkpoint file for a checkpoint file or folder."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(
+            f"{path} does not exist; pass a sweep folder (with {SWEEP_FILE}) or a checkpoint "
+            "file or folder"
+        )
+    if path.is_dir() and (path / SWEEP_FILE).is_file():
+        return Sweep.open(path)
+    try:
+        return core.checkpoint_file(path)
+    except core.CheckpointError:
+        raise InputError(
+            f"{path} is not a sweep folder (no {SWEEP_FILE}) nor a checkpoint (no "
+            f"{core.CHECKPOINT_FILE}); pass the folder a sweep wrote or a checkpoint written "
+            "by python -m trainables.<model>"
+        ) from None
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """A checkpoint given on the command line: any problem is the user's to fix (InputError).
+    A sweep folder stands for its best checkpoint."""
+    path = Path(path)
+    if path.is_dir() and (path / SWEEP_FILE).is_file():
+        try:
+            path = Sweep.open(path).best_checkpoint()
+        except MissingInput as e:
+            raise InputError(str(e)) from None
+    try:
+        return core.load_checkpoint(path, kind)
+    except core.CheckpointError as e:
+        fix = (
+            "" if ";" in str(e) else f"; pass {a(kind or 'latentsweep')} checkpoint file or folder"
+        )
+        raise InputError(f"{e}{fix}") from None
+
+
+def test_metrics_beside(checkpoint: str | Path) -> dict[str, Any]:
+    """``test_metrics.json`` written next to a checkpoint by ``python -m trainables.<model>``."""
+    path = Path(checkpoint).parent / "test_metrics.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The test split
+
+
+@functools.cache
+def test_split(
+    data_dir: str | None = None, max_images: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The FashionMNIST test images as floats in [0, 1] (N, 1, 28, 28) and labels (N,), the
+    first ``max_images`` of them (the test file is not ordered by class). Never downloads."""
+    try:
+        directory = data.resolve_data_dir(data_dir, download=False)
+        images, labels = data.read_split(directory, "test")
+    except data.DataError as e:
+        raise MissingInput(str(e)) from None
+    if max_images is not None:
+        images, labels = images[:max_images], labels[:max_images]
+    x = torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0)
+    return x, torch.from_numpy(labels.copy())
