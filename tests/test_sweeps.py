@@ -193,7 +193,7 @@ def test_classifier_needs_an_autoencoder_checkpoint(tmp_path, capsys):
         (["--encoder-from", str(tmp_path)], "no best.json"),
     ]
     core.save_checkpoint(core.checkpoint_payload("gan", gan.GANConfig(), {}, 1, [], {}), tmp_path)
-    cases.append((["--encoder-checkpoint", str(tmp_path)], "a gan checkpoint, but a autoencoder"))
+    cases.append((["--encoder-checkpoint", str(tmp_path)], "kind 'gan', but kind 'autoencoder'"))
     for argv, expected in cases:
         with pytest.raises(SystemExit) as e:
             classifier_sweep.main([*argv, "--storage-path", str(tmp_path / "runs")])
