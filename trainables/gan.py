@@ -134,7 +134,7 @@ def train_gan(config: dict[str, Any], data: Splits | None = None, reporter=None)
     train = DeviceSplit(data.train_x, data.train_y, device)
     val = DeviceSplit(data.val_x, data.val_y, device)
     n_fid = min(cfg.fid_samples, len(val))
-    reference = fid.real_stats(val.x[:n_fid], device)  # once per trial
+    reference = fid.real_stats(val.x, device, n=n_fid)  # once per trial
 
     core.seed_epoch(cfg, 0, device)
     generator = Generator(cfg.latent_size, cfg.hidden_size).to(device)
@@ -196,8 +196,8 @@ def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") 
     data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed)
     dev = core.resolve_device(device)
     n = min(cfg.fid_samples, len(data.test_y))
-    test = DeviceSplit(data.test_x[:n], data.test_y[:n], dev)
-    reference = fid.real_stats(test.x, dev)
+    test = DeviceSplit(data.test_x, data.test_y, dev)
+    reference = fid.real_stats(test.x, dev, n=n)  # a seeded n of the 10,000 test images
     return {
         "test_fid": fid.fid_from_generator(generator.to(dev), cfg.latent_size, n, reference, dev)
     }
