@@ -22,12 +22,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import fnmatch
+import functools
 import hashlib
 import json
 import logging
 import math
 import netrc
 import os
+import pickletools
+import re
 import socket
 import sys
 import time
@@ -47,7 +51,12 @@ import sqlalchemy
 from optuna.trial import TrialState
 from ray import tune
 from ray.air.constants import TRAINING_ITERATION
-from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+from ray.air.integrations.wandb import (
+    WandbLoggerCallback,
+    _clean_log,
+    _QueueItem,
+    _WandbLoggingActor,
+)
 from ray.air.util.node import _force_on_current_node
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
@@ -269,7 +278,8 @@ class PruningOptunaSearch(OptunaSearch):
     TPE) cannot tell a pruned trial from a finished one. Here every epoch's metric is reported
     as an intermediate value (step = training_iteration), and at the end the trial is told
     PRUNED if it stopped before ``max_epochs`` (Optuna then takes its last intermediate value),
-    FAIL if it errored or its metric is NaN/inf, COMPLETE otherwise. The Tune trial id is kept as
+    FAIL if it errored, diverged or its metric is NaN/inf (user attribute ``fail_reason`` says
+    which; a diverged trial's is its error), COMPLETE otherwise. The Tune trial id is kept as
     the Optuna trial's user attribute ``trial_id``.
 
     The state (the study, the sampler, the trial map) is pickled into the experiment folder by
@@ -323,6 +333,8 @@ class PruningOptunaSearch(OptunaSearch):
             reason = (
                 "the trial errored"
                 if error
+                else str(result.get(ERROR) or "the trial diverged")
+                if result.get(DIVERGED)
                 else f"no {self.metric} reported"
                 if value is None
                 else f"{self.metric}={value!r} is not a finite number"
@@ -499,6 +511,21 @@ class SweepWandbCallback(WandbLoggerCallback):
                 num_cpus=0, max_restarts=-1, max_task_retries=-1, **_force_on_current_node()
             )(self._logger_actor_cls)
         super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        # Ray's version waits (ray.get) until each result is in the trial's queue actor, and a
+        # trial's first result waits for that actor's process to start. Tune's loop, and with
+        # it every trial blocked in tune.report, stalls meanwhile: 78% of the driver's time on
+        # 2 busy CPUs (docs/performance.md). Fire and forget keeps the order: one caller's
+        # actor calls run in submission order. on_experiment_end still waits for the runs.
+        if trial not in self._trial_logging_actors:
+            self.log_trial_start(trial)
+        result = _clean_log(result, video_kwargs=self.video_kwargs, image_kwargs=self.image_kwargs)
+        self._trial_queues[trial].actor.put_nowait.remote((_QueueItem.RESULT, result))
+
+    def _signal_logging_actor_stop(self, trial) -> None:
+        # Likewise at a trial's end (43% of the driver's time once results no longer wait).
+        self._trial_queues[trial].actor.put_nowait.remote((_QueueItem.END, None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -687,13 +714,70 @@ def read_sweep_file(sweep: Sweep, directory: str) -> dict[str, Any]:
             f"--resume {directory}: no {SWEEP_FILE} there, so it is not a sweep's experiment folder",
             "pass the folder a sweep created (<storage-path>/<name>)",
         )
-    saved = exp.read_json(SWEEP_FILE)
+    try:
+        saved = exp.read_json(SWEEP_FILE)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SweepError(
+            f"--resume {directory}: {exp.uri_of(SWEEP_FILE)} is not valid JSON ({e}); the file "
+            "is truncated or was edited",
+            "restore it from a backup (--resume reads the sweep's settings from it)",
+        ) from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("args"), dict):
+        raise SweepError(
+            f"--resume {directory}: {exp.uri_of(SWEEP_FILE)} is not a sweep record",
+            "pass the folder a sweep created (<storage-path>/<name>)",
+        )
     if saved.get("model") != sweep.kind:
         raise SweepError(
             f"--resume {directory} is a {saved.get('model')} sweep, not a {sweep.kind} sweep",
             f"resume it with {saved.get('script', 'its own script')}",
         )
     return saved
+
+
+# Ray Tune's state in an experiment folder, as --resume reads it: (file or glob, format).
+TUNE_STATE = (
+    ("tuner.pkl", "pickle"),
+    ("experiment_state-*.json", "json"),
+    ("searcher-state-*.pkl", "pickle"),
+    ("search_gen_state-*.json", "pickle"),  # a cloudpickle despite its name (Ray's _atomic_save)
+)
+
+
+def check_restorable(exp: Folder) -> None:
+    """Before Ray starts: Ray Tune's state files in ``exp`` are there and whole (the newest of
+    each, as Tune reads them). A truncated file is then an error naming it rather than a
+    traceback from inside Ray, or a searcher silently started afresh. Pickles are only parsed
+    (``pickletools``), not loaded: nothing in them runs until Tune restores them."""
+    if not exp.exists("tuner.pkl"):
+        raise SweepError(
+            f"--resume {exp.uri}: Ray Tune never started there (no tuner.pkl)",
+            "start the sweep again without --resume",
+        )
+    names = [
+        info.base_name
+        for info in exp.fs.get_file_info(pafs.FileSelector(exp.path))
+        if info.type == pafs.FileType.File
+    ]
+    for pattern, fmt in TUNE_STATE:
+        matches = sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+        if not matches:
+            continue
+        name = matches[-1]  # timestamped names: the last is the newest
+        try:
+            data = exp.read_bytes(name)
+            if fmt == "json":
+                json.loads(data)
+            else:
+                for _ in pickletools.genops(data):
+                    pass
+        except (ValueError, UnicodeDecodeError, OSError) as e:
+            raise SweepError(
+                f"--resume {exp.uri}: Ray Tune's state file {exp.uri_of(name)} is truncated or "
+                f"corrupt ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                "restore the folder from a backup; or rerun the sweep under a new --name "
+                "(its results.parquet and trial folders here stay readable)",
+            ) from None
 
 
 def validate_args(sweep: Sweep, args: argparse.Namespace) -> None:
@@ -926,8 +1010,46 @@ def cluster_node_resources() -> tuple[float, float]:
     )
 
 
+def warn_if_node_local(exp: Folder) -> None:
+    """Say before trials start when a local experiment folder meets a multi-node cluster: trials
+    write checkpoints and results on the node they run on, so the folder must be one file system
+    shared by every node (NFS, or several nodes on one machine as in tests/test_cluster.py)."""
+    nodes = sum(bool(n.get("Alive")) for n in ray.nodes())
+    if exp.local is None or nodes < 2:
+        return
+    print(
+        f"warning: experiment folder {exp.local} is a local path, but the Ray cluster has "
+        f"{nodes} nodes: unless every node mounts it at that path (NFS), trials on other nodes "
+        "cannot save results or checkpoints the driver reads (Ray fails them with 'Unable to "
+        "set up cluster storage'); use --storage-path s3://BUCKET/PATH or gs://BUCKET/PATH",
+        flush=True,
+    )
+
+
 def trial_dirname(trial) -> str:
     return f"{trial.trainable_name}_{trial.trial_id}"
+
+
+# Keys of the last result of a trial that diverged (see ``end_on_divergence``).
+DIVERGED, ERROR = "diverged", "error"
+
+
+def end_on_divergence(train, metric: str):
+    """``train``, but a trial whose loss became NaN/inf ends with one last result saying so
+    (``diverged: True``, ``error``: the reason, ``metric``: NaN) instead of raising. Raised, Tune
+    would retry it --max-failures times from its last checkpoint, and since epochs replay
+    exactly it would diverge again each time. ASHA ignores a NaN (its cutoffs use nanpercentile);
+    PruningOptunaSearch tells Optuna FAIL with the reason; ``finish`` marks it DIVERGED."""
+
+    @functools.wraps(train)  # keeps the name: Tune's trial folders and --resume depend on it
+    def trainable(config: dict[str, Any], **kwargs: Any) -> None:
+        try:
+            train(config, **kwargs)
+        except core.DivergedError as e:
+            # Tune requires the metric in every result; NaN says "no score" to all its parts.
+            tune.report({**e.metrics, metric: math.nan, DIVERGED: True, ERROR: str(e)})
+
+    return trainable
 
 
 # ---------------------------------------------------------------------------------------------
@@ -949,16 +1071,19 @@ def run(sweep: Sweep, args: argparse.Namespace, param_space: dict[str, Any]) -> 
         "data_seed": args.data_seed,
         "subset": args.subset,
     }
-    check_space(module, space)
+    try:
+        check_space(module, space)
+    except core.ConfigError as e:
+        flag = f"--{e.key.replace('_', '-')}" if e.key else "a flag"
+        raise SweepError(
+            f"{e} (in the search space or set by a flag)",
+            f"fix {flag} if you gave it, else the space in sweeps/{sweep.name}.py",
+        ) from None
 
     if args.resume:
         exp = Folder(args.resume)
         args.storage_path, args.name = exp.parent_uri(), exp.name
-        if not exp.exists("tuner.pkl"):
-            raise SweepError(
-                f"--resume {exp.uri}: Ray Tune never started there (no tuner.pkl)",
-                "start the sweep again without --resume",
-            )
+        check_restorable(exp)
     else:
         args.storage_path = Folder(args.storage_path).uri  # absolute, as recorded in sweep.json
         exp = Folder(args.storage_path).child(args.name)
@@ -987,8 +1112,9 @@ def run(sweep: Sweep, args: argparse.Namespace, param_space: dict[str, Any]) -> 
     try:
         if args.address or not started_ray:
             resolve_resources(args, *cluster_node_resources(), autoscaling=bool(args.address))
+            warn_if_node_local(exp)
         trainable = tune.with_resources(
-            tune.with_parameters(module.TRAINABLE, data=splits),
+            tune.with_parameters(end_on_divergence(module.TRAINABLE, sweep.metric), data=splits),
             {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
         )
         if args.resume:
@@ -1008,10 +1134,13 @@ def run(sweep: Sweep, args: argparse.Namespace, param_space: dict[str, Any]) -> 
         # The classic progress table (CLIReporter); W&B's mode for SweepWandbCallback; and no
         # warning about the experiment snapshot Tune forces after every trial checkpoint
         # (num_to_keep=1), which is what keeps --resume close to where the driver stopped.
-        with _environ(
-            RAY_AIR_NEW_OUTPUT="0",
-            WANDB_MODE=wandb_mode,
-            TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S="0",
+        with (
+            _environ(
+                RAY_AIR_NEW_OUTPUT="0",
+                WANDB_MODE=wandb_mode,
+                TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S="0",
+            ),
+            _no_credentials_through_ray(),
         ):
             tuner.fit()
         summary = finish(sweep, args, exp, splits, module)
@@ -1124,6 +1253,26 @@ def sweep_record(
 
 
 @contextlib.contextmanager
+def _no_credentials_through_ray() -> Iterator[None]:
+    """Keep the driver's AWS_* credentials out of the trials' runtime_env. Ray Tune copies them
+    there, and Ray's runtime-env agent logs every runtime_env in plain text (session logs, on
+    every node). Trials need not get them that way: a local Ray's workers inherit the driver's
+    environment, and a cluster's nodes have their own (instance role, ~/.aws, or the environment
+    `ray start` ran in; see docs/cluster.md)."""
+    from ray.tune.execution import class_cache
+
+    propagated = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
+    if propagated is None:  # another Ray version: nothing to filter
+        yield
+        return
+    class_cache.ENV_VARS_TO_PROPAGATE = {v for v in propagated if not v.startswith("AWS_")}
+    try:
+        yield
+    finally:
+        class_cache.ENV_VARS_TO_PROPAGATE = propagated
+
+
+@contextlib.contextmanager
 def _environ(**values: str) -> Iterator[None]:
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -1145,34 +1294,62 @@ def _now() -> str:
 # After the sweep: results.parquet, the best trial, its test metrics, the summary
 
 
-def trial_rows(trial, history, max_epochs: int) -> list[dict[str, Any]]:
+def diverged(trial) -> bool:
+    """The trial ended because its loss became NaN/inf (see ``end_on_divergence``)."""
+    return (trial.last_result or {}).get(DIVERGED) is True
+
+
+def trial_error(trial) -> str | None:
+    """Why a trial failed, in one line: its divergence, or what ended an errored trial (the last
+    line of Ray's error.txt naming an exception, else its first line after the "Failure # N"
+    header); None if it did not fail."""
+    if diverged(trial):
+        return str(trial.last_result.get(ERROR) or "the trial diverged")
+    if trial.status != "ERROR":
+        return None
+    try:
+        text = trial.get_error() or ""
+    except Exception:  # an unreadable error file must not stop the results being written
+        text = ""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b", line)]
+    first = [line for line in lines if not line.startswith("Failure #")][:1]
+    return (named or first or ["the trial errored"])[-1][:500]
+
+
+def trial_rows(trial, history, max_epochs: int, error: str | None = None) -> list[dict[str, Any]]:
     """One row per epoch of one trial (an epoch repeated by a restore keeps its latest row); a
-    trial that never reported gets one row with empty metrics so it is not lost."""
+    trial that never reported gets one row with empty metrics so it is not lost. A diverged
+    trial's status is DIVERGED (Ray says TERMINATED); ``error`` is why a trial failed."""
     by_iteration: dict[int, dict[str, Any]] = {}
     for record in history:
         if record.get(TRAINING_ITERATION) is not None:
             by_iteration[int(record[TRAINING_ITERATION])] = record
     last = max(by_iteration, default=0)
+    ended = diverged(trial)
     head = {
         "trial_id": trial.trial_id,
-        "status": trial.status,
-        "stopped_early": trial.status == "TERMINATED" and 0 < last < max_epochs,
+        "status": "DIVERGED" if ended else trial.status,
+        "stopped_early": trial.status == "TERMINATED" and not ended and 0 < last < max_epochs,
     }
     config = {f"config/{k}": v for k, v in trial.config.items()}
     if not by_iteration:
-        return [{**head, "epoch": None, TRAINING_ITERATION: None, **config}]
+        return [{**head, "epoch": None, TRAINING_ITERATION: None, ERROR: error, **config}]
     rows = []
     for iteration, record in sorted(by_iteration.items()):
         metrics = {
             k: v
             for k, v in record.items()
-            if k not in TUNE_KEYS and not k.startswith("config/") and k != "epoch"
+            if k not in TUNE_KEYS
+            and not k.startswith("config/")
+            and k not in ("epoch", DIVERGED, ERROR)
         }
         rows.append(
             {
                 **head,
                 "epoch": record.get("epoch", iteration),
                 TRAINING_ITERATION: iteration,
+                ERROR: error,
                 **metrics,
                 **config,
             }
@@ -1204,26 +1381,35 @@ def _plain(value: Any) -> Any:
 
 def finish(sweep: Sweep, args: argparse.Namespace, exp: Folder, splits, module) -> dict[str, Any]:
     """Write results.parquet; if every trial has finished, pick the best by its last ``metric``
-    (ERROR trials excluded), evaluate its checkpoint on the test split and write best.json and
-    best/checkpoint.pt. Returns the numbers of the summary."""
+    (ERROR and DIVERGED trials excluded), evaluate its checkpoint on the test split and write
+    best.json and best/checkpoint.pt. Returns the numbers of the summary."""
     record = exp.read_json(SWEEP_FILE)
     if record.get("study_file") and exp.local is None:
         local_db = sqlite_path(record["study_storage"])
         exp.copy_in(pafs.LocalFileSystem(), str(local_db), STUDY_FILE)
     analysis = tune.ExperimentAnalysis(exp.uri)
     trials = sorted(analysis.trials, key=lambda t: t.trial_id)
-    rows = []
+    rows, failures = [], {}
     for trial in trials:
         df = analysis.trial_dataframes.get(trial.trial_id)
         history = df.to_dict("records") if df is not None and len(df) else []
-        rows.extend(trial_rows(trial, history, args.max_epochs))
-    exp.write_parquet(RESULTS_FILE, rows_to_table(rows))
+        error = trial_error(trial)
+        if error:
+            failures[trial.trial_id] = ("diverged" if diverged(trial) else "errored", error)
+        rows.extend(trial_rows(trial, history, args.max_epochs, error))
+    table = rows_to_table(rows)
+    table = table.set_column(  # a string column even when no trial failed
+        table.schema.get_field_index(ERROR), ERROR, table[ERROR].cast(pa.string())
+    )
+    exp.write_parquet(RESULTS_FILE, table)
 
     unfinished = [t for t in trials if t.status not in ("TERMINATED", "ERROR")]
     summary: dict[str, Any] = {
         "experiment": exp.uri,
         "trials": len(trials),
         "errored": sum(t.status == "ERROR" for t in trials),
+        "diverged": sum(map(diverged, trials)),
+        "failures": failures,  # trial id -> (errored | diverged, why)
         "stopped_early": len({r["trial_id"] for r in rows if r["stopped_early"]}),
         "trial_epochs": sum(int((t.last_result or {}).get(TRAINING_ITERATION, 0)) for t in trials),
         "trial_epochs_budget": args.num_samples * args.max_epochs,
@@ -1233,7 +1419,9 @@ def finish(sweep: Sweep, args: argparse.Namespace, exp: Folder, splits, module) 
     candidates = [
         t
         for t in trials
-        if t.status == "TERMINATED" and _finite((t.last_result or {}).get(sweep.metric))
+        if t.status == "TERMINATED"
+        and not diverged(t)
+        and _finite((t.last_result or {}).get(sweep.metric))
     ]
     if summary["complete"] and candidates:
         sign = 1 if sweep.mode == "min" else -1
@@ -1279,9 +1467,23 @@ def fetch_study_copy(exp: Folder, record: dict[str, Any]) -> None:
     if not record.get("study_file") or exp.local is not None:
         return
     local_db = sqlite_path(record["study_storage"])
-    if not local_db.exists() and exp.exists(STUDY_FILE):
-        local_db.parent.mkdir(parents=True, exist_ok=True)
-        local_db.write_bytes(exp.read_bytes(STUDY_FILE))
+    if local_db.exists():
+        return
+    if not exp.exists(STUDY_FILE):  # the driver died before it could copy the study up
+        raise SweepError(
+            f"--resume {exp.uri}: its Optuna study {local_db} is not on this machine, and "
+            f"{exp.uri_of(STUDY_FILE)} does not exist (the sweep's driver was killed)",
+            "resume it on the machine whose driver started it; for sweeps that must resume "
+            "anywhere, pass --study-storage postgresql://... when you start them",
+        )
+    local_db.parent.mkdir(parents=True, exist_ok=True)
+    local_db.write_bytes(exp.read_bytes(STUDY_FILE))
+
+
+def exit_status(summary: dict[str, Any]) -> int:
+    """A sweep script's exit status: 0 once every trial has finished (errored and diverged ones
+    included), else 130, as after Ctrl-C (the sweep was interrupted: continue it with --resume)."""
+    return 0 if summary["complete"] else 130
 
 
 def print_summary(sweep: Sweep, args: argparse.Namespace, summary: dict, wandb_mode: str) -> None:
@@ -1293,11 +1495,17 @@ def print_summary(sweep: Sweep, args: argparse.Namespace, summary: dict, wandb_m
         )
     elif best is None:
         print(f"{name}: no trial finished with a finite {sweep.metric}; nothing to evaluate")
+    failures = list(summary["failures"].items())
+    for trial_id, (what, why) in failures[:5]:
+        print(f"{name}: trial {trial_id} {what}: {why}")
+    if len(failures) > 5:
+        print(f"{name}: {len(failures) - 5} more failed; see the error column of {RESULTS_FILE}")
     if best:
         print(f"{name}: best trial {best['trial_id']}: " + json.dumps(best["config"]))
     parts = [
         f"{summary['trials']} trials",
         f"{summary['errored']} errored",
+        f"{summary['diverged']} diverged",
         f"{summary['stopped_early']} stopped early",
     ]
     if best:
@@ -1313,9 +1521,8 @@ def print_summary(sweep: Sweep, args: argparse.Namespace, summary: dict, wandb_m
         f"{args.num_samples}x{args.max_epochs})",
     ]
     print(f"{name}: " + ", ".join(parts))
-    print(
-        f"{name}: results in {exp} ({RESULTS_FILE}, {BEST_FILE}, {BEST_CHECKPOINT}, {STUDY_FILE})"
-    )
+    written = (RESULTS_FILE, BEST_FILE, BEST_CHECKPOINT) if best else (RESULTS_FILE,)
+    print(f"{name}: results in {exp} ({', '.join(written)}, {STUDY_FILE})")
     if wandb_mode == "offline":
         wandb_dir = wandb_root(Folder(exp).local) / "wandb"
         print(

@@ -28,7 +28,12 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 
 class ConfigError(ValueError):
-    """A config key is unknown or has the wrong type or value."""
+    """A config key is unknown or has the wrong type or value; ``key`` names it when it is one
+    key (so a command line can name the flag that sets it)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 class CheckpointError(RuntimeError):
@@ -36,7 +41,14 @@ class CheckpointError(RuntimeError):
 
 
 class DivergedError(RuntimeError):
-    """A training loss became NaN or infinite; the trial cannot continue."""
+    """A training loss became NaN or infinite; the trial cannot continue. Retrying it from its
+    last checkpoint would diverge again (epochs replay exactly), so a sweep ends the trial and
+    records why. ``epoch`` and ``metrics`` (the non-finite epoch's metrics) say where."""
+
+    def __init__(self, message: str, epoch: int | None = None, metrics: dict | None = None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.metrics = dict(metrics or {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,7 +119,7 @@ class TrainConfig:
 
 def _check(cfg: TrainConfig, ok: bool, key: str, why: str) -> None:
     if not ok:
-        raise ConfigError(f"{type(cfg).__name__}.{key}={getattr(cfg, key)!r} {why}")
+        raise ConfigError(f"{type(cfg).__name__}.{key}={getattr(cfg, key)!r} {why}", key=key)
 
 
 def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
@@ -118,7 +130,8 @@ def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
             return None
         hint = next(a for a in args if a is not type(None))
     bad = ConfigError(
-        f"{owner}.{key}={value!r} has type {type(value).__name__}, expected {getattr(hint, '__name__', hint)}"
+        f"{owner}.{key}={value!r} has type {type(value).__name__}, expected {getattr(hint, '__name__', hint)}",
+        key=key,
     )
     if hint is bool:
         if isinstance(value, bool) or (hasattr(value, "dtype") and value.dtype == bool):
@@ -218,7 +231,9 @@ def check_finite(metrics: dict[str, float], epoch: int) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise DivergedError(
                 f"{key} became {value} at epoch {epoch}; the trial diverged "
-                "(lower the learning rate or change the optimiser)"
+                "(lower the learning rate or change the optimiser)",
+                epoch=epoch,
+                metrics=metrics,
             )
 
 
