@@ -946,6 +946,7 @@ def start_ray(args: argparse.Namespace) -> bool:
             ) from None
     else:
         ray.init(
+            address="local",  # a fresh local instance, never someone else's `ray start` cluster
             num_cpus=args.num_cpus,
             include_dashboard=False,
             dashboard_host="127.0.0.1",

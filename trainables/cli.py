@@ -51,10 +51,16 @@ def _parse_optional(kind):
     return parse
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message (as the sweeps)
+        print(f"error: {message}; see {self.prog} --help", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 def build_parser(kind: str) -> argparse.ArgumentParser:
     module = module_for(kind)
     cls = module.CONFIG
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=f"python -m trainables.{kind}",
         description=(module.__doc__ or "").strip().splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -101,7 +107,12 @@ def main(kind: str, argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     try:
         cfg = module.CONFIG.from_dict(config)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(
+                f"cannot write to --out {out} ({e.strerror or e}); pass a folder you can write to"
+            ) from None
         reporter = core.FolderReporter(out, resume=args.resume)
         print(f"{kind}: training into {out} with {json.dumps(cfg.to_dict())}", flush=True)
         t0 = time.perf_counter()
@@ -120,5 +131,21 @@ def main(kind: str, argv: list[str] | None = None) -> dict:
         ValueError,
         OSError,
     ) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_explained(e)}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def _explained(e: Exception) -> str:
+    """``e`` on one line as 'problem; fix' (most messages name their fix already)."""
+    text = " ".join(str(e).split())
+    if "; " in text:
+        return text
+    if isinstance(e, core.ConfigError):
+        flag = "--" + e.key.replace("_", "-") if e.key else "the flags"
+        return f"{text}; pass a valid {flag} (see --help)"
+    if isinstance(e, core.CheckpointError):
+        return (
+            f"{text}; pass a checkpoint of the kind named, as python -m trainables.<kind> "
+            "--out DIR writes it (DIR or DIR/checkpoint.pt)"
+        )
+    return f"{text}; check the flags and paths given (see --help)"

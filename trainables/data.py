@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,23 +140,33 @@ def cache_dir() -> Path:
 
 
 def _download(root: Path) -> Path:
-    """torchvision's download into ``root``, once per node: a file lock serialises trials."""
+    """torchvision's download into ``root``, once per node. A file lock serialises processes,
+    and the files are fetched into a private folder that is renamed into place whole, so a
+    process that looks at ``root`` without the lock (``resolve_data_dir``) never sees half a file.
+    """
     from filelock import FileLock
 
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / ".download.lock")):
         if _has_all(root):  # another process finished while we waited
             return root
+        staging = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
         try:
             from torchvision.datasets import FashionMNIST
 
-            # torchvision writes into root/FashionMNIST/raw; it checks MD5s of what it fetched.
-            FashionMNIST(str(root), train=True, download=True)
-            FashionMNIST(str(root), train=False, download=True)
+            # torchvision writes into <root>/FashionMNIST/raw; it checks MD5s of what it fetched.
+            FashionMNIST(str(staging), train=True, download=True)
+            FashionMNIST(str(staging), train=False, download=True)
+            target = root / "FashionMNIST"
+            if target.exists():  # incomplete (else _has_all): an older, interrupted download
+                shutil.rmtree(target)
+            os.replace(staging / "FashionMNIST", target)
         except Exception as e:  # network errors come in many types
             raise DataError(
                 f"FashionMNIST not found and download failed ({e}); {HOW_TO_GET}"
             ) from e
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return root
 
 

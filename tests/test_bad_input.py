@@ -1,0 +1,265 @@
+"""Bad input, one table: every entry point (the three sweep scripts, the trainables' command lines,
+analysis/report.py) refuses a mistyped flag, an impossible number, a missing, corrupt or
+wrong-kind file or an unusable folder with exit status 2 and one line on stderr,
+``error: <problem>; <fix>``, before Ray starts or training begins, and leaves every file that
+was already there (an earlier experiment included) exactly as it was.
+
+Rows run in-process through each entry point's ``main(argv)`` (the scripts are thin wrappers of
+it); the rows marked ``script`` run the real command line in a subprocess as well."""
+
+import hashlib
+import pickle
+import shlex
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from analysis import report
+from models import ConvAutoencoder
+from sweeps import ae_sweep, classifier_sweep, gan_sweep, runner
+from trainables import autoencoder, cli, core, gan
+
+REPO = Path(__file__).resolve().parents[1]
+
+MAIN = {
+    "ae": ae_sweep.main,
+    "classifier": classifier_sweep.main,
+    "gan": gan_sweep.main,
+    "autoencoder": lambda argv: cli.main("autoencoder", argv),
+    "classifier_cli": lambda argv: cli.main("classifier", argv),
+    "gan_cli": lambda argv: cli.main("gan", argv),
+    "report": report.main,
+}
+SCRIPT = {
+    "ae": ["sweeps/ae_sweep.py"],
+    "classifier": ["sweeps/classifier_sweep.py"],
+    "gan": ["sweeps/gan_sweep.py"],
+    "autoencoder": ["-m", "trainables.autoencoder"],
+    "classifier_cli": ["-m", "trainables.classifier"],
+    "gan_cli": ["-m", "trainables.gan"],
+    "report": ["analysis/report.py"],
+}
+
+# {S}: --storage-path of a folder that already holds one finished-looking experiment, ae_done.
+# (id, entry point, arguments, a distinctive part of the error line, also run as a script)
+CASES = [
+    # --- sweeps: flag values
+    ("unknown-space", "ae", "--space huge {S}", "unknown --space 'huge'; choose one of report", 1),
+    ("zero-trials", "ae", "--num-samples 0 {S}", "--num-samples 0 must be at least 1", 0),
+    ("zero-epochs", "ae", "--max-epochs 0 {S}", "--max-epochs 0 must be at least 1", 0),
+    ("bad-rungs", "ae", "--reduction-factor 1 {S}", "--reduction-factor 1 must be above 1", 0),
+    ("not-a-number", "gan", "--num-samples two {S}", "invalid int value: 'two'", 0),
+    ("negative-trials", "gan", "--num-samples -1 {S}", "--num-samples -1 must be at least 1", 0),
+    ("zero-concurrent", "gan", "--max-concurrent 0 {S}", "--max-concurrent 0 must be at least", 0),
+    ("gpu-fraction", "ae", "--gpus-per-trial 1.5 {S}", "above 1, Ray gives whole GPUs only", 0),
+    ("gpus-absent", "ae", "--gpus-per-trial 64 {S}", "but the largest node has", 0),
+    ("lr-reversed", "ae", "--lr-range 1e-2 1e-4 {S}", "give the lower bound first: --lr-range", 1),
+    ("lr-zero", "gan", "--lr-range 0 1e-3 {S}", "has a bound that is not positive", 0),
+    ("latent-zero", "ae", "--latent-dim 0 {S}", "latent_dim=0 must be at least 1", 0),
+    # --- sweeps: files and folders
+    ("storage-under-file", "ae", "--storage-path {file}/runs", "cannot write to storage path", 0),
+    ("experiment-exists", "ae", "--name ae_done {S}", "ae_done already exists; continue it", 0),
+    (
+        "resume-changes-flag",
+        "ae",
+        "--resume {done} --max-epochs 9",
+        "cannot change when resuming",
+        0,
+    ),
+    ("resume-not-a-sweep", "ae", "--resume {empty}", "no sweep.json there", 0),
+    ("resume-other-model", "classifier", "--resume {done}", "is a autoencoder sweep, not a", 0),
+    (
+        "resume-truncated-state",
+        "ae",
+        "--resume {truncated}",
+        "tuner.pkl is truncated or corrupt",
+        1,
+    ),
+    ("resume-broken-record", "ae", "--resume {broken}", "sweep.json is not valid JSON", 0),
+    ("data-truncated", "ae", "--data-dir {bad_data} {S}", "the file is truncated or corrupt", 0),
+    ("data-truncated-gan", "gan", "--data-dir {bad_data} {S}", "does not match its header", 0),
+    ("data-missing", "ae", "--data-dir {empty}/nope {S}", "nope does not exist; install", 0),
+    (
+        "encoder-wrong-kind",
+        "classifier",
+        "--encoder-checkpoint {gan_ckpt} {S}",
+        "checkpoint of kind 'gan'",
+        1,
+    ),
+    ("encoder-corrupt", "classifier", "--encoder-checkpoint {corrupt} {S}", "not a readable", 0),
+    ("encoder-missing", "classifier", "--encoder-checkpoint {empty}/x.pt {S}", "does not exist", 0),
+    ("encoder-from-gan", "classifier", "--encoder-from {gan_done} {S}", "is a gan sweep", 0),
+    # --- trainables' command lines
+    ("cli-optimizer", "autoencoder", "--optimizer rmsprop --out {out}", "must be one of", 1),
+    ("cli-zero-epochs", "autoencoder", "--epochs 0 --out {out}", "epochs=0 must be at least 1", 0),
+    (
+        "cli-batch",
+        "autoencoder",
+        "--batch-size -1 --out {out}",
+        "batch_size=-1 must be at least",
+        0,
+    ),
+    ("cli-preset", "autoencoder", "--preset huge --out {out}", "invalid choice: 'huge'", 0),
+    ("cli-gan-sgd", "gan_cli", "--optimizer sgd --out {out}", "must be adam or adamw", 0),
+    ("cli-resume-nothing", "autoencoder", "--resume --out {out}", "does not exist; run without", 0),
+    (
+        "cli-resume-kind",
+        "autoencoder",
+        "--resume --out {gan_run}",
+        "cannot resume a 'autoencoder'",
+        0,
+    ),
+    ("cli-resume-corrupt", "autoencoder", "--resume --out {corrupt_run}", "not a readable", 0),
+    (
+        "cli-encoder-kind",
+        "classifier_cli",
+        "--encoder-checkpoint {gan_ckpt} --out {out}",
+        "kind 'gan'",
+        0,
+    ),
+    ("cli-data-truncated", "autoencoder", "--data-dir {bad_data} --out {out}", "is truncated", 0),
+    ("cli-out-under-file", "autoencoder", "--out {file}/run", "cannot write to --out", 0),
+    # --- analysis
+    ("report-not-a-sweep", "report", "{empty}", "is not a sweep folder (no sweep.json)", 1),
+    ("report-missing", "report", "{empty}/nope", "nope does not exist; pass a sweep folder", 0),
+    ("report-broken-record", "report", "{broken}", "sweep.json", 0),
+    ("report-bad-count", "report", "{done} --max-test-images 1", "must be at least 2", 0),
+]
+
+
+def _ae_record(storage: Path, name: str) -> dict:
+    """A sweep.json as the AE sweep writes it (nothing run)."""
+    parser = runner.build_parser(ae_sweep.SWEEP)
+    args = runner.parse_args(
+        ae_sweep.SWEEP, parser, ["--storage-path", str(storage), "--name", name]
+    )
+    space = {**ae_sweep.SPACES["report"], "epochs": args.max_epochs}
+    url = f"sqlite:///{storage / name / 'optuna.db'}"
+    return runner.sweep_record(ae_sweep.SWEEP, args, space, url, "offline")
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory) -> dict[str, str]:
+    """The files the rows point at, made once: an earlier experiment (every row must leave it
+    alone), truncated and wrong-kind files, a regular file where a folder is expected."""
+    root = tmp_path_factory.mktemp("bad_input")
+    storage = root / "runs"
+    done = runner.Folder(storage / "ae_done")
+    done.write_json("sweep.json", _ae_record(storage, "ae_done"))
+    done.write_bytes("tuner.pkl", pickle.dumps({"stands in for": "Ray Tune's state"}))
+    done.write_json("experiment_state-2026-01-01_00-00-00.json", {"trial_data": []})
+    done.write_json("best.json", {"model": "autoencoder", "trial_id": "t1"})
+    done.write_parquet("results.parquet", pa.table({"trial_id": ["t1"], "val_mse": [0.01]}))
+    for name, damage in (("truncated", "tuner.pkl"), ("broken", "sweep.json")):
+        copy = runner.Folder(storage / name)
+        for file in ("sweep.json", "tuner.pkl"):
+            copy.write_bytes(file, done.read_bytes(file))
+        copy.write_bytes(damage, done.read_bytes(damage)[:-7])
+    gan_done = runner.Folder(root / "gan_done")
+    gan_done.write_json("sweep.json", {"model": "gan", "args": {}})
+    gan_done.write_json("best.json", {"model": "gan"})
+
+    gan_payload = core.checkpoint_payload("gan", gan.GANConfig(), {}, 1, [], {})
+    gan_ckpt = core.save_checkpoint(gan_payload, root / "gan_run")
+    ae_state = {"model": ConvAutoencoder(16).state_dict()}
+    ae_payload = core.checkpoint_payload(
+        "autoencoder", autoencoder.AutoencoderConfig(), {"latent_dim": 16}, 1, [], ae_state
+    )
+    core.save_checkpoint(ae_payload, root / "corrupt_run")
+    corrupt = root / "corrupt_run" / "checkpoint.pt"
+    corrupt.write_bytes(corrupt.read_bytes()[:5000])  # a copy cut short
+
+    bad_data = root / "bad_data"  # the four IDX files, the training images cut short
+    bad_data.mkdir()
+    header = struct.pack(">BBBBIII", 0, 0, 8, 3, 60000, 28, 28)
+    (bad_data / "train-images-idx3-ubyte").write_bytes(header + bytes(1000))
+    for name in ("train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (bad_data / name).write_bytes(b"")
+    (root / "a_file").write_text("not a folder\n")
+    for folder in ("empty", "out"):
+        (root / folder).mkdir()
+    return {
+        "S": f"--storage-path {storage}",
+        "root": str(root),
+        "done": str(storage / "ae_done"),
+        "truncated": str(storage / "truncated"),
+        "broken": str(storage / "broken"),
+        "gan_done": str(root / "gan_done"),
+        "gan_ckpt": str(gan_ckpt),
+        "gan_run": str(root / "gan_run"),
+        "corrupt": str(corrupt),
+        "corrupt_run": str(root / "corrupt_run"),
+        "bad_data": str(bad_data),
+        "file": str(root / "a_file"),
+        "empty": str(root / "empty"),
+        "out": str(root / "out"),
+    }
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under ``root``; for files their content hash and modification time."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        if path.is_file():
+            stat = path.stat()
+            state[key] = (hashlib.sha256(path.read_bytes()).hexdigest(), stat.st_mtime_ns)
+        else:
+            state[key] = ("dir",)
+    return state
+
+
+# analysis/report.py's own flag checks use argparse's default: usage lines, then
+# "prog: error: ..." (its other errors are one line).
+ARGPARSE_USAGE = {"report-bad-count"}
+
+
+def check_error(code, stderr: str, expected: str, usage: bool = False) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code not in (0, None), f"exit status {code}, stderr: {stderr!r}"
+    assert code == 2, f"exit status {code}"
+    assert lines, "nothing on stderr"
+    line = lines[-1]
+    assert expected in line, f"{expected!r} not in {line!r}"
+    if usage:
+        assert "error: " in line
+        return line
+    assert len(lines) == 1, f"more than one line on stderr: {lines}"
+    assert line.startswith("error: ") and "; " in line, f"not 'error: problem; fix': {line!r}"
+    return line
+
+
+@pytest.mark.parametrize(
+    ("entry", "argv", "expected", "script"),
+    [pytest.param(*row[1:], id=row[0]) for row in CASES],
+)
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    entry, argv, expected, script, paths, capsys, request
+):
+    usage = request.node.callspec.id in ARGPARSE_USAGE
+    root = Path(paths["root"])
+    args = shlex.split(argv.format(**paths))
+    before = snapshot(root)
+    with pytest.raises(SystemExit) as e:
+        MAIN[entry](args)
+    check_error(e.value.code, capsys.readouterr().err, expected, usage)
+    assert snapshot(root) == before
+    if script:  # the real command line says the same
+        proc = subprocess.run(
+            [sys.executable, *SCRIPT[entry], *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        check_error(proc.returncode, proc.stderr, expected, usage)
+        assert snapshot(root) == before
+
+
+def test_the_table_covers_every_entry_point():
+    assert {row[1] for row in CASES} == set(MAIN)
+    assert len(CASES) >= 20 and len({row[0] for row in CASES}) == len(CASES)
