@@ -1,7 +1,7 @@
 """Trainable throughput against a plain PyTorch loop, in one process, same model, batch and device.
 
     python bench/throughput.py                      # autoencoder, classifier (frozen), GAN
-    python bench/throughput.py --models autoencoder --epochs 1 --device cpu
+    python bench/throughput.py --models autoencoder --device cpu --breakdown
 
 For each model, one epoch over the 55,000 training images through the trainable's own
 ``train_epoch`` (data on the device, ``torch.randperm`` batches) and through the textbook loop
@@ -121,6 +121,23 @@ def bench_gan(splits, device, batch_size):
     return ours, plain
 
 
+def data_only(splits, device, batch_size):
+    """One epoch of batches and nothing else: what each loop spends on data alone."""
+    train = DeviceSplit(splits.train_x, splits.train_y, device)
+    host_x = splits.train_x.unsqueeze(1).float() / 255
+    gen = torch.Generator(device=device)
+
+    def ours():
+        for x, _ in train.batches(batch_size, shuffle=True, generator=gen):
+            x.sum()  # touch the batch
+
+    def plain():
+        for x, _ in loader(host_x, splits.train_y, batch_size):
+            x.to(device).sum()
+
+    return ours, plain
+
+
 BENCHES = {"autoencoder": bench_autoencoder, "classifier": bench_classifier, "gan": bench_gan}
 BATCH = {"autoencoder": 256, "classifier": 256, "gan": 128}
 
@@ -134,6 +151,11 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=None, help="override the per-model default")
     p.add_argument("--subset", type=int, default=None, help="training images (default: all 55,000)")
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time each loop's data alone (batches, no model) to show where a gap comes from",
+    )
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
     device = core.resolve_device(args.device)
@@ -158,12 +180,29 @@ def main(argv=None) -> dict:
             "plain_samples_per_s": round(n / best["plain"]),
             "ratio": round(best["plain"] / best["ours"], 2),
         }
+        if args.breakdown:
+            ours_data, plain_data = data_only(splits, device, bs)
+            data = {"ours": float("inf"), "plain": float("inf")}
+            for _ in range(args.rounds):
+                data["ours"] = min(data["ours"], _timed(ours_data, device))
+                data["plain"] = min(data["plain"], _timed(plain_data, device))
+            row["data_only_s"] = {k: round(v, 2) for k, v in data.items()}
+            row["epoch_s"] = {k: round(v, 2) for k, v in best.items()}
+            # the most any data path could win: the plain epoch without its DataLoader time
+            row["max_ratio_from_data"] = round(best["plain"] / (best["plain"] - data["plain"]), 2)
         results[name] = row
         print(
             f"{name:12s} batch {bs:4d}: ours {row['ours_samples_per_s']:>8d}/s  "
             f"DataLoader {row['plain_samples_per_s']:>8d}/s  ratio {row['ratio']:.2f}x",
             flush=True,
         )
+        if args.breakdown:
+            print(
+                f"{'':12s} data alone per epoch: ours {row['data_only_s']['ours']:.2f} s, "
+                f"DataLoader {row['data_only_s']['plain']:.2f} s of a {best['plain']:.1f} s "
+                f"plain epoch: the data path can win at most {row['max_ratio_from_data']:.2f}x",
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(

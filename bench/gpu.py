@@ -1,0 +1,169 @@
+"""GPU throughput of the autoencoder trainable, and how many trials to pack on one GPU.
+
+    python bench/gpu.py                          # both parts, about 5 minutes on one H100
+    python bench/gpu.py --compile                # also the trainable's loop on a torch.compile'd model
+    python bench/gpu.py --skip-packing --batch-sizes 256 4096
+
+Needs a CUDA device; without one it exits at once (status 2) and measures nothing.
+
+1. Samples/s: one epoch over the 55,000 training images through ``autoencoder.train_epoch``
+   (data on the GPU, ``torch.randperm`` batches) and through ``DataLoader(TensorDataset)`` with
+   a host-to-device copy per batch, at each ``--batch-sizes``, alternating ``--rounds`` times
+   (best round kept). With ``--compile``, a third column: the same ``train_epoch`` on
+   ``torch.compile(model)`` (compile time excluded: a warm-up epoch first).
+2. Packing: ``sweeps/ae_sweep.py``'s ``main`` with K = 1, 2, 4, 8 concurrent trials sharing the GPU
+   (``--gpus-per-trial 1/K``, CPUs split evenly, W&B disabled, ASHA stopping nothing), K trials of
+   ``--epochs`` epochs each. Prints total trial-epochs per minute: over ``Tuner.fit``'s wall, and
+   in steady state (epochs after the first, from Tune's ``time_this_iter_s``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+# A fresh local Ray even when another one (``ray start``) runs on this machine.
+os.environ.setdefault("RAY_ADDRESS", "local")
+
+
+def throughput(batch_sizes: list[int], rounds: int, compile_model: bool) -> dict:
+    from bench.throughput import _timed, bench_autoencoder
+    from models import ConvAutoencoder
+    from trainables import autoencoder, core
+    from trainables.data import DeviceSplit, load_splits
+
+    device = torch.device("cuda")
+    splits = load_splits()
+    n = len(splits.train_y)
+    results = {}
+    for bs in batch_sizes:
+        torch.manual_seed(0)
+        loops = dict(zip(("ours", "plain"), bench_autoencoder(splits, device, bs), strict=True))
+        if compile_model:
+            cfg = autoencoder.AutoencoderConfig(batch_size=bs)
+            train = DeviceSplit(splits.train_x, splits.train_y, device)
+            model = torch.compile(ConvAutoencoder(16).to(device))
+            opt = torch.optim.Adam(model.parameters(), 1e-3)
+
+            def compiled(model=model, opt=opt, cfg=cfg, train=train):
+                gen = core.seed_epoch(cfg, 1, device)
+                autoencoder.train_epoch(model, opt, train, cfg, gen, device)
+
+            compiled()  # compiles (and recompiles for the last, smaller batch)
+            loops["compiled"] = compiled
+        for fn in loops.values():  # warm-up: cuDNN autotuning, allocator
+            fn()
+        best = dict.fromkeys(loops, float("inf"))
+        for _ in range(rounds):
+            for name, fn in loops.items():
+                best[name] = min(best[name], _timed(fn, device))
+        row = {f"{k}_samples_per_s": round(n / v) for k, v in best.items()}
+        row["ratio_ours_vs_plain"] = round(best["plain"] / best["ours"], 2)
+        if compile_model:
+            row["ratio_compiled_vs_ours"] = round(best["ours"] / best["compiled"], 2)
+        results[bs] = row
+        print(f"batch {bs:5d}: " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+    return results
+
+
+def packing(levels: list[int], epochs: int, subset: int | None) -> dict:
+    from ray import tune
+
+    from sweeps import ae_sweep
+
+    cpus = os.cpu_count() or 1
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench_gpu-") as d:
+        for k in levels:
+            fit_s = 0.0
+            original = tune.Tuner.fit
+
+            def timed_fit(self, original=original):
+                nonlocal fit_s
+                t0 = time.perf_counter()
+                try:
+                    return original(self)
+                finally:
+                    fit_s += time.perf_counter() - t0
+
+            tune.Tuner.fit = timed_fit
+            argv = [
+                f"--num-samples={k}",
+                f"--max-concurrent={k}",
+                f"--max-epochs={epochs}",
+                f"--grace-period={epochs}",
+                f"--gpus-per-trial={1 / k:g}",
+                f"--cpus-per-trial={max(1, cpus // k)}",
+                f"--num-cpus={cpus}",
+                f"--storage-path={d}",
+                f"--name=pack_{k}",
+                "--wandb-mode=disabled",
+            ]
+            if subset:
+                argv.append(f"--subset={subset}")
+            try:
+                ae_sweep.main(argv)
+            finally:
+                tune.Tuner.fit = original
+            analysis = tune.ExperimentAnalysis(str(Path(d) / f"pack_{k}"))
+            steady = []
+            for df in analysis.trial_dataframes.values():
+                steady.extend(df.loc[df["training_iteration"] > 1, "time_this_iter_s"].tolist())
+            row = {
+                "trial_epochs": k * epochs,
+                "fit_wall_s": round(fit_s, 1),
+                "epochs_per_min_over_fit": round(60 * k * epochs / fit_s, 1),
+                "epochs_per_min_steady": round(60 * k / (sum(steady) / len(steady)), 1)
+                if steady
+                else None,
+            }
+            results[k] = row
+            print(f"{k} trials on one GPU: {row}", flush=True)
+    return results
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024, 4096])
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--compile", action="store_true", help="also time a torch.compile'd model")
+    p.add_argument("--packing", type=int, nargs="+", default=[1, 2, 4, 8], metavar="K")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per trial when packing")
+    p.add_argument("--subset", type=int, default=None, help="training images when packing")
+    p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--skip-packing", action="store_true")
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print(
+            "bench/gpu.py: no CUDA device visible (torch.cuda.is_available() is False); "
+            "run it on a machine with a GPU. Nothing was measured.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    print(
+        f"device: {torch.cuda.get_device_name()} torch {torch.__version__} "
+        f"cpus {os.cpu_count()} load {os.getloadavg()}",
+        flush=True,
+    )
+    out = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    if not args.skip_throughput:
+        out["throughput"] = throughput(args.batch_sizes, args.rounds, args.compile)
+    if not args.skip_packing:
+        out["packing"] = packing(args.packing, args.epochs, args.subset)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,311 @@
+"""Sweep overhead: the autoencoder sweep's wall time against the same trials trained in a plain loop.
+
+    python bench/sweep_overhead.py                                  # the issue's scale: 20 x 2 epochs, all data
+    python bench/sweep_overhead.py --num-trials 6 --subset 5000 --rounds 2 --ray-queue-variant
+
+One round runs these in this order (odd rounds: plain, nowandb, rayqueue, sweep, so drifting
+machine load hits both sides):
+
+  sweep   ``sweeps/ae_sweep.py``'s ``main`` (Ray Tune + Optuna TPE + ASHA, W&B offline, a
+          checkpoint every epoch), ``--max-concurrent 2 --cpus-per-trial 1 --num-cpus 2``;
+          ``--grace-period`` = ``--epochs`` so ASHA stops nothing and every trial runs in full;
+  nowandb the same sweep with ``--wandb-mode disabled``;
+  rayqueue (with ``--ray-queue-variant``) the sweep with W&B results sent through Ray's own
+          blocking ``Queue.put``, as before ``SweepWandbCallback`` stopped waiting on it;
+  plain   the first sweep's trial configs through ``train_autoencoder(config, data, reporter)``
+          with a reporter that does nothing, in 2 spawned processes of 1 torch thread each (what
+          Ray gives a 1-CPU trial), the data loaded once per process.
+
+Ideal sweep wall = plain's summed training time / 2. Overhead = 1 - ideal / sweep wall, split
+into: the sweep's start (data, Ray, study) and end (results.parquet, best checkpoint on the test
+split, Ray shutdown), i.e. everything outside ``Tuner.fit``; inside the trials (Tune's
+``time_total_s`` over plain's training time: report, checkpoint write and upload, and waiting in
+``tune.report`` for the driver); W&B (sweep -
+nowandb); and the rest of ``Tuner.fit`` (Ray and Optuna scheduling, actor start). A checkpoint
+write and an Optuna TPE ask/report/tell on the sweep's SQLite study are also timed alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from sweeps import ae_sweep, runner  # noqa: E402
+from trainables import autoencoder, core  # noqa: E402
+from trainables.data import load_splits  # noqa: E402
+
+# Start a fresh local Ray even when another Ray (``ray start``) runs on this machine: plain
+# ray.init() would join that one (see docs/performance.md).
+os.environ.setdefault("RAY_ADDRESS", "local")
+
+
+def load() -> str:
+    return os.popen("uptime").read().strip().split("load average:")[-1].strip()
+
+
+# --- the sweep, timed in its parts -------------------------------------------------------------
+
+
+class _Timer:
+    """Wraps a function and adds its wall time to ``seconds``."""
+
+    def __init__(self, fn):
+        self.fn, self.seconds = fn, 0.0
+
+    def __call__(self, *a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return self.fn(*a, **kw)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+
+def run_sweep(args, storage: Path, name: str, wandb_mode: str, ray_queue: bool = False) -> dict:
+    """One ae_sweep run; returns its wall, its Tuner.fit and finish times and the trials.
+    ``ray_queue``: W&B results go through Ray's own blocking ``Queue.put`` (as before the fix
+    in ``SweepWandbCallback``), to measure what the fix saves."""
+    from ray import tune
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    fit, finish = _Timer(tune.Tuner.fit), _Timer(runner.finish)
+    tune.Tuner.fit, runner.finish = lambda self: fit(self), finish
+    cb, saved = runner.SweepWandbCallback, {}
+    if ray_queue:
+        for method in ("log_trial_result", "_signal_logging_actor_stop"):
+            saved[method] = cb.__dict__.get(method)
+            setattr(cb, method, getattr(WandbLoggerCallback, method))
+    argv = [
+        f"--num-samples={args.num_trials}",
+        f"--max-epochs={args.epochs}",
+        f"--grace-period={args.epochs}",
+        "--max-concurrent=2",
+        "--cpus-per-trial=1",
+        "--num-cpus=2",
+        f"--storage-path={storage}",
+        f"--name={name}",
+        f"--wandb-mode={wandb_mode}",
+        "--seed=0",
+    ]
+    if args.subset:
+        argv.append(f"--subset={args.subset}")
+    t0 = time.perf_counter()
+    try:
+        ae_sweep.main(argv)
+    finally:
+        tune.Tuner.fit, runner.finish = fit.fn, finish.fn
+        for method, fn in saved.items():
+            if fn is None:
+                delattr(cb, method)
+            else:
+                setattr(cb, method, fn)
+    wall = time.perf_counter() - t0
+    analysis = tune.ExperimentAnalysis(str(storage / name))
+    trials = []
+    for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
+        df = analysis.trial_dataframes[trial.trial_id]
+        trials.append(
+            {
+                "config": dict(trial.config),
+                "epochs": int(df["training_iteration"].max()),
+                "time_total_s": float(df["time_total_s"].max()),
+            }
+        )
+    return {"wall_s": wall, "fit_s": fit.seconds, "finish_s": finish.seconds, "trials": trials}
+
+
+# --- the plain loop ----------------------------------------------------------------------------
+
+
+class NullReporter:
+    """Keeps nothing: the trainable's loop without Tune, checkpoints or files."""
+
+    def restore(self):
+        return None
+
+    def report(self, metrics, payload):
+        pass
+
+
+_DATA = None
+
+
+def _init_worker(subset):
+    global _DATA
+    torch.set_num_threads(1)
+    _DATA = load_splits(subset=subset)
+
+
+def _train(config: dict) -> float:
+    t0 = time.perf_counter()
+    autoencoder.train_autoencoder(config, data=_DATA, reporter=NullReporter())
+    return time.perf_counter() - t0
+
+
+def run_plain(configs: list[dict], subset) -> dict:
+    t0 = time.perf_counter()
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(
+        2, mp_context=ctx, initializer=_init_worker, initargs=(subset,)
+    ) as ex:
+        times = list(ex.map(_train, configs))
+    return {"wall_s": time.perf_counter() - t0, "train_s": times}
+
+
+# --- single costs ------------------------------------------------------------------------------
+
+
+def checkpoint_write_s(repeats: int = 20) -> tuple[float, int]:
+    """Seconds per save_checkpoint of an autoencoder payload (model + Adam state), and its bytes."""
+    torch.set_num_threads(1)
+    cfg = autoencoder.AutoencoderConfig()
+    model = autoencoder.ConvAutoencoder(cfg.latent_dim)
+    opt = core.make_optimizer(cfg, model.parameters())
+    model(torch.zeros(2, 1, 28, 28)).sum().backward()
+    opt.step()  # so Adam has its moment buffers, as after an epoch
+    modules = {"model": model, "optimizer": opt}
+    history = [{"epoch": e, "train_mse": 0.01, "val_mse": 0.01} for e in range(20)]
+    payload = core.checkpoint_payload("autoencoder", cfg, {"latent_dim": 16}, 1, history, {})
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            payload["state"] = core.state_of(modules)
+            path = core.save_checkpoint(payload, d)
+        return (time.perf_counter() - t0) / repeats, path.stat().st_size
+
+
+def optuna_s(num_trials: int, epochs: int, storage: Path) -> float:
+    """Seconds of Optuna work per trial as the sweep's searcher does it: TPE ask on the report
+    space, one report per epoch and a tell, on a SQLite study."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = f"sqlite:///{storage / 'optuna_alone.db'}"
+    study = optuna.create_study(storage=url, sampler=optuna.samplers.TPESampler(seed=0))
+    t0 = time.perf_counter()
+    for _ in range(num_trials):
+        trial = study.ask()
+        trial.suggest_categorical("optimizer", ["adam", "sgd"])
+        trial.suggest_float("lr", 1e-4, 1e-3, log=True)
+        trial.suggest_float("weight_decay", 1e-5, 1e-3, log=True)
+        for epoch in range(1, epochs + 1):
+            trial.report(0.02, epoch)
+        study.tell(trial, 0.02)
+    return (time.perf_counter() - t0) / num_trials
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--num-trials", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--subset", type=int, default=None, help="training images (default: all 55,000)")
+    p.add_argument("--rounds", type=int, default=1, help="A/B rounds (order flips each round)")
+    p.add_argument("--no-wandb-variant", action="store_true", help="skip the W&B-disabled sweep")
+    p.add_argument(
+        "--ray-queue-variant",
+        action="store_true",
+        help="also a sweep whose W&B logging blocks on Ray's Queue.put (before the fix)",
+    )
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="sweep_overhead-"))
+    print(
+        f"scale: {args.num_trials} trials x {args.epochs} epochs, "
+        f"{args.subset or 55000} training images, 2 concurrent, 1 CPU each; load {load()}",
+        flush=True,
+    )
+    rounds, configs = [], None
+    try:
+        for r in range(args.rounds):
+            res: dict = {"load_before": load()}
+            # plain needs a sweep's configs: odd rounds reuse the previous round's (same seed)
+            steps = ["sweep", "plain", "nowandb"] if r % 2 == 0 else ["plain", "nowandb", "sweep"]
+            if args.no_wandb_variant:
+                steps.remove("nowandb")
+            if args.ray_queue_variant:
+                steps.insert(1 if r % 2 == 0 else 2, "rayqueue")
+            for step in steps:
+                if step == "sweep":
+                    res["sweep"] = run_sweep(args, root, f"sweep_r{r}", "offline")
+                    configs = [t["config"] for t in res["sweep"]["trials"]]
+                elif step == "rayqueue":
+                    res["rayqueue"] = run_sweep(args, root, f"rayqueue_r{r}", "offline", True)
+                elif step == "nowandb":
+                    res["nowandb"] = run_sweep(args, root, f"nowandb_r{r}", "disabled")
+                else:
+                    res["plain"] = run_plain(configs, args.subset)
+                print(f"  round {r} {step} done (load {load()})", flush=True)
+            res["load_after"] = load()
+            rounds.append(res)
+        ckpt_s, ckpt_bytes = checkpoint_write_s()
+        opt_s = optuna_s(args.num_trials, args.epochs, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    out = {"scale": vars(args), "rounds": []}
+    for res in rounds:
+        sweep, plain = res["sweep"], res["plain"]
+        trial_epochs = sum(t["epochs"] for t in sweep["trials"])
+        ideal = sum(plain["train_s"]) / 2
+        wall = sweep["wall_s"]
+        outside_fit = wall - sweep["fit_s"]
+        in_trials = (sum(t["time_total_s"] for t in sweep["trials"]) - sum(plain["train_s"])) / 2
+        row = {
+            "load_before": res["load_before"],
+            "load_after": res["load_after"],
+            "trial_epochs": trial_epochs,
+            "sweep_wall_s": round(wall, 1),
+            "plain_wall_s": round(plain["wall_s"], 1),
+            "ideal_wall_s": round(ideal, 1),
+            "overhead_share": round(1 - ideal / wall, 3),
+            "parts_share": {
+                "start_and_end (outside Tuner.fit)": round(outside_fit / wall, 3),
+                "  of which finish()": round(sweep["finish_s"] / wall, 3),
+                "inside trials (report+checkpoint)": round(in_trials / wall, 3),
+                "rest of Tuner.fit (Ray/Optuna scheduling)": round(
+                    (sweep["fit_s"] - ideal - in_trials) / wall, 3
+                ),
+            },
+        }
+        if "nowandb" in res:
+            row["nowandb_wall_s"] = round(res["nowandb"]["wall_s"], 1)
+            row["wandb_share"] = round(1 - res["nowandb"]["wall_s"] / wall, 3)
+        if "rayqueue" in res:
+            row["rayqueue_wall_s"] = round(res["rayqueue"]["wall_s"], 1)
+            row["fix_saves_share_of_rayqueue_wall"] = round(1 - wall / res["rayqueue"]["wall_s"], 3)
+        out["rounds"].append(row)
+        print(json.dumps(row, indent=2))
+    out["checkpoint_write_ms"] = round(ckpt_s * 1000, 1)
+    out["checkpoint_bytes"] = ckpt_bytes
+    out["optuna_ms_per_trial"] = round(opt_s * 1000, 1)
+    last = out["rounds"][-1]
+    cp = ckpt_s * last["trial_epochs"] / 2 / last["sweep_wall_s"]
+    op = opt_s * args.num_trials / last["sweep_wall_s"]
+    out["checkpoint_write_share_est"] = round(cp, 4)
+    out["optuna_share_est"] = round(op, 4)
+    print(
+        f"checkpoint: {ckpt_bytes / 1e3:.0f} kB, {ckpt_s * 1000:.1f} ms per write "
+        f"(~{cp:.1%} of the last sweep's wall); Optuna alone: {opt_s * 1000:.0f} ms per trial "
+        f"(~{op:.1%}); load now {load()}"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
