@@ -41,18 +41,13 @@ PRESETS = {
 }
 
 
+def reconstruction_loss(model, x, _y):
+    return F.mse_loss(model(x).float(), x)
+
+
 def train_epoch(model, optimizer, data: DeviceSplit, cfg, generator, device) -> float:
-    model.train()
-    total, n = torch.zeros((), device=device), 0
-    for x, _ in data.batches(cfg.batch_size, shuffle=True, generator=generator):
-        with core.autocast(cfg, device):
-            loss = F.mse_loss(model(x).float(), x)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach() * len(x)
-        n += len(x)
-    return (total / n).item()  # one host sync per epoch
+    """One epoch of per-pixel MSE; returns the epoch's mean training MSE."""
+    return core.train_epoch(model, optimizer, data, cfg, generator, device, reconstruction_loss)
 
 
 @torch.no_grad()

@@ -99,19 +99,13 @@ def encode_split(encoder, data: DeviceSplit, batch_size: int = 2000) -> DeviceSp
     return DeviceSplit.of(codes, data.y)
 
 
+def classification_loss(net, x, y):
+    return F.nll_loss(net(x).float(), y)
+
+
 def train_epoch(net, optimizer, data: DeviceSplit, cfg, generator, device) -> float:
     """One epoch; ``net`` is the whole classifier, or only its head when ``data`` holds codes."""
-    net.train()
-    total, n = torch.zeros((), device=device), 0
-    for x, y in data.batches(cfg.batch_size, shuffle=True, generator=generator):
-        with core.autocast(cfg, device):
-            loss = F.nll_loss(net(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach() * len(x)
-        n += len(x)
-    return (total / n).item()
+    return core.train_epoch(net, optimizer, data, cfg, generator, device, classification_loss)
 
 
 @torch.no_grad()

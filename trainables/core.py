@@ -226,6 +226,22 @@ def seed_epoch(cfg: TrainConfig, epoch: int, device: torch.device) -> torch.Gene
     return gen
 
 
+def train_epoch(model, optimizer, data, cfg: TrainConfig, generator, device, loss_fn) -> float:
+    """One shuffled pass over ``data`` (a ``DeviceSplit``) minimising ``loss_fn(model, x, y)``;
+    returns the mean loss per sample with a single host sync at the end of the epoch."""
+    model.train()
+    total, n = torch.zeros((), device=device), 0
+    for x, y in data.batches(cfg.batch_size, shuffle=True, generator=generator):
+        with autocast(cfg, device):
+            loss = loss_fn(model, x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * len(x)
+        n += len(x)
+    return (total / n).item()
+
+
 def check_finite(metrics: dict[str, float], epoch: int) -> None:
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
