@@ -105,10 +105,8 @@ def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") 
     """Test-split MSE of a checkpoint: the only place the test images are used."""
     model, payload = load_model(path)
     cfg = AutoencoderConfig.from_dict(payload["config"])
-    data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed)
-    dev = core.resolve_device(device)
-    test = DeviceSplit(data.test_x, data.test_y, dev)
-    return {"test_mse": evaluate(model.to(dev), test)}
+    test = core.test_split(cfg, data, device)
+    return {"test_mse": evaluate(model.to(test.device), test)}
 
 
 if __name__ == "__main__":

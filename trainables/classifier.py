@@ -189,9 +189,8 @@ def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") 
     """Test accuracy, loss, confusion matrix and per-class accuracy: the only use of the test set."""
     model, payload = load_model(path)
     cfg = ClassifierConfig.from_dict(payload["config"])
-    data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed)
-    dev = core.resolve_device(device)
-    ev = evaluate(model.to(dev), DeviceSplit(data.test_x, data.test_y, dev))
+    test = core.test_split(cfg, data, device)
+    ev = evaluate(model.to(test.device), test)
     confusion = ev["confusion"]
     per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
     return {

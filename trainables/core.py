@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from trainables.data import DeviceSplit, load_splits
+
 CHECKPOINT_FORMAT = "latentsweep-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -182,6 +184,13 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r} but no CUDA GPU is visible; use device='auto' or 'cpu'")
     return device
+
+
+def test_split(cfg: TrainConfig, data, device: str) -> DeviceSplit:
+    """The test images on ``device`` for ``evaluate_checkpoint``, the only reader of the test set:
+    from ``data`` when given (a sweep's splits), else loaded as the checkpoint's config says."""
+    data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed)
+    return DeviceSplit(data.test_x, data.test_y, resolve_device(device))
 
 
 def autocast(cfg: TrainConfig, device: torch.device):

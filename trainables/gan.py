@@ -193,10 +193,8 @@ def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") 
     """FID-FM of the generator against the test images: the only use of the test set."""
     generator, payload = load_model(path)
     cfg = GANConfig.from_dict(payload["config"])
-    data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed)
-    dev = core.resolve_device(device)
-    n = min(cfg.fid_samples, len(data.test_y))
-    test = DeviceSplit(data.test_x, data.test_y, dev)
+    test = core.test_split(cfg, data, device)
+    dev, n = test.device, min(cfg.fid_samples, len(test))
     reference = fid.real_stats(test.x, dev, n=n)  # a seeded n of the 10,000 test images
     return {
         "test_fid": fid.fid_from_generator(generator.to(dev), cfg.latent_size, n, reference, dev)
