@@ -271,6 +271,10 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _step(result: dict) -> int | None:
+    return int(result[TRAINING_ITERATION]) if TRAINING_ITERATION in result else None
+
+
 class PruningOptunaSearch(OptunaSearch):
     """Ray's OptunaSearch, but the study says what the scheduler did.
 
@@ -288,12 +292,20 @@ class PruningOptunaSearch(OptunaSearch):
     an errored trial is resumed (``resume_errored``), re-opens it as a new Optuna trial with the
     same parameters and its earlier intermediate values (Optuna's own retry convention), since
     a finished Optuna trial cannot change state.
+
+    A trial can also be *rewound*: Tune restarts it from an older checkpoint than its last
+    reported epoch (the driver was killed after the trial reported epochs Tune's snapshot does
+    not hold, or a worker died between a report and its checkpoint). The epochs after that
+    checkpoint are run again and may give other values, so the Optuna trial that holds the lost
+    run's values is told FAIL (``fail_reason`` says so; if it already finished it stays as it
+    is) and a new one (``retry_of``) continues with the values up to the checkpoint.
     """
 
     def __init__(self, *, max_epochs: int, **kwargs: Any):
         super().__init__(**kwargs)
         self.max_epochs = max_epochs
         self._told: dict[str, TrialState] = {}
+        self._last: dict[str, tuple[int, float]] = {}  # the last (step, value) Optuna holds
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
@@ -308,13 +320,15 @@ class PruningOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials:
             if self._told.get(trial_id) != TrialState.FAIL:
                 return
-            ot_trial = self._reopen(trial_id)
+            ot_trial = self._reopen(trial_id, _step(result))
+        elif self._rewound(trial_id, result):
+            ot_trial = self._reopen(trial_id, _step(result), rewound=True)
         try:
-            self._report(ot_trial, result)
+            self._report(trial_id, ot_trial, result)
         except optuna.exceptions.UpdateFinishedTrialError:
-            # Finished after Tune's last snapshot (the driver was killed) or failed earlier.
-            if self._state_in_study(ot_trial) == TrialState.FAIL:
-                self._report(self._reopen(trial_id), result)
+            # Failed earlier; or finished after Tune's last snapshot (the driver was killed) and
+            # Tune runs it again from a checkpoint that holds every epoch Optuna has.
+            self._report(trial_id, self._reopen(trial_id, _step(result)), result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
@@ -324,10 +338,12 @@ class PruningOptunaSearch(OptunaSearch):
             return
         result = result or {}
         value = result.get(self.metric)
+        if self._rewound(trial_id, result):
+            ot_trial = self._reopen(trial_id, _step(result), rewound=True)
         # Tune does not pass the result that made the scheduler stop a trial to on_trial_result
         # (after a normal end, Optuna already has this step and ignores it).
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-            self._report(ot_trial, result)
+            self._report(trial_id, ot_trial, result)
         if error or not _finite(value):
             state, values = TrialState.FAIL, None
             reason = (
@@ -354,8 +370,26 @@ class PruningOptunaSearch(OptunaSearch):
         self.__dict__.setdefault("_told", {})
         try:
             self._fail_orphans()
+            self._sync_last_steps()
         except Exception:  # Tune would answer any error here by silently starting afresh
-            logger.warning("could not mark orphaned Optuna trials FAIL", exc_info=True)
+            logger.warning("could not reconcile the Optuna study with Tune's", exc_info=True)
+
+    def _sync_last_steps(self) -> None:
+        """The pickled state is as old as Tune's snapshot; the study may hold later epochs."""
+        self._last = {}
+        trials = self._ot_study.get_trials(deepcopy=False)
+        for trial_id, ot_trial in self._ot_trials.items():
+            values = trials[ot_trial.number].intermediate_values
+            if trial_id not in self._completed_trials and values:
+                self._last[trial_id] = max(values.items())
+
+    def _rewound(self, trial_id: str, result: dict) -> bool:
+        """Whether this result repeats an epoch Optuna already holds with another value."""
+        value, step = result.get(self.metric), _step(result)
+        if trial_id not in self._last or not _finite(value) or step is None:
+            return False
+        last_step, last_value = self._last[trial_id]
+        return step < last_step or (step == last_step and float(value) != last_value)
 
     def _fail_orphans(self) -> None:
         known = {t.number for t in self._ot_trials.values()}
@@ -368,25 +402,37 @@ class PruningOptunaSearch(OptunaSearch):
                 )
                 self._ot_study.tell(orphan.number, state=TrialState.FAIL, skip_if_finished=True)
 
-    def _report(self, ot_trial: optuna.Trial, result: dict) -> None:
-        value = result.get(self.metric)
-        if _finite(value) and TRAINING_ITERATION in result:
-            with warnings.catch_warnings():  # a repeated step keeps its first value, silently
+    def _report(self, trial_id: str, ot_trial: optuna.Trial, result: dict) -> None:
+        value, step = result.get(self.metric), _step(result)
+        if _finite(value) and step is not None:
+            with warnings.catch_warnings():  # the final result repeats the last step: ignored
                 warnings.filterwarnings("ignore", message=".*is already reported")
-                ot_trial.report(float(value), int(result[TRAINING_ITERATION]))
+                ot_trial.report(float(value), step)
+            if step >= self._last.get(trial_id, (0, 0.0))[0]:
+                self._last[trial_id] = (step, float(value))
 
-    def _state_in_study(self, ot_trial: optuna.Trial) -> TrialState:
-        return self._ot_study.get_trials(deepcopy=False)[ot_trial.number].state
-
-    def _reopen(self, trial_id: str) -> optuna.Trial:
-        """A new Optuna trial for a failed Tune trial that is running again after a resume."""
+    def _reopen(self, trial_id: str, step: int | None, rewound: bool = False) -> optuna.Trial:
+        """A new Optuna trial for a Tune trial that runs again from epoch ``step`` (a failed
+        trial resumed, or a rewound one), holding the earlier trial's values before ``step``."""
         old = self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number]
+        if rewound and not old.state.is_finished():
+            last = max(old.intermediate_values, default=0)
+            self._ot_study._storage.set_trial_user_attr(
+                old._trial_id,
+                "fail_reason",
+                f"rewound: Ray Tune ran epoch {step} again after this trial had reported epoch "
+                f"{last} (restored from an older checkpoint); the retry holds the new values",
+            )
+            self._ot_study.tell(old.number, state=TrialState.FAIL, skip_if_finished=True)
         self._ot_study.enqueue_trial(
             old.params, user_attrs={"trial_id": trial_id, "retry_of": old.number}
         )
         new = self._ot_study.ask(fixed_distributions=self._space)
-        for step, value in sorted(old.intermediate_values.items()):
-            new.report(value, step)
+        self._last.pop(trial_id, None)
+        for s, value in sorted(old.intermediate_values.items()):
+            if step is None or s < step:
+                new.report(value, s)
+                self._last[trial_id] = (s, value)
         self._ot_trials[trial_id] = new
         self._completed_trials.discard(trial_id)
         self._told.pop(trial_id, None)

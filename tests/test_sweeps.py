@@ -111,6 +111,53 @@ def test_searcher_restore_fails_orphans_and_reopens_resumed_errored_trials(tmp_p
     assert retry.intermediate_values == {1: 0.5, 2: 0.4, 3: 0.3}
 
 
+def test_searcher_retries_trials_tune_rewinds_to_an_older_checkpoint(tmp_path):
+    """The driver dies after trials reported epochs that Tune's snapshot does not hold: Tune runs
+    those epochs again, and the study must end up with the values of the run Tune kept."""
+    s = _searcher(tmp_path)
+    _epochs(s, "scratch", [0.5], complete=False)
+    _epochs(s, "ckpt", [0.5], complete=False)
+    _epochs(s, "ended", [0.5], complete=False)
+    s.save(tmp_path / "searcher.pkl")  # Tune's snapshot; then more epochs before the driver dies
+    s.on_trial_result("scratch", {"val_mse": 0.4, "training_iteration": 2})
+    s.on_trial_result("ckpt", {"val_mse": 0.4, "training_iteration": 2})
+    s.on_trial_complete("ended", {"val_mse": 0.4, "training_iteration": 2})  # ASHA: PRUNED
+
+    r = runner.PruningOptunaSearch(max_epochs=3)
+    r.restore(tmp_path / "searcher.pkl")
+    # "scratch" had no checkpoint: it starts over and ASHA stops it at epoch 1 (a new value).
+    r.on_trial_complete("scratch", {"val_mse": 0.45, "training_iteration": 1})
+    # "ckpt" goes on from its epoch-1 checkpoint; "ended" too, and now runs to the end.
+    for trial_id in ("ckpt", "ended"):
+        r.on_trial_result(trial_id, {"val_mse": 0.35, "training_iteration": 2})
+        r.on_trial_complete(trial_id, {"val_mse": 0.3, "training_iteration": 3})
+    by_id: dict[str, list] = {}
+    for t in r._ot_study.get_trials():
+        by_id.setdefault(t.user_attrs["trial_id"], []).append(t)
+    first, retry = by_id["scratch"]
+    assert first.state == TrialState.FAIL and "rewound" in first.user_attrs["fail_reason"]
+    assert retry.state == TrialState.PRUNED and retry.intermediate_values == {1: 0.45}
+    assert retry.user_attrs["retry_of"] == first.number and retry.params == first.params
+    first, retry = by_id["ckpt"]
+    assert first.state == TrialState.FAIL and first.intermediate_values == {1: 0.5, 2: 0.4}
+    assert retry.state == TrialState.COMPLETE and retry.value == 0.3
+    assert retry.intermediate_values == {1: 0.5, 2: 0.35, 3: 0.3}
+    first, retry = by_id["ended"]  # a finished Optuna trial cannot be changed: it stays PRUNED
+    assert first.state == TrialState.PRUNED and first.intermediate_values == {1: 0.5, 2: 0.4}
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["retry_of"] == first.number
+    assert retry.intermediate_values == {1: 0.5, 2: 0.35, 3: 0.3}
+
+    # Without a restore, a trial that reports its last epoch again (the final result) is not
+    # rewound, and neither is one that ASHA stops on an epoch it never reported.
+    _epochs(r, "plain", [0.3, 0.2, 0.1], complete=False)
+    r.on_trial_complete("plain", {"val_mse": 0.1, "training_iteration": 3})
+    _epochs(r, "asha", [0.3, 0.2])
+    states = {t.user_attrs["trial_id"]: [] for t in r._ot_study.get_trials()}
+    for t in r._ot_study.get_trials():
+        states[t.user_attrs["trial_id"]].append(t.state)
+    assert states["plain"] == [TrialState.COMPLETE] and states["asha"] == [TrialState.PRUNED]
+
+
 def test_folder_writes_through_pyarrow_to_s3(tmp_path, monkeypatch):
     moto_server = pytest.importorskip("moto.server")
     boto3 = pytest.importorskip("boto3")
