@@ -51,18 +51,12 @@ import sqlalchemy
 from optuna.trial import TrialState
 from ray import tune
 from ray.air.constants import TRAINING_ITERATION
-from ray.air.integrations.wandb import (
-    WandbLoggerCallback,
-    _clean_log,
-    _QueueItem,
-    _WandbLoggingActor,
-)
-from ray.air.util.node import _force_on_current_node
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform
 
+from sweeps.wandb_hub import SweepWandbCallback, wandb_root
 from trainables import core, module_for
 from trainables.data import DataError, cache_dir, load_splits
 
@@ -511,67 +505,6 @@ def resolve_wandb_mode(requested: str | None) -> str:
             "set WANDB_API_KEY or run `wandb login`, or pass --wandb-mode offline",
         )
     return mode
-
-
-def wandb_root(experiment_dir: str | os.PathLike | None) -> Path:
-    """W&B writes its runs to <root>/wandb/: the experiment folder when it is local, else
-    $WANDB_DIR or the current directory."""
-    return Path(experiment_dir or os.environ.get("WANDB_DIR") or os.getcwd())
-
-
-class _WandbRunActor(_WandbLoggingActor):
-    def run(self) -> None:
-        super().run()
-        # Stop W&B's service now; left to an atexit hook, it races Ray's shutdown and prints a
-        # ConnectionResetError traceback for every trial.
-        self._wandb.teardown()
-
-
-class SweepWandbCallback(WandbLoggerCallback):
-    """One W&B run per trial (run id = Tune trial id), grouped by experiment name.
-
-    The mode is read from the driver's $WANDB_MODE at each trial start (``run`` sets it), so a
-    resumed sweep follows the --wandb-mode it was resumed with although Tune restores this
-    callback from its pickle. Offline runs go to ``<experiment>/wandb/`` for a local experiment
-    folder, else to $WANDB_DIR or the current directory. The API key is never passed through
-    Ray: W&B reads it from the environment or ~/.netrc of the driver's node.
-    """
-
-    _logger_actor_cls = _WandbRunActor
-
-    def log_trial_start(self, trial) -> None:
-        self.kwargs["mode"] = os.environ.get("WANDB_MODE", "offline")
-        local = isinstance(trial.storage.storage_filesystem, pafs.LocalFileSystem)
-        self.kwargs["dir"] = str(wandb_root(trial.storage.experiment_fs_path if local else None))
-        self.kwargs.setdefault("resume", "allow")  # a resumed trial continues its W&B run
-        self.kwargs.setdefault("reinit", "finish_previous")  # Ray's True is deprecated
-        self.kwargs.setdefault("settings", {"silent": True})  # run() prints the sync command
-        super().log_trial_start(trial)
-
-    def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs) -> None:
-        # Ray's version hands WANDB_API_KEY to the actor as a runtime_env variable, which Ray's
-        # runtime_env agent writes in plain text to its log. The actor runs on the driver's
-        # node, so it inherits the key from the environment (local Ray) or reads ~/.netrc.
-        if not self._remote_logger_class:
-            self._remote_logger_class = ray.remote(
-                num_cpus=0, max_restarts=-1, max_task_retries=-1, **_force_on_current_node()
-            )(self._logger_actor_cls)
-        super()._start_logging_actor(trial, exclude_results, **wandb_init_kwargs)
-
-    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        # Ray's version waits (ray.get) until each result is in the trial's queue actor, and a
-        # trial's first result waits for that actor's process to start. Tune's loop, and with
-        # it every trial blocked in tune.report, stalls meanwhile: 78% of the driver's time on
-        # 2 busy CPUs (docs/performance.md). Fire and forget keeps the order: one caller's
-        # actor calls run in submission order. on_experiment_end still waits for the runs.
-        if trial not in self._trial_logging_actors:
-            self.log_trial_start(trial)
-        result = _clean_log(result, video_kwargs=self.video_kwargs, image_kwargs=self.image_kwargs)
-        self._trial_queues[trial].actor.put_nowait.remote((_QueueItem.RESULT, result))
-
-    def _signal_logging_actor_stop(self, trial) -> None:
-        # Likewise at a trial's end (43% of the driver's time once results no longer wait).
-        self._trial_queues[trial].actor.put_nowait.remote((_QueueItem.END, None))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from optuna.trial import TrialState
 from ray import tune
+from wandb.proto import wandb_internal_pb2
 
 from sweeps import ae_sweep, classifier_sweep, gan_sweep, runner
 from trainables import core, gan
@@ -287,6 +289,50 @@ def ae_run(local_ray, tmp_path_factory):
     return summary, storage / "ae_sweep_smoke"
 
 
+def wandb_history(run_file: Path) -> tuple[str, list[dict]]:
+    """The run id and the logged rows of an offline W&B run file (run-<id>.wandb): W&B's
+    LevelDB-style log, a 7-byte header then 32 KiB blocks of records (crc32, length, type)
+    holding protobuf ``Record`` messages."""
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B", f"{run_file} is not a W&B run file"
+    pos, buf, run_id, rows = 7, b"", None, []
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a record header is padding
+            pos += 32768 - pos % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0:
+            break
+        buf += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            record = wandb_internal_pb2.Record.FromString(buf)
+            buf = b""
+            if record.HasField("run"):
+                run_id = record.run.run_id
+            elif record.HasField("history"):
+                items = record.history.item
+                rows.append(
+                    {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items}
+                )
+    return run_id, rows
+
+
+def check_wandb_runs(exp: Path, table, metrics: list[str]) -> None:
+    """One offline W&B run per trial, holding the trial's every epoch as results.parquet does."""
+    runs = {}
+    for run_file in (exp / "wandb").glob("offline-run-*/run-*.wandb"):
+        run_id, rows = wandb_history(run_file)
+        runs.setdefault(run_id, []).extend(rows)
+    assert set(runs) == set(table["trial_id"])
+    for trial_id, rows in table.groupby("trial_id"):
+        logged = {r["training_iteration"]: r for r in runs[trial_id]}
+        assert sorted(logged) == sorted(rows["training_iteration"]), trial_id
+        for _, row in rows.iterrows():
+            for m in metrics:
+                assert logged[row["training_iteration"]][m] == pytest.approx(row[m]), (trial_id, m)
+
+
 def check_sweep_folder(exp: Path, summary: dict, metric: str, mode: str, metrics: list[str]):
     """What every sweep writes, read back as analysis would."""
     sweep = json.loads((exp / "sweep.json").read_text())
@@ -316,8 +362,7 @@ def check_sweep_folder(exp: Path, summary: dict, metric: str, mode: str, metrics
         and best["config"]["epochs"] == sweep["max_epochs"]
     )
 
-    runs = list((exp / "wandb").glob("offline-run-*"))
-    assert {r.name.rsplit("-", 1)[1] for r in runs} == set(table["trial_id"])
+    check_wandb_runs(exp, table, metrics)
     return table, best
 
 

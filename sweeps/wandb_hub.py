@@ -1,0 +1,171 @@
+"""W&B logging for a sweep: one run per trial, all of them kept by one process.
+
+Ray's ``WandbLoggerCallback`` starts two actors per trial (a ``ray.util.Queue`` and a logging
+actor whose ``wandb.init`` starts a W&B service of its own), so every trial costs three new
+processes that compete with the trials for the CPUs: at 20 trials x 2 epochs on 2 CPUs that was
+48% of the sweep's wall time (BENCHMARKS.md). Here one actor, started with the first trial,
+holds every trial's run (``wandb.init(reinit="create_new")``: several runs in one process, one
+W&B service), and the driver sends it results without waiting (one caller's calls to an actor
+run in the order they were sent).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import types
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+import ray
+from ray.air.constants import TRAINING_ITERATION
+from ray.air.integrations.wandb import (
+    WandbLoggerCallback,
+    _clean_log,
+    _run_wandb_process_run_info_hook,
+    _WandbLoggingActor,
+)
+from ray.air.util.node import _force_on_current_node
+
+logger = logging.getLogger(__name__)
+
+
+def wandb_root(experiment_dir: str | os.PathLike | None) -> Path:
+    """W&B writes its runs to <root>/wandb/: the experiment folder when it is local, else
+    $WANDB_DIR or the current directory."""
+    return Path(experiment_dir or os.environ.get("WANDB_DIR") or os.getcwd())
+
+
+class WandbHub:
+    """The actor that holds the sweep's W&B runs, keyed by Tune trial id. A failure in one run
+    is logged and does not touch the others (nor the sweep)."""
+
+    def __init__(self) -> None:
+        import wandb
+
+        self._wandb = wandb
+        self._runs: dict[str, tuple[Any, types.SimpleNamespace]] = {}
+
+    def start(
+        self, trial_id: str, logdir: str, exclude: list, to_config: list, init_kwargs: dict
+    ) -> None:
+        if trial_id in self._runs:  # a trial restarted after a failure keeps its run
+            return
+        try:
+            run = self._wandb.init(**{**init_kwargs, "reinit": "create_new"})
+            run.config.update({"trial_log_path": logdir}, allow_val_change=True)
+            _run_wandb_process_run_info_hook(run)
+        except Exception:
+            logger.warning("W&B: could not start the run of trial %s", trial_id, exc_info=True)
+            return
+        # What Ray's logging actor needs to turn a result into a W&B row and config update.
+        keys = types.SimpleNamespace(_exclude=set(exclude), _to_config=set(to_config))
+        self._runs[trial_id] = (run, keys)
+
+    def log(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self._runs:
+            logger.warning("W&B: no run for trial %s; result dropped", trial_id)
+            return
+        run, keys = self._runs[trial_id]
+        try:
+            row, config_update = _WandbLoggingActor._handle_result(keys, result)
+            run.config.update(config_update, allow_val_change=True)
+            run.log(row, step=row.get(TRAINING_ITERATION))
+        except Exception:
+            logger.warning("W&B: could not log a result of trial %s", trial_id, exc_info=True)
+
+    def log_checkpoint(self, trial_id: str, path: str) -> None:
+        if trial_id in self._runs:
+            run = self._runs[trial_id][0]
+            artifact = self._wandb.Artifact(name=f"checkpoint_{run.name}", type="model")
+            artifact.add_dir(path)
+            run.log_artifact(artifact)
+
+    def end(self, trial_id: str, failed: bool = False) -> None:
+        run, _ = self._runs.pop(trial_id, (None, None))
+        if run is not None:
+            try:
+                run.finish(exit_code=1 if failed else 0)
+            except Exception:
+                logger.warning("W&B: could not finish the run of trial %s", trial_id, exc_info=True)
+
+    def close(self) -> int:
+        """Finish the runs still open and stop W&B's service (left to an atexit hook, it races
+        Ray's shutdown and prints a ConnectionResetError traceback). Returns how many were open."""
+        open_runs = list(self._runs)
+        for trial_id in open_runs:
+            self.end(trial_id)
+        self._wandb.teardown()
+        return len(open_runs)
+
+
+class SweepWandbCallback(WandbLoggerCallback):
+    """One W&B run per trial (run id = Tune trial id), grouped by experiment name, all logged
+    from one ``WandbHub`` actor on the driver's node that uses no CPU of Ray's.
+
+    The mode is read from the driver's $WANDB_MODE at each trial start (``run`` sets it), so a
+    resumed sweep follows the --wandb-mode it was resumed with although Tune restores this
+    callback from its pickle. Offline runs go to ``<experiment>/wandb/`` for a local experiment
+    folder, else to $WANDB_DIR or the current directory. The API key is never passed through
+    Ray (Ray's callback hands it to its actors as a runtime_env variable, which Ray's runtime_env
+    agent writes to its log): the hub runs on the driver's node, so it inherits the key from the
+    environment (local Ray) or reads ~/.netrc.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._hub = None
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks; actor handles belong to one Ray session.
+        state = self.__dict__.copy()
+        state["_hub"], state["_trial_logging_actors"] = None, {}
+        return state
+
+    def log_trial_start(self, trial) -> None:
+        self.kwargs["mode"] = os.environ.get("WANDB_MODE", "offline")
+        local = isinstance(trial.storage.storage_filesystem, pafs.LocalFileSystem)
+        self.kwargs["dir"] = str(wandb_root(trial.storage.experiment_fs_path if local else None))
+        self.kwargs.setdefault("resume", "allow")  # a resumed trial continues its W&B run
+        self.kwargs.setdefault("settings", {"silent": True})  # run() prints the sync command
+        super().log_trial_start(trial)  # builds wandb.init's arguments, then calls the next
+
+    def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs) -> None:
+        if self._hub is None:
+            hub = ray.remote(num_cpus=0, max_restarts=-1, **_force_on_current_node())(WandbHub)
+            self._hub = hub.remote()
+        to_config = list(self.AUTO_CONFIG_KEYS)
+        args = (trial.trial_id, trial.local_path, exclude_results, to_config, wandb_init_kwargs)
+        self._hub.start.remote(*args)
+        self._trial_logging_actors[trial] = self._hub
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        if trial not in self._trial_logging_actors:
+            self.log_trial_start(trial)
+        result = _clean_log(result, video_kwargs=self.video_kwargs, image_kwargs=self.image_kwargs)
+        self._hub.log.remote(trial.trial_id, result)
+
+    def log_trial_save(self, trial) -> None:
+        checkpoint = trial.checkpoint if trial in self._trial_logging_actors else None
+        local = checkpoint is not None and isinstance(checkpoint.filesystem, pafs.LocalFileSystem)
+        if self.upload_checkpoints and local:
+            self._hub.log_checkpoint.remote(trial.trial_id, checkpoint.path)
+
+    def log_trial_end(self, trial, failed: bool = False) -> None:
+        if self._trial_logging_actors.pop(trial, None) is not None:
+            self._hub.end.remote(trial.trial_id, failed)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        """Wait (up to ``upload_timeout``) until every run is finished and written."""
+        if self._hub is None:
+            return
+        try:
+            ray.get(self._hub.close.remote(), timeout=self._upload_timeout)
+        except Exception as e:
+            logger.warning("W&B: the runs did not finish cleanly (%s: %s)", type(e).__name__, e)
+        ray.kill(self._hub)
+        self._hub, self._trial_logging_actors = None, {}
+
+    def __del__(self) -> None:
+        pass  # Ray's version signals per-trial actors this callback does not have
