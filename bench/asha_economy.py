@@ -1,7 +1,9 @@
 """Early-stopping economy: the autoencoder sweep with ASHA against the same trials without it.
 
-    python bench/asha_economy.py                                # 12 trials x 10 epochs, 20,000 images
+    python bench/asha_economy.py              # ae_sweep's defaults (20 trials x 20 epochs, grace 2,
+                                              # reduction factor 3) on 20,000 images, 2 concurrent
     python bench/asha_economy.py --num-trials 12 --epochs 10 --subset 5000
+    python bench/asha_economy.py --replay-from out.json   # other ASHA settings on a run's curves
 
 Both runs are ``sweeps/ae_sweep.py``'s ``main`` on the report's space, with the same fixed list
 of trial configs (drawn once from the space with ``--seed``, given to the searcher as
@@ -150,13 +152,37 @@ def replay(curves: list[list[float]], grace: int, rf: float, max_t: int, orders:
     return out
 
 
+def replay_settings(args, curves: list[list[float]]) -> dict:
+    """``replay`` for the run's ASHA setting and the usual others: medians and p10-p90."""
+    out = {}
+    settings = [(args.grace_period, args.reduction_factor), (1, 3), (1, 4), (2, 3), (2, 4)]
+    for grace, rf in dict.fromkeys(settings):
+        runs = replay(curves, grace, rf, args.epochs, args.replay, args.seed)
+        share = np.array([r[0] for r in runs])
+        gap = np.array([r[1] for r in runs])
+        row = {
+            "epoch_share_median": round(float(np.median(share)), 3),
+            "epoch_share_p10_p90": [round(float(q), 3) for q in np.percentile(share, [10, 90])],
+            "best_gap_median": round(float(np.median(gap)), 4),
+            "best_gap_within_3pct": round(float(np.mean(gap <= 0.03)), 3),
+        }
+        out[f"grace {grace} rf {rf:g}"] = row
+        print(f"replay, {args.replay} arrival orders, grace {grace} rf {rf:g}: {row}", flush=True)
+    return out
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--num-trials", type=int, default=12)
-    p.add_argument("--epochs", type=int, default=10, help="epochs of a full trial (ASHA's max_t)")
+    d = ae_sweep.SWEEP.defaults  # by default, the sweep as `python sweeps/ae_sweep.py` runs it
+    p.add_argument("--num-trials", type=int, default=d["num_samples"])
+    p.add_argument(
+        "--epochs", type=int, default=d["max_epochs"], help="epochs of a full trial (max_t)"
+    )
     p.add_argument("--subset", type=int, default=20000, help="training images (0: all 55,000)")
-    p.add_argument("--grace-period", type=int, default=1, help="ASHA's first rung (epochs)")
-    p.add_argument("--reduction-factor", type=float, default=3)
+    p.add_argument(
+        "--grace-period", type=int, default=d["grace_period"], help="ASHA's first rung (epochs)"
+    )
+    p.add_argument("--reduction-factor", type=float, default=d["reduction_factor"])
     p.add_argument("--seed", type=int, default=0, help="seed of the drawn configs")
     p.add_argument(
         "--replay",
@@ -165,8 +191,17 @@ def main(argv=None) -> dict:
         metavar="N",
         help="then replay FIFO's curves through ASHA in N random arrival orders (0: skip)",
     )
+    p.add_argument(
+        "--replay-from",
+        metavar="JSON",
+        help="only replay, on the FIFO curves of an earlier run's --json (no sweep is run)",
+    )
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
+    if args.replay_from:
+        fifo = json.loads(Path(args.replay_from).read_text())["fifo"]
+        args.epochs = max(len(t["curve"]) for t in fifo["trials"])
+        return {"replay": replay_settings(args, [t["curve"] for t in fifo["trials"]])}
     configs = draw_configs(args.num_trials, args.seed)
     root = Path(tempfile.mkdtemp(prefix="asha_economy-"))
     scale = (
@@ -196,20 +231,7 @@ def main(argv=None) -> dict:
         f"val_mse is {out['best_mse_gap']:+.2%} from FIFO's (target within 3%)"
     )
     if args.replay:
-        curves = [t["curve"] for t in fifo["trials"]]
-        out["replay"] = {}
-        for grace, rf in ((args.grace_period, args.reduction_factor), (1, 4), (2, 3)):
-            runs = replay(curves, grace, rf, args.epochs, args.replay, args.seed)
-            share = np.array([r[0] for r in runs])
-            gap = np.array([r[1] for r in runs])
-            row = {
-                "epoch_share_median": round(float(np.median(share)), 3),
-                "epoch_share_p10_p90": [round(float(q), 3) for q in np.percentile(share, [10, 90])],
-                "best_gap_median": round(float(np.median(gap)), 4),
-                "best_gap_within_3pct": round(float(np.mean(gap <= 0.03)), 3),
-            }
-            out["replay"][f"grace {grace} rf {rf:g}"] = row
-            print(f"replay, {args.replay} arrival orders, grace {grace} rf {rf:g}: {row}")
+        out["replay"] = replay_settings(args, [t["curve"] for t in fifo["trials"]])
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return out

@@ -123,6 +123,10 @@ class SweepWandbCallback(WandbLoggerCallback):
         state["_hub"], state["_trial_logging_actors"] = None, {}
         return state
 
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_hub", None)  # pickled by a version without the hub
+
     def log_trial_start(self, trial) -> None:
         self.kwargs["mode"] = os.environ.get("WANDB_MODE", "offline")
         local = isinstance(trial.storage.storage_filesystem, pafs.LocalFileSystem)

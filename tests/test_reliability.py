@@ -3,7 +3,7 @@ everything it already computed, and says what went wrong.
 
 * a trial's worker killed mid-epoch restarts from its checkpoint, with no gap and no repeat;
 * a driver stopped with Ctrl-C resumes to exactly its trials, with the Optuna study, the
-  Parquet results and Ray's records in agreement (SIGKILL: tests/test_sweeps.py);
+  Parquet results, the W&B runs and Ray's records in agreement (SIGKILL: tests/test_sweeps.py);
 * a diverging trial ends once, marked DIVERGED with its reason, Optuna told FAIL, the sweep
   carries on and never picks it as best;
 * parallel first uses of an uncached dataset download it once, and nobody reads half a file;
@@ -414,7 +414,8 @@ def test_a_diverging_trial_ends_once_and_the_sweep_carries_on(local_ray, tmp_pat
 @pytest.mark.realdata
 def test_resume_after_ctrl_c_keeps_every_result_and_agrees_with_ray(local_ray, tmp_path):
     exp = tmp_path / "interrupted"
-    cmd = [sys.executable, "sweeps/ae_sweep.py", *QUIET, "--storage-path", str(tmp_path)]
+    cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--wandb-mode", "offline"]
+    cmd += ["--storage-path", str(tmp_path)]
     cmd += ["--name", "interrupted", "--num-samples", "5", "--max-epochs", "3"]
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen(
@@ -439,7 +440,7 @@ def test_resume_after_ctrl_c_keeps_every_result_and_agrees_with_ray(local_ray, t
     assert finished and ts._finished_trials(exp) < 5
     before = {name: (exp / name / "result.json").read_text() for name in finished}
 
-    summary = ae_sweep.main(["--resume", str(exp)])
+    summary = ae_sweep.main(["--resume", str(exp), "--wandb-mode", "offline"])
     assert summary["complete"] and summary["trials"] == 5 and summary["errored"] == 0
     for name, text in before.items():  # finished trials kept, not run again
         assert (exp / name / "result.json").read_text() == text
@@ -447,6 +448,7 @@ def test_resume_after_ctrl_c_keeps_every_result_and_agrees_with_ray(local_ray, t
     table = pq.read_table(exp / "results.parquet").to_pandas()
     assert not table.duplicated(["trial_id", "training_iteration"]).any()
     ts.check_study_matches(exp, table, "val_mse", 3)  # ids, every epoch's value, PRUNED/COMPLETE
+    ts.check_wandb_runs(exp, table, ["val_mse"])  # the W&B runs too, across the two drivers
     analysis = tune.ExperimentAnalysis(str(exp))
     ray_last = {t.trial_id: t.last_result["val_mse"] for t in analysis.trials}
     parquet_last = table.sort_values("training_iteration").groupby("trial_id")["val_mse"].last()
