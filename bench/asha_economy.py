@@ -78,6 +78,7 @@ def run(args, storage: Path, name: str, grace_period: int, configs: list[dict]) 
         f"--storage-path={storage}",
         f"--name={name}",
         "--wandb-mode=disabled",
+        "--asha-revise" if args.asha_revise else "--no-asha-revise",
     ]
     if args.subset:
         argv.append(f"--subset={args.subset}")
@@ -108,11 +109,23 @@ def run(args, storage: Path, name: str, grace_period: int, configs: list[dict]) 
     }
 
 
-def replay(curves: list[list[float]], grace: int, rf: float, max_t: int, orders: int, seed: int):
-    """Ray's ASHAScheduler fed the FIFO run's measured curves, 2 trials at a time, one epoch per
-    time step, in ``orders`` random arrival orders: (epoch share, best val_mse gap) of each.
-    Shows how much of a real run's result is the luck of which trials arrive first."""
+def replay(
+    curves: list[list[float]],
+    grace: int,
+    rf: float,
+    max_t: int,
+    orders: int,
+    seed: int,
+    revise: bool = True,
+):
+    """The sweep's ASHA (``revise``: the runner's RevisingASHAScheduler, else Ray's
+    ASHAScheduler) fed the FIFO run's measured curves, 2 trials at a time, one epoch per time
+    step, in ``orders`` random arrival orders (``orders`` = 0: once, in the drawn order):
+    (epoch share, best val_mse gap) of each. Shows how much of a real run's result is the luck
+    of which trials arrive first."""
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    scheduler_cls = runner.RevisingASHAScheduler if revise else ASHAScheduler
 
     class T:
         def __init__(self, i):
@@ -121,8 +134,8 @@ def replay(curves: list[list[float]], grace: int, rf: float, max_t: int, orders:
     full_best = min(c[-1] for c in curves)
     rng = np.random.default_rng(seed)
     out = []
-    for _ in range(orders):
-        sched = ASHAScheduler(
+    for _ in range(max(orders, 1)):
+        sched = scheduler_cls(
             time_attr="training_iteration",
             metric="val_mse",
             mode="min",
@@ -130,7 +143,8 @@ def replay(curves: list[list[float]], grace: int, rf: float, max_t: int, orders:
             grace_period=grace,
             reduction_factor=rf,
         )
-        waiting = [T(i) for i in rng.permutation(len(curves))]
+        order = rng.permutation(len(curves)) if orders else range(len(curves))
+        waiting = [T(i) for i in order]
         running, spent, last = [], 0, {}
         while waiting or running:
             while waiting and len(running) < 2:
@@ -152,22 +166,36 @@ def replay(curves: list[list[float]], grace: int, rf: float, max_t: int, orders:
     return out
 
 
+def drawn_curves(fifo: dict, configs: list[dict]) -> list[list[float]]:
+    """FIFO's val_mse curves in the order the configs were drawn (and ran)."""
+    by_config = {
+        (t["config"]["optimizer"], round(t["config"]["lr"], 12)): t for t in fifo["trials"]
+    }
+    return [by_config[(c["optimizer"], round(c["lr"], 12))]["curve"] for c in configs]
+
+
 def replay_settings(args, curves: list[list[float]]) -> dict:
-    """``replay`` for the run's ASHA setting and the usual others: medians and p10-p90."""
+    """``replay`` for the run's ASHA setting and the usual others, with and without revising:
+    in the drawn order, then medians and p10-p90 over random orders. ``curves`` are in the
+    drawn order."""
     out = {}
     settings = [(args.grace_period, args.reduction_factor), (1, 3), (1, 4), (2, 3), (2, 4)]
     for grace, rf in dict.fromkeys(settings):
-        runs = replay(curves, grace, rf, args.epochs, args.replay, args.seed)
-        share = np.array([r[0] for r in runs])
-        gap = np.array([r[1] for r in runs])
-        row = {
-            "epoch_share_median": round(float(np.median(share)), 3),
-            "epoch_share_p10_p90": [round(float(q), 3) for q in np.percentile(share, [10, 90])],
-            "best_gap_median": round(float(np.median(gap)), 4),
-            "best_gap_within_3pct": round(float(np.mean(gap <= 0.03)), 3),
-        }
-        out[f"grace {grace} rf {rf:g}"] = row
-        print(f"replay, {args.replay} arrival orders, grace {grace} rf {rf:g}: {row}", flush=True)
+        for revise in (True, False):
+            drawn = replay(curves, grace, rf, args.epochs, 0, args.seed, revise)[0]
+            runs = replay(curves, grace, rf, args.epochs, args.replay, args.seed, revise)
+            share = np.array([r[0] for r in runs])
+            gap = np.array([r[1] for r in runs])
+            row = {
+                "drawn_order_epoch_share": round(drawn[0], 3),
+                "epoch_share_median": round(float(np.median(share)), 3),
+                "epoch_share_p10_p90": [round(float(q), 3) for q in np.percentile(share, [10, 90])],
+                "best_gap_median": round(float(np.median(gap)), 4),
+                "best_gap_within_3pct": round(float(np.mean(gap <= 0.03)), 3),
+            }
+            name = f"grace {grace} rf {rf:g} {'revising' if revise else 'ray'}"
+            out[name] = row
+            print(f"replay, {args.replay} arrival orders, {name}: {row}", flush=True)
     return out
 
 
@@ -183,6 +211,12 @@ def main(argv=None) -> dict:
         "--grace-period", type=int, default=d["grace_period"], help="ASHA's first rung (epochs)"
     )
     p.add_argument("--reduction-factor", type=float, default=d["reduction_factor"])
+    p.add_argument(
+        "--asha-revise",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the sweep's revising ASHA (default), or Ray's (--no-asha-revise)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the drawn configs")
     p.add_argument(
         "--replay",
@@ -201,12 +235,14 @@ def main(argv=None) -> dict:
     if args.replay_from:
         fifo = json.loads(Path(args.replay_from).read_text())["fifo"]
         args.epochs = max(len(t["curve"]) for t in fifo["trials"])
-        return {"replay": replay_settings(args, [t["curve"] for t in fifo["trials"]])}
+        configs = draw_configs(len(fifo["trials"]), args.seed)
+        return {"replay": replay_settings(args, drawn_curves(fifo, configs))}
     configs = draw_configs(args.num_trials, args.seed)
     root = Path(tempfile.mkdtemp(prefix="asha_economy-"))
     scale = (
         f"{args.num_trials} trials x {args.epochs} epochs, {args.subset or 55000} training images, "
-        f"ASHA grace {args.grace_period} rf {args.reduction_factor:g}, 2 concurrent"
+        f"ASHA grace {args.grace_period} rf {args.reduction_factor:g}"
+        f"{' revising' if args.asha_revise else ''}, 2 concurrent"
     )
     print(f"scale: {scale}", flush=True)
     try:
@@ -231,7 +267,7 @@ def main(argv=None) -> dict:
         f"val_mse is {out['best_mse_gap']:+.2%} from FIFO's (target within 3%)"
     )
     if args.replay:
-        out["replay"] = replay_settings(args, [t["curve"] for t in fifo["trials"]])
+        out["replay"] = replay_settings(args, drawn_curves(fifo, configs))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return out

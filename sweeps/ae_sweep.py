@@ -47,7 +47,9 @@ SWEEP = runner.Sweep(
     defaults=dict(
         num_samples=20,
         max_epochs=20,
-        grace_period=2,
+        # One epoch already tells a diverging or crawling configuration from a good one; with
+        # the revising ASHA this spends about a fifth of the epochs (bench/asha_economy.py).
+        grace_period=1,
         reduction_factor=3,
         max_concurrent=4,
         gpus_per_trial=0.25,  # four small conv nets share a GPU

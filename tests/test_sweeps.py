@@ -3,6 +3,7 @@ ASHA and offline W&B; a sweep killed mid-run resumes to exactly its trials; bad 
 line with exit code 2 before Ray starts; the Optuna bookkeeping and the storage helper are also
 pinned without Ray."""
 
+import argparse
 import contextlib
 import json
 import math
@@ -158,6 +159,33 @@ def test_searcher_retries_trials_tune_rewinds_to_an_older_checkpoint(tmp_path):
     for t in r._ot_study.get_trials():
         states[t.user_attrs["trial_id"]].append(t.state)
     assert states["plain"] == [TrialState.COMPLETE] and states["asha"] == [TrialState.PRUNED]
+
+
+@pytest.mark.parametrize("revise", [True, False])
+def test_revising_asha_judges_a_trial_as_if_it_reached_its_rung_last(revise):
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    cls = runner.RevisingASHAScheduler if revise else ASHAScheduler
+    asha = cls(time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3)
+    asha.set_search_properties("val_mse", "min")
+    trials = {name: argparse.Namespace(trial_id=name) for name in "abcd"}
+    for t in trials.values():
+        asha.on_trial_add(None, t)
+
+    def result(name, epoch, mse):
+        return asha.on_trial_result(
+            None, trials[name], {"training_iteration": epoch, "val_mse": mse}
+        )
+
+    # "a" is the worst but reaches rung 1 (epoch 1) first: nothing to compare with, it goes on.
+    assert result("a", 1, 0.9) == TrialScheduler.CONTINUE
+    for name, mse in (("b", 0.2), ("c", 0.3)):
+        assert result(name, 1, mse) == TrialScheduler.CONTINUE
+    # Now "a" would not pass rung 1 (it is not in the top third of b, c): revised, it stops.
+    assert result("a", 2, 0.8) == (TrialScheduler.STOP if revise else TrialScheduler.CONTINUE)
+    assert result("b", 2, 0.15) == TrialScheduler.CONTINUE  # the best of its rung goes on
+    assert result("d", 1, float("nan")) == TrialScheduler.CONTINUE  # a NaN is not a score...
+    assert result("b", 3, 0.1) == TrialScheduler.CONTINUE  # ...and moves no cutoff
 
 
 def test_folder_writes_through_pyarrow_to_s3(tmp_path, monkeypatch):
