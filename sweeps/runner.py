@@ -56,6 +56,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform
 
+from sweeps.checkpoint_gc import CheckpointPruner
 from sweeps.wandb_hub import SweepWandbCallback, wandb_root
 from trainables import core, module_for
 from trainables.data import DataError, cache_dir, load_splits
@@ -1147,14 +1148,14 @@ def run(sweep: Sweep, args: argparse.Namespace, param_space: dict[str, Any]) -> 
             exp.write_json(SWEEP_FILE, sweep_record(sweep, args, space, study_url, wandb_mode))
             tuner = make_tuner(sweep, args, trainable, space, study_storage, wandb_mode)
         print(f"{sweep.name}: {splits.describe()}; experiment {exp.uri}", flush=True)
-        # The classic progress table (CLIReporter); W&B's mode for SweepWandbCallback; and no
-        # warning about the experiment snapshot Tune forces after every trial checkpoint
-        # (num_to_keep=1), which is what keeps --resume close to where the driver stopped.
+        # The classic progress table (CLIReporter); W&B's mode for SweepWandbCallback; and an
+        # experiment snapshot at most every second (Tune's "auto" waits 10 s or more), which
+        # keeps --resume close to where the driver stopped.
         with (
             _environ(
                 RAY_AIR_NEW_OUTPUT="0",
                 WANDB_MODE=wandb_mode,
-                TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S="0",
+                TUNE_GLOBAL_CHECKPOINT_S=os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", "1"),
             ),
             _no_credentials_through_ray(),
         ):
@@ -1185,7 +1186,7 @@ def make_tuner(
         grace_period=args.grace_period,
         reduction_factor=args.reduction_factor,
     )
-    callbacks = []
+    callbacks: list[tune.Callback] = [CheckpointPruner(sweep.metric, sweep.mode)]
     if wandb_mode != "disabled":
         callbacks.append(SweepWandbCallback(project=args.wandb_project, group=args.name))
     reporter = tune.CLIReporter(
@@ -1209,9 +1210,10 @@ def make_tuner(
         run_config=tune.RunConfig(
             name=args.name,
             storage_path=Folder(args.storage_path).uri,
-            # The best epoch by the metric and, always, the latest (Tune never deletes it).
+            # Tune keeps every checkpoint; CheckpointPruner deletes all but each trial's best and
+            # latest once no snapshot --resume could read names them (Tune's num_to_keep deletes
+            # before the snapshot that stops naming them is written: a race on a killed driver).
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1,
                 checkpoint_score_attribute=sweep.metric,
                 checkpoint_score_order=sweep.mode,
             ),

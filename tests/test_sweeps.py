@@ -188,6 +188,50 @@ def test_revising_asha_judges_a_trial_as_if_it_reached_its_rung_last(revise):
     assert result("b", 3, 0.1) == TrialScheduler.CONTINUE  # ...and moves no cutoff
 
 
+def test_checkpoint_pruner_keeps_what_a_snapshot_names_until_newer_snapshots_replace_it(tmp_path):
+    from sweeps.checkpoint_gc import CheckpointPruner
+
+    pruner = CheckpointPruner("val_mse", "min")
+    trial = argparse.Namespace(trial_id="t", status="RUNNING", last_result={})
+
+    def save(epoch, mse):
+        path = tmp_path / f"checkpoint_{epoch:06d}"
+        path.mkdir()
+        trial.last_result = {"val_mse": mse, "training_iteration": epoch + 1}
+        pruner.on_checkpoint(0, [trial], trial, tune.Checkpoint(str(path)))
+
+    def kept():
+        return sorted(int(p.name[-6:]) for p in tmp_path.glob("checkpoint_*"))
+
+    save(0, 0.5)
+    pruner.get_state()  # a snapshot names checkpoint 0 (the latest then)
+    save(1, 0.4)
+    save(2, 0.45)
+    assert kept() == [0, 1, 2]  # 0: named by the snapshot; 1: the best; 2: the latest
+    save(3, float("nan"))  # a NaN is never the best
+    assert kept() == [0, 1, 3]
+    for _ in range(CheckpointPruner.SNAPSHOTS):
+        pruner.get_state()  # newer snapshots name checkpoint 3
+    assert kept() == [1, 3]
+    save(4, 0.2)
+    save(5, 0.3)
+    assert kept() == [3, 4, 5]  # 3 is still named by the last snapshots
+    trial.status = "TERMINATED"
+    pruner.on_experiment_end([trial])  # a finished trial is never restored: best and latest
+    assert kept() == [4, 5]
+
+    maximise = CheckpointPruner("val_acc", "max")
+    for epoch, acc in enumerate([0.5, 0.9, 0.7]):
+        path = tmp_path / "acc" / f"checkpoint_{epoch:06d}"
+        path.mkdir(parents=True)
+        trial.last_result = {"val_acc": acc}
+        maximise.on_checkpoint(0, [trial], trial, tune.Checkpoint(str(path)))
+    assert sorted(p.name for p in (tmp_path / "acc").iterdir()) == [
+        "checkpoint_000001",
+        "checkpoint_000002",
+    ]
+
+
 def test_folder_writes_through_pyarrow_to_s3(tmp_path, monkeypatch):
     moto_server = pytest.importorskip("moto.server")
     boto3 = pytest.importorskip("boto3")
@@ -391,7 +435,20 @@ def check_sweep_folder(exp: Path, summary: dict, metric: str, mode: str, metrics
     )
 
     check_wandb_runs(exp, table, metrics)
+    check_checkpoints_kept(exp, table, metric, mode)
     return table, best
+
+
+def check_checkpoints_kept(exp: Path, table, metric: str, mode: str) -> None:
+    """Each trial keeps two checkpoints at most: its latest epoch's and its best epoch's (every
+    epoch writes one: checkpoint_000000 is epoch 1)."""
+    for trial_id, rows in table.groupby("trial_id"):
+        (trial_dir,) = exp.glob(f"*_{trial_id}")
+        rows = rows.sort_values("training_iteration").dropna(subset=[metric])
+        best = rows[metric].idxmin() if mode == "min" else rows[metric].idxmax()
+        epochs = {int(rows["training_iteration"].max()), int(rows.loc[best, "training_iteration"])}
+        kept = {p.name for p in trial_dir.glob("checkpoint_*")}
+        assert kept == {f"checkpoint_{e - 1:06d}" for e in epochs}, (trial_id, kept, epochs)
 
 
 def check_study_matches(exp: Path, table, metric: str, max_epochs: int):
@@ -484,6 +541,7 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path):
     exp = tmp_path / "resumed"
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--storage-path", str(tmp_path)]
     cmd += ["--name", "resumed", "--num-samples", "6", "--max-epochs", "3"]
+    cmd += ["--subset", "12000"]  # epochs long enough to see a snapshot (one a second) mid-sweep
     cmd += ["--wandb-mode", "disabled"]  # W&B is checked above; here it would only cost time
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen(
