@@ -1149,13 +1149,14 @@ def run(sweep: Sweep, args: argparse.Namespace, param_space: dict[str, Any]) -> 
             tuner = make_tuner(sweep, args, trainable, space, study_storage, wandb_mode)
         print(f"{sweep.name}: {splits.describe()}; experiment {exp.uri}", flush=True)
         # The classic progress table (CLIReporter); W&B's mode for SweepWandbCallback; and an
-        # experiment snapshot at most every second (Tune's "auto" waits 10 s or more), which
-        # keeps --resume close to where the driver stopped.
+        # experiment snapshot every 3 s at most (Tune's "auto" waits 10 s or more), which keeps
+        # --resume close to where the driver stopped: 1 s cost 15% of a 20-trial sweep's wall on
+        # 2 CPUs, 3 s 7% (BENCHMARKS.md).
         with (
             _environ(
                 RAY_AIR_NEW_OUTPUT="0",
                 WANDB_MODE=wandb_mode,
-                TUNE_GLOBAL_CHECKPOINT_S=os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", "1"),
+                TUNE_GLOBAL_CHECKPOINT_S=os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", "3"),
             ),
             _no_credentials_through_ray(),
         ):

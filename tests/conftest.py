@@ -1,5 +1,6 @@
-"""Shared fixtures: where the real FashionMNIST is (tests marked realdata skip without it), and
-W&B kept offline in every test."""
+"""Shared fixtures: where the real FashionMNIST is (tests marked realdata skip without it), W&B
+kept offline in every test, and Tune's experiment snapshots one a second (the sweeps' default is
+3 s; the fault tests interrupt smoke sweeps of a few seconds once a snapshot shows progress)."""
 
 import os
 from pathlib import Path
@@ -13,6 +14,7 @@ from trainables import data
 def _wandb_offline(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", os.environ.get("WANDB_MODE", "offline"))
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", "1"))
 
 
 def _real_dir() -> Path | None:

@@ -336,8 +336,8 @@ def test_a_trial_whose_worker_is_killed_resumes_from_its_checkpoint(
 ):
     exp = tmp_path / "killed"
     killed = []
-    # Tune copies result.json into the experiment folder with each snapshot (at most one a
-    # second by default): take one at every step, so the killer below sees epoch 2 at once.
+    # Tune copies result.json into the experiment folder with each snapshot: take one at every
+    # step, so the killer below sees epoch 2 at once.
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0")
 
     def kill_after_epoch_2():  # SIGKILL the trial's worker process while it trains epoch 3
@@ -423,7 +423,7 @@ def test_resume_after_ctrl_c_keeps_every_result_and_agrees_with_ray(local_ray, t
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--wandb-mode", "offline"]
     cmd += ["--storage-path", str(tmp_path)]
     cmd += ["--name", "interrupted", "--num-samples", "5", "--max-epochs", "3"]
-    cmd += ["--subset", "12000"]  # epochs long enough to see a snapshot (one a second) mid-sweep
+    cmd += ["--subset", "12000"]  # epochs long enough to see a snapshot (1 s: conftest) mid-sweep
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen(
             cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -541,7 +541,7 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path):
     exp = tmp_path / "resumed"
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--storage-path", str(tmp_path)]
     cmd += ["--name", "resumed", "--num-samples", "6", "--max-epochs", "3"]
-    cmd += ["--subset", "12000"]  # epochs long enough to see a snapshot (one a second) mid-sweep
+    cmd += ["--subset", "12000"]  # epochs long enough to see a snapshot (1 s: conftest) mid-sweep
     cmd += ["--wandb-mode", "disabled"]  # W&B is checked above; here it would only cost time
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen(
