@@ -77,13 +77,13 @@ class _Timer:
 def _ray_wandb_callback():
     from ray.air.integrations.wandb import WandbLoggerCallback
 
+    from sweeps.wandb_hub import configure_runs
+
     class RayWandb(WandbLoggerCallback):
-        """Ray's own W&B callback, writing where and as ours does (mode, folder, quiet)."""
+        """Ray's own W&B callback, its runs set up as ours are (mode, folder, resume, quiet)."""
 
         def log_trial_start(self, trial) -> None:
-            self.kwargs["mode"] = os.environ.get("WANDB_MODE", "offline")
-            self.kwargs["dir"] = str(runner.wandb_root(trial.storage.experiment_fs_path))
-            self.kwargs.setdefault("settings", {"silent": True})
+            configure_runs(self.kwargs, trial)
             super().log_trial_start(trial)
 
     return RayWandb

@@ -37,6 +37,16 @@ def wandb_root(experiment_dir: str | os.PathLike | None) -> Path:
     return Path(experiment_dir or os.environ.get("WANDB_DIR") or os.getcwd())
 
 
+def configure_runs(kwargs: dict, trial) -> None:
+    """Set a W&B callback's ``wandb.init`` arguments for ``trial``'s run: the mode from the
+    driver's $WANDB_MODE, the folder (``wandb_root``), resume and quiet."""
+    kwargs["mode"] = os.environ.get("WANDB_MODE", "offline")
+    local = isinstance(trial.storage.storage_filesystem, pafs.LocalFileSystem)
+    kwargs["dir"] = str(wandb_root(trial.storage.experiment_fs_path if local else None))
+    kwargs.setdefault("resume", "allow")  # a resumed trial continues its W&B run
+    kwargs.setdefault("settings", {"silent": True})  # run() prints the sync command
+
+
 class WandbHub:
     """The actor that holds the sweep's W&B runs, keyed by Tune trial id. A failure in one run
     is logged and does not touch the others (nor the sweep)."""
@@ -128,11 +138,7 @@ class SweepWandbCallback(WandbLoggerCallback):
         self.__dict__.setdefault("_hub", None)  # pickled by a version without the hub
 
     def log_trial_start(self, trial) -> None:
-        self.kwargs["mode"] = os.environ.get("WANDB_MODE", "offline")
-        local = isinstance(trial.storage.storage_filesystem, pafs.LocalFileSystem)
-        self.kwargs["dir"] = str(wandb_root(trial.storage.experiment_fs_path if local else None))
-        self.kwargs.setdefault("resume", "allow")  # a resumed trial continues its W&B run
-        self.kwargs.setdefault("settings", {"silent": True})  # run() prints the sync command
+        configure_runs(self.kwargs, trial)
         super().log_trial_start(trial)  # builds wandb.init's arguments, then calls the next
 
     def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs) -> None:
