@@ -4,7 +4,7 @@ Tune's own ``CheckpointConfig(num_to_keep=...)`` deletes a trial's older checkpo
 newer one is registered, and only then writes the experiment snapshot that names the newer one.
 A driver killed in between leaves a snapshot that names a deleted checkpoint, and the resumed
 sweep fails that trial ("Could not recover from checkpoint as it does not exist on storage
-anymore"; it happened in CI). So Tune keeps every checkpoint (``num_to_keep=None``) and this
+anymore"; it happened in this project's own test runs). So Tune keeps every checkpoint (``num_to_keep=None``) and this
 callback deletes the ones nothing needs: a checkpoint is kept while it is its trial's latest, its
 best by the sweep's metric, or named by one of the last ``SNAPSHOTS`` experiment snapshots (the
 newest of which may still be uploading when the driver dies).

@@ -279,16 +279,18 @@ class RevisingASHAScheduler(ASHAScheduler):
     in ``bench/asha_economy.py``, whose first four trials were its worst). Here a trial that
     reports again after passing a rung is checked against that rung's results as they are now
     (the other trials' values, Ray's cutoff: the 1 - 1/rf quantile), and stopped if it would
-    not pass. Decisions no longer depend on arrival order, at the cost of the epochs a trial ran
-    before it was revised. ``--no-asha-revise`` gives Ray's ASHA.
+    not pass. Decisions depend less on arrival order (a trial can only be revised by results
+    that have arrived: in that benchmark's order it still spent 45%, against a median of 20% over
+    random orders), at the cost of the epochs a trial ran before it was revised.
+    ``--no-asha-revise`` gives Ray's ASHA.
     """
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)
         if action != TrialScheduler.CONTINUE or self._metric not in result:
             return action
-        bracket = self._trial_info.get(trial.trial_id)
-        for _, recorded in bracket._rungs if bracket else ():
+        bracket = self._trial_info[trial.trial_id]  # super() has looked it up too
+        for _, recorded in bracket._rungs:
             mine = recorded.get(trial.trial_id)
             if mine is None:
                 continue
