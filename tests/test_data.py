@@ -118,3 +118,17 @@ def test_real_fashion_mnist_splits(real_data_dir):
     assert (len(s.train_y), len(s.val_y), len(s.test_y)) == (55000, 5000, 10000)
     assert np.all(np.bincount(s.val_y.numpy(), minlength=10) == 500)
     assert int(s.test_x.float().mean()) in range(60, 80)  # FashionMNIST's mean pixel is ~73
+
+
+def test_to_unit_float_scales_uint8_and_adds_the_channel_axis():
+    import torch
+
+    images = torch.tensor([[[0, 51], [255, 102]]], dtype=torch.uint8)  # (1, 2, 2)
+    x = data.to_unit_float(images)
+    assert x.dtype == torch.float32 and x.shape == (1, 1, 2, 2)
+    torch.testing.assert_close(x, torch.tensor([[[[0.0, 0.2], [1.0, 0.4]]]]))
+    assert data.to_unit_float(images.unsqueeze(1)).shape == (1, 1, 2, 2)
+    split = data.DeviceSplit(images, torch.tensor([3]), torch.device("cpu"))
+    assert torch.equal(split.x, x)
+    with pytest.raises(TypeError, match="uint8"):
+        data.to_unit_float(x)

@@ -1,14 +1,17 @@
 """Trainables: typed configs, checkpoints, exact resume, the frozen encoder, and each command line
 run for real on a small subset of FashionMNIST."""
 
+import dataclasses
 import json
+import os
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from trainables import autoencoder, classifier, core, gan
+from trainables import autoencoder, classifier, core, gan, module_for
 
 
 class StopAfter(core.FolderReporter):
@@ -181,3 +184,45 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "no checkpoint.pt" in proc.stderr
+
+
+def help_entries(text: str) -> dict[str, str]:
+    """``--flag`` -> its help text, from argparse's ``--help`` output (continuation lines joined)."""
+    entries, flag = {}, None
+    for line in text.splitlines():
+        start = re.match(r"  (-\S+)(?: [A-Z_{},]+)?(.*)", line)
+        if start:
+            flag = start.group(1).rstrip(",")
+            entries[flag] = start.group(2).strip()
+        elif flag and line.startswith("   "):
+            entries[flag] = f"{entries[flag]} {line.strip()}".strip()
+        else:
+            flag = None
+    return entries
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["trainables.autoencoder"],
+        ["trainables.classifier"],
+        ["trainables.gan"],
+        ["trainables", "autoencoder"],
+    ],
+    ids=" ".join,
+)
+def test_help_describes_every_config_field(command):
+    proc = subprocess.run(
+        [sys.executable, "-m", *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    entries = help_entries(proc.stdout)
+    for f in dataclasses.fields(module_for(command[-1].rpartition(".")[2]).CONFIG):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in entries, f"{flag} missing from --help"
+        described = re.sub(r"\s*\(default [^()]*\)$", "", entries[flag])
+        assert described, f"{flag} has no help text: {entries[flag]!r}"

@@ -25,10 +25,10 @@ KIND = "autoencoder"
 
 @dataclass
 class AutoencoderConfig(core.TrainConfig):
-    latent_dim: int = 16  # size of the latent code (2 for the latent-space figures)
-    epochs: int = 20  # epochs to train; ASHA may stop a trial earlier
-    batch_size: int = 256  # images per optimiser step
-    lr: float = 1e-3  # Adam/SGD learning rate per step of batch_size images
+    latent_dim: int = core.param(16, "size of the latent code (2 for the latent-space figures)")
+    epochs: int = core.param(20, "epochs to train; ASHA may stop a trial earlier")
+    batch_size: int = core.param(256, "images per optimiser step")
+    lr: float = core.param(1e-3, "Adam/SGD learning rate per step of batch_size images")
 
     def validate(self) -> None:
         super().validate()
@@ -95,18 +95,17 @@ TRAINABLE = train_autoencoder
 
 def load_model(path, map_location="cpu") -> tuple[ConvAutoencoder, dict[str, Any]]:
     """The trained autoencoder in a checkpoint, in eval mode, with the checkpoint's payload."""
-    payload = core.load_checkpoint(path, KIND, map_location)
-    model = ConvAutoencoder(**payload["model_args"])
-    model.load_state_dict(payload["state"]["model"])
-    return model.eval(), payload
+    return core.load_model(path, KIND, lambda args: ConvAutoencoder(**args), "model", map_location)
+
+
+def score_test(model, test: DeviceSplit, cfg=None) -> dict[str, float]:
+    """``evaluate_checkpoint``'s metrics of ``model`` on the test split (``cfg`` is not needed)."""
+    return {"test_mse": evaluate(model, test)}
 
 
 def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") -> dict[str, float]:
     """Test-split MSE of a checkpoint: the only place the test images are used."""
-    model, payload = load_model(path)
-    cfg = AutoencoderConfig.from_dict(payload["config"])
-    test = core.test_split(cfg, data, device)
-    return {"test_mse": evaluate(model.to(test.device), test)}
+    return core.evaluate_checkpoint(path, load_model, CONFIG, score_test, data, device)
 
 
 if __name__ == "__main__":

@@ -27,15 +27,21 @@ KIND = "classifier"
 
 @dataclass
 class ClassifierConfig(core.TrainConfig):
-    encoder_checkpoint: str = ""  # autoencoder checkpoint (file or folder) whose encoder is used
-    mode: str = "frozen"  # frozen (the report: encoder untouched) | finetune (encoder trains too)
-    head_width: int = 256  # head is latent -> w -> w -> w/2 -> 10 (the report: 256)
-    dropout: float = 0.0  # dropout after each hidden layer of the head
-    encoder_lr_scale: float = 0.1  # finetune only: encoder lr = lr * this
-    epochs: int = 20  # epochs to train; ASHA may stop a trial earlier
-    batch_size: int = 256  # images per optimiser step
-    lr: float = 2e-4  # learning rate of the head per step of batch_size images
-    weight_decay: float = 1e-5  # L2 penalty inside Adam
+    encoder_checkpoint: str = core.param(
+        "", "autoencoder checkpoint (file or folder) whose encoder is used"
+    )
+    mode: str = core.param(
+        "frozen",
+        "frozen or finetune encoder: frozen (the report: encoder untouched) | finetune "
+        "(encoder trains too)",
+    )
+    head_width: int = core.param(256, "head is latent -> w -> w -> w/2 -> 10 (the report: 256)")
+    dropout: float = core.param(0.0, "dropout after each hidden layer of the head")
+    encoder_lr_scale: float = core.param(0.1, "finetune only: encoder lr = lr * this")
+    epochs: int = core.param(20, "epochs to train; ASHA may stop a trial earlier")
+    batch_size: int = core.param(256, "images per optimiser step")
+    lr: float = core.param(2e-4, "learning rate of the head per step of batch_size images")
+    weight_decay: float = core.param(1e-5, "L2 penalty inside Adam")
 
     def validate(self) -> None:
         super().validate()
@@ -178,19 +184,17 @@ TRAINABLE = train_classifier
 
 
 def load_model(path, map_location="cpu") -> tuple[LatentClassifier, dict[str, Any]]:
-    payload = core.load_checkpoint(path, KIND, map_location)
-    ae = autoencoder.ConvAutoencoder(payload["model_args"]["latent_dim"])
-    model = _from_args(ae.encoder, payload["model_args"])
-    model.load_state_dict(payload["state"]["model"])
-    return model.eval(), payload
+    """The trained classifier (encoder and head) in a checkpoint, in eval mode, with the payload."""
+
+    def build(model_args: dict[str, Any]) -> LatentClassifier:
+        return _from_args(autoencoder.ConvAutoencoder(model_args["latent_dim"]).encoder, model_args)
+
+    return core.load_model(path, KIND, build, "model", map_location)
 
 
-def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") -> dict[str, Any]:
-    """Test accuracy, loss, confusion matrix and per-class accuracy: the only use of the test set."""
-    model, payload = load_model(path)
-    cfg = ClassifierConfig.from_dict(payload["config"])
-    test = core.test_split(cfg, data, device)
-    ev = evaluate(model.to(test.device), test)
+def score_test(model, test: DeviceSplit, cfg=None) -> dict[str, Any]:
+    """``evaluate_checkpoint``'s metrics of ``model`` on the test split (``cfg`` is not needed)."""
+    ev = evaluate(model, test)
     confusion = ev["confusion"]
     per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
     return {
@@ -199,6 +203,11 @@ def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") 
         "confusion_matrix": confusion.tolist(),
         "per_class_acc": per_class,
     }
+
+
+def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") -> dict[str, Any]:
+    """Test accuracy, loss, confusion matrix and per-class accuracy: the only use of the test set."""
+    return core.evaluate_checkpoint(path, load_model, CONFIG, score_test, data, device)
 
 
 if __name__ == "__main__":

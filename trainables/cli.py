@@ -1,5 +1,6 @@
 """Command line for one trainable run without Ray: flags are generated from the typed config, so
-every config field is a flag (``latent_dim`` -> ``--latent-dim``) with its default and comment.
+every config field is a flag (``latent_dim`` -> ``--latent-dim``) with its default and the help
+text the field declares (``core.param``).
 
 Writes ``OUT/checkpoint.pt`` (latest epoch), ``OUT/metrics.jsonl`` (one line per epoch) and, at the
 end, ``OUT/test_metrics.json`` from the test split. ``--resume`` continues from ``OUT``.
@@ -9,30 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import json
-import sys
 import time
 import typing
 from pathlib import Path
 
 from trainables import core, module_for
-from trainables.data import DataError
-
-
-def _field_comments(cls) -> dict[str, str]:
-    """The one-line comment after each field in the config's source: the flag's help text."""
-    comments = {}
-    for klass in reversed(cls.__mro__):
-        try:
-            lines = inspect.getsource(klass).splitlines()
-        except (OSError, TypeError):
-            continue
-        for line in lines:
-            name, _, rest = line.strip().partition(":")
-            if "#" in rest and name.isidentifier():
-                comments[name] = rest.split("#", 1)[1].strip()
-    return comments
+from trainables.errors import OneLineParser, cli_errors
 
 
 def _parse_bool(text: str) -> bool:
@@ -51,21 +35,20 @@ def _parse_optional(kind):
     return parse
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not usage + message (as the sweeps)
-        print(f"error: {message}; see {self.prog} --help", file=sys.stderr, flush=True)
-        sys.exit(2)
+def _literal(text: str) -> str:
+    """``text`` as argparse help, which is %-formatted: a literal % must be written %%."""
+    return text.replace("%", "%%")
 
 
 def build_parser(kind: str) -> argparse.ArgumentParser:
     module = module_for(kind)
     cls = module.CONFIG
-    parser = _Parser(
+    out = f"runs/{kind}"
+    parser = OneLineParser(
         prog=f"python -m trainables.{kind}",
         description=(module.__doc__ or "").strip().splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--out", default=f"runs/{kind}", help="output folder")
+    parser.add_argument("--out", default=out, help=f"output folder (default {out!r})")
     parser.add_argument(
         "--preset", choices=sorted(module.PRESETS), help="start from a named preset"
     )
@@ -74,7 +57,6 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
         "--no-test", action="store_true", help="skip the final test-split evaluation"
     )
     hints = typing.get_type_hints(cls)
-    comments = _field_comments(cls)
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         optional = type(None) in typing.get_args(hint)
@@ -88,9 +70,22 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
             type=parse,
             default=None,  # None = not given: preset, then the config default applies
             metavar=base.__name__.upper(),
-            help=f"{comments.get(f.name, '')} (default {f.default!r})",
+            help=_literal(f"{core.help_of(f)} (default {f.default!r})"),
         )
     return parser
+
+
+def _fix_for(e: BaseException) -> str:
+    """The fix that ends the error line when the message does not name one."""
+    if isinstance(e, core.ConfigError):
+        flag = "--" + e.key.replace("_", "-") if e.key else "the flags"
+        return f"pass a valid {flag} (see --help)"
+    if isinstance(e, core.CheckpointError):
+        return (
+            "pass a checkpoint of the kind named, as python -m trainables.<kind> "
+            "--out DIR writes it (DIR or DIR/checkpoint.pt)"
+        )
+    return "check the flags and paths given (see --help)"
 
 
 def main(kind: str, argv: list[str] | None = None) -> dict:
@@ -105,7 +100,8 @@ def main(kind: str, argv: list[str] | None = None) -> dict:
     config = dict(module.PRESETS[args.preset]) if args.preset else {}
     config.update(given)
     out = Path(args.out)
-    try:
+    # Besides any UsageError, a diverged run and a bad value or path are the user's to fix.
+    with cli_errors(also=(core.DivergedError, ValueError, OSError), default_fix=_fix_for):
         cfg = module.CONFIG.from_dict(config)
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -123,29 +119,3 @@ def main(kind: str, argv: list[str] | None = None) -> dict:
             (out / "test_metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         print(f"{kind}: done: {json.dumps(result)}", flush=True)
         return result
-    except (
-        core.ConfigError,
-        core.CheckpointError,
-        core.DivergedError,
-        DataError,
-        ValueError,
-        OSError,
-    ) as e:
-        print(f"error: {_explained(e)}", file=sys.stderr, flush=True)
-        sys.exit(2)
-
-
-def _explained(e: Exception) -> str:
-    """``e`` on one line as 'problem; fix' (most messages name their fix already)."""
-    text = " ".join(str(e).split())
-    if "; " in text:
-        return text
-    if isinstance(e, core.ConfigError):
-        flag = "--" + e.key.replace("_", "-") if e.key else "the flags"
-        return f"{text}; pass a valid {flag} (see --help)"
-    if isinstance(e, core.CheckpointError):
-        return (
-            f"{text}; pass a checkpoint of the kind named, as python -m trainables.<kind> "
-            "--out DIR writes it (DIR or DIR/checkpoint.pt)"
-        )
-    return f"{text}; check the flags and paths given (see --help)"

@@ -23,13 +23,14 @@ from typing import Any
 import torch
 
 from trainables.data import DeviceSplit, load_splits
+from trainables.errors import UsageError
 
 CHECKPOINT_FORMAT = "latentsweep-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A config key is unknown or has the wrong type or value; ``key`` names it when it is one
     key (so a command line can name the flag that sets it)."""
 
@@ -38,7 +39,7 @@ class ConfigError(ValueError):
         self.key = key
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UsageError, RuntimeError):
     """A checkpoint is missing, corrupt or of another model kind."""
 
 
@@ -57,24 +58,54 @@ class DivergedError(RuntimeError):
 # Typed configs
 
 
+def param(default: Any, help: str) -> Any:
+    """A config field with its command-line help kept as data (``field.metadata["help"]``):
+    ``lr: float = param(1e-3, "learning rate per step")``. Defaults must be immutable."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def help_of(f: dataclasses.Field) -> str:
+    """The help text of a config field declared with ``param``; a field without one is a bug."""
+    text = f.metadata.get("help", "")
+    if not text.strip():
+        raise TypeError(
+            f"config field {f.name!r} has no help; declare it with core.param(default, help)"
+        )
+    return text
+
+
 @dataclass
 class TrainConfig:
     """Fields every trainable has. Subclasses add their model's fields."""
 
-    seed: int = 0  # seeds weight init and each epoch's shuffle/noise (seed, epoch) -> resumable
-    epochs: int = 10  # epochs to train; ASHA may stop a trial earlier
-    batch_size: int = 128  # images per optimiser step
-    lr: float = 1e-3  # learning rate per step of batch_size images
-    weight_decay: float = 0.0  # L2 penalty coefficient inside the optimiser (torch's weight_decay)
-    optimizer: str = "adam"  # adam | adamw | sgd (sgd uses momentum below)
-    momentum: float = 0.9  # SGD momentum; ignored by adam/adamw
-    lr_schedule: str = "constant"  # constant | cosine (to 0 at `epochs`) | step (x0.1 at 50%, 75%)
-    device: str = "auto"  # auto (cuda if the trial has a GPU, else cpu) | cpu | cuda | cuda:N
-    amp: bool = False  # bf16 autocast for forward passes on CUDA; ignored on CPU
-    data_dir: str | None = None  # FashionMNIST folder; None -> $LATENTSWEEP_DATA, Debian, download
-    val_size: int = 5000  # validation images held out of the 60k training images (stratified)
-    data_seed: int = 0  # seed of the validation split (fixed across a sweep)
-    subset: int | None = None  # keep only this many training images (smoke tests); None = all
+    seed: int = param(
+        0, "seeds weight init and each epoch's shuffle/noise (seed, epoch) -> resumable"
+    )
+    epochs: int = param(10, "epochs to train; ASHA may stop a trial earlier")
+    batch_size: int = param(128, "images per optimiser step")
+    lr: float = param(1e-3, "learning rate per step of batch_size images")
+    weight_decay: float = param(
+        0.0, "L2 penalty coefficient inside the optimiser (torch's weight_decay)"
+    )
+    optimizer: str = param("adam", "adam | adamw | sgd (sgd uses momentum below)")
+    momentum: float = param(0.9, "SGD momentum; ignored by adam/adamw")
+    lr_schedule: str = param(
+        "constant", "constant | cosine (to 0 at `epochs`) | step (x0.1 at 50%, 75%)"
+    )
+    device: str = param(
+        "auto", "auto (cuda if the trial has a GPU, else cpu) | cpu | cuda | cuda:N"
+    )
+    amp: bool = param(False, "bf16 autocast for forward passes on CUDA; ignored on CPU")
+    data_dir: str | None = param(
+        None, "FashionMNIST folder; None -> $LATENTSWEEP_DATA, Debian, download"
+    )
+    val_size: int = param(
+        5000, "validation images held out of the 60k training images (stratified)"
+    )
+    data_seed: int = param(0, "seed of the validation split (fixed across a sweep)")
+    subset: int | None = param(
+        None, "keep only this many training images (smoke tests); None = all"
+    )
 
     OPTIMIZERS: typing.ClassVar[tuple[str, ...]] = ("adam", "adamw", "sgd")
     SCHEDULES: typing.ClassVar[tuple[str, ...]] = ("constant", "cosine", "step")
@@ -186,7 +217,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def test_split(cfg: TrainConfig, data, device: str) -> DeviceSplit:
+def device_test_split(cfg: TrainConfig, data, device: str) -> DeviceSplit:
     """The test images on ``device`` for ``evaluate_checkpoint``, the only reader of the test set:
     from ``data`` when given (a sweep's splits), else loaded as the checkpoint's config says."""
     data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed)
@@ -348,6 +379,38 @@ def load_checkpoint(
         )
     payload["path"] = str(file)
     return payload
+
+
+def load_model(
+    path: str | os.PathLike,
+    kind: str,
+    build: typing.Callable[[dict[str, Any]], torch.nn.Module],
+    state_key: str = "model",
+    map_location: str | torch.device = "cpu",
+) -> tuple[Any, dict[str, Any]]:
+    """The trained module of a ``kind`` checkpoint, in eval mode, and the checkpoint's payload:
+    ``build(payload["model_args"])`` makes it untrained, ``payload["state"][state_key]`` fills it."""
+    payload = load_checkpoint(path, kind, map_location)
+    model = build(payload["model_args"])
+    model.load_state_dict(payload["state"][state_key])
+    return model.eval(), payload
+
+
+def evaluate_checkpoint(
+    path: str | os.PathLike,
+    load: typing.Callable[[str | os.PathLike], tuple[Any, dict[str, Any]]],
+    config: type[TrainConfig],
+    score: typing.Callable[[Any, DeviceSplit, Any], dict[str, Any]],
+    data=None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Test-split metrics of a checkpoint, the only use of the test images: ``load(path)`` gives
+    (model, payload), and ``score(model, test, cfg)`` scores the model, moved to the test
+    split's device, with the checkpoint's config ``cfg`` (a ``config``)."""
+    model, payload = load(path)
+    cfg = config.from_dict(payload["config"])
+    test = device_test_split(cfg, data, device)
+    return score(model.to(test.device), test, cfg)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ Splits: a seeded, class-stratified validation split (5,000 by default) is held o
 60,000 training images; the 10,000 test images are for final evaluation only.
 
 Images stay uint8 on the host (55 MB in all, cheap to ship through Ray's object store) and are
-moved to the trial's device once, where they are scaled (``DeviceSplit``).
+moved to the trial's device once, where they are scaled (``DeviceSplit``, ``to_unit_float``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from trainables.errors import UsageError
 
 CLASSES = (
     "T-shirt/top",
@@ -53,7 +55,7 @@ HOW_TO_GET = (
 )
 
 
-class DataError(RuntimeError):
+class DataError(UsageError, RuntimeError):
     """FashionMNIST could not be found or a file is not a valid IDX file."""
 
 
@@ -277,6 +279,16 @@ def load_splits(
     )
 
 
+def to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, 28, 28) or (N, 1, 28, 28) as float32 (N, 1, 28, 28) in [0, 1]: the
+    pixels divided by 255, on the images' device (move uint8 images first: 4x fewer bytes)."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 images, got {images.dtype}")
+    if images.ndim == 3:
+        images = images.unsqueeze(1)
+    return images.float().div_(255.0)
+
+
 class DeviceSplit:
     """One split on the trial's device: images scaled to [0, 1] float (N, 1, 28, 28), labels int64.
 
@@ -284,7 +296,7 @@ class DeviceSplit:
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, device: torch.device):
-        self.x = x.to(device, non_blocking=True).unsqueeze(1).float().div_(255.0)
+        self.x = to_unit_float(x.to(device, non_blocking=True))
         self.y = y.to(device, non_blocking=True)
         self.device = device
 

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from models.fm_reference import FEATURE_DIM, FMReferenceCNN
+from trainables.data import to_unit_float
+from trainables.errors import UsageError, cli_errors
 
 WEIGHTS_PATH = Path(__file__).resolve().parent / "assets" / "fm_reference.pt"
 REFERENCE_SHA256 = "289db5ee4ae1c369f31f094fc586e6ad118e2561a4c742bb1f2e0e261ad7ee85"
@@ -39,6 +41,11 @@ class FIDError(RuntimeError):
     """The FID-FM reference weights are missing or altered, or the inputs are unusable."""
 
 
+class FIDWeightsError(FIDError, UsageError):
+    """The FID-FM reference weights are missing or altered: the user's to fix (restore the
+    committed file), so a command line reports it as one line. Bad inputs stay plain FIDErrors."""
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -49,21 +56,22 @@ def _sha256(path: Path) -> str:
 
 def load_reference(device: str | torch.device = "cpu") -> FMReferenceCNN:
     """The reference net on ``device``, in eval mode with frozen parameters; cached per device and
-    process. Raises FIDError if the weights file is missing or its sha256 is not REFERENCE_SHA256."""
+    process. Raises FIDWeightsError (a FIDError) if the weights file is missing or its sha256 is not
+    REFERENCE_SHA256."""
     device = torch.device(device)
     path = Path(WEIGHTS_PATH)  # read at call time so tests can point it at a copy
     key = (str(path), str(device))
     if key in _CACHE:
         return _CACHE[key]
     if not path.is_file():
-        raise FIDError(
+        raise FIDWeightsError(
             f"{path}: FID-FM reference weights not found; restore the committed file "
             "(git checkout / reinstall latentsweep). Do not retrain: FID-FM values are only "
             "comparable with the committed weights"
         )
     digest = _sha256(path)
     if digest != REFERENCE_SHA256:
-        raise FIDError(
+        raise FIDWeightsError(
             f"{path}: sha256 {digest} differs from the pinned {REFERENCE_SHA256}; the file is "
             "corrupt or was replaced. Re-download it (git checkout the committed "
             "trainables/assets/fm_reference.pt); do not retrain it, since FID-FM values are only "
@@ -82,7 +90,7 @@ def _as_images01(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     """(N, 1, 28, 28) float in [0, 1]; also takes (N, 28, 28) and uint8 (scaled by 1/255)."""
     images = torch.as_tensor(images)
     if images.dtype == torch.uint8:
-        images = images.float().div(255.0)
+        images = to_unit_float(images)
     if images.ndim == 3:
         images = images.unsqueeze(1)
     if images.ndim != 4 or tuple(images.shape[1:]) != (1, 28, 28):
@@ -239,6 +247,7 @@ def fid_fm(
 __all__ = [
     "FEATURE_DIM",
     "FIDError",
+    "FIDWeightsError",
     "FID_SAMPLES",
     "FID_SEED",
     "REFERENCE_SHA256",
@@ -254,5 +263,6 @@ __all__ = [
 
 
 if __name__ == "__main__":  # python -m trainables.fid: check the committed weights
-    load_reference("cpu")
+    with cli_errors():
+        load_reference("cpu")
     print(f"{WEIGHTS_PATH}: sha256 matches REFERENCE_SHA256 {REFERENCE_SHA256}")

@@ -28,23 +28,23 @@ SAMPLE_COUNT = 64
 
 @dataclass
 class GANConfig(core.TrainConfig):
-    latent_size: int = 100  # size of the generator's noise input
-    hidden_size: int = 784  # width of both hidden layers of generator and discriminator
-    lr: float = 2e-4  # Adam learning rate of both networks unless lr_g / lr_d are set
-    lr_g: float | None = None  # generator learning rate; None -> lr
-    lr_d: float | None = None  # discriminator learning rate; None -> lr
-    beta1: float = 0.5  # Adam beta1 of both networks (0.5 is the DCGAN habit)
-    d_steps: int = 1  # discriminator updates per generator update
-    epochs: int = 20  # epochs over the training images; ASHA may stop a trial earlier
-    batch_size: int = 128  # real images per discriminator step
-    fid_every: int = (
-        1  # compute FID-FM every N epochs (and at the last); others repeat the last value
+    latent_size: int = core.param(100, "size of the generator's noise input")
+    hidden_size: int = core.param(784, "width of both hidden layers of generator and discriminator")
+    lr: float = core.param(2e-4, "Adam learning rate of both networks unless lr_g / lr_d are set")
+    lr_g: float | None = core.param(None, "generator learning rate; None -> lr")
+    lr_d: float | None = core.param(None, "discriminator learning rate; None -> lr")
+    beta1: float = core.param(0.5, "Adam beta1 of both networks (0.5 is the DCGAN habit)")
+    d_steps: int = core.param(1, "discriminator updates per generator update")
+    epochs: int = core.param(20, "epochs over the training images; ASHA may stop a trial earlier")
+    batch_size: int = core.param(128, "real images per discriminator step")
+    fid_every: int = core.param(
+        1, "compute FID-FM every N epochs (and at the last); others repeat the last value"
     )
-    fid_samples: int = (
-        fid.FID_SAMPLES
-    )  # generated and real images per FID-FM (capped by the val size)
-    sample_every: int = (
-        10  # keep a 64-image fixed-noise grid every N epochs (and epochs 1 and last)
+    fid_samples: int = core.param(
+        fid.FID_SAMPLES, "generated and real images per FID-FM (capped by the val size)"
+    )
+    sample_every: int = core.param(
+        10, "keep a 64-image fixed-noise grid every N epochs (and epochs 1 and last)"
     )
 
     def validate(self) -> None:
@@ -183,22 +183,20 @@ TRAINABLE = train_gan
 
 def load_model(path, map_location="cpu") -> tuple[Generator, dict[str, Any]]:
     """The trained generator in a checkpoint (eval mode) and the checkpoint's payload."""
-    payload = core.load_checkpoint(path, KIND, map_location)
-    generator = Generator(**payload["model_args"])
-    generator.load_state_dict(payload["state"]["generator"])
-    return generator.eval(), payload
+    return core.load_model(path, KIND, lambda args: Generator(**args), "generator", map_location)
+
+
+def score_test(generator, test: DeviceSplit, cfg: GANConfig) -> dict[str, float]:
+    """``evaluate_checkpoint``'s FID-FM of ``generator`` against a seeded ``cfg.fid_samples`` of
+    the test images, from as many fixed-noise samples."""
+    dev, n = test.device, min(cfg.fid_samples, len(test))
+    reference = fid.real_stats(test.x, dev, n=n)  # a seeded n of the 10,000 test images
+    return {"test_fid": fid.fid_from_generator(generator, cfg.latent_size, n, reference, dev)}
 
 
 def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") -> dict[str, float]:
     """FID-FM of the generator against the test images: the only use of the test set."""
-    generator, payload = load_model(path)
-    cfg = GANConfig.from_dict(payload["config"])
-    test = core.test_split(cfg, data, device)
-    dev, n = test.device, min(cfg.fid_samples, len(test))
-    reference = fid.real_stats(test.x, dev, n=n)  # a seeded n of the 10,000 test images
-    return {
-        "test_fid": fid.fid_from_generator(generator.to(dev), cfg.latent_size, n, reference, dev)
-    }
+    return core.evaluate_checkpoint(path, load_model, CONFIG, score_test, data, device)
 
 
 if __name__ == "__main__":
