@@ -29,6 +29,7 @@ sweep: setup
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports  # the layer contracts in pyproject.toml
 
 format: $(STAMP)
 	$(BIN)/ruff format .

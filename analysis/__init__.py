@@ -3,7 +3,10 @@
     python analysis/report.py runs/ae_sweep
     python analysis/report.py runs/gan_sweep --ae-checkpoint runs/ae_sweep/best
 
-``experiment`` reads sweep folders, Optuna storage, checkpoints and the test split;
-``sweep_figures`` and ``model_figures`` draw; ``report`` is the command line and the HTML page.
-Nothing here imports a sweep script.
+``report``: the command line; ``inputs``: what the figures are drawn from (the sweep folder or
+checkpoint and the flags' checkpoints, loaded and evaluated on first use); ``figures``: which
+figures each kind of input gets and what draws each; ``html_page``: the page, ``index.html``.
+Below them, ``experiment`` reads sweep folders, Optuna storage, checkpoints and the test split;
+``sweep_figures`` and ``model_figures`` draw; ``plotting`` sets up matplotlib. Of ``sweeps/``,
+only ``sweeps.layout`` (the experiment folder's file names) is imported.
 """

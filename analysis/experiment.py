@@ -2,9 +2,13 @@
 ``results.parquet``), Optuna storage, checkpoints and the FashionMNIST test split. Nothing here
 writes a file, and nothing imports a sweep script.
 
+The file names of a sweep folder come from ``sweeps.layout``, the one module of ``sweeps/`` that
+analysis imports.
+
 Two kinds of failure:
-  * ``InputError``: the path given is unusable (neither a sweep folder nor a checkpoint, a
-    checkpoint of the wrong kind); the command line prints ``error: <problem>; <fix>``, exits 2.
+  * ``UsageError`` (``trainables.errors``): the path given is unusable (neither a sweep folder
+    nor a checkpoint, a checkpoint of the wrong kind); the command line prints
+    ``error: <problem>; <fix>`` and exits 2.
   * ``MissingInput``: one input a figure needs is absent (no Optuna storage, no latent-2 run, no
     best checkpoint, no dataset); its message says what would produce it and the report lists
     the figure as skipped.
@@ -22,17 +26,9 @@ from typing import Any
 import pandas as pd
 import torch
 
+from sweeps.layout import BEST_DIR, BEST_FILE, RESULTS_FILE, STUDY_FILE, SWEEP_FILE
 from trainables import core, data
-
-SWEEP_FILE = "sweep.json"  # its presence marks a sweep folder
-BEST_FILE = "best.json"
-RESULTS_FILE = "results.parquet"
-STORAGE_FILE = "optuna.db"
-BEST_DIR = "best"  # <exp>/best/checkpoint.pt: the best trial's checkpoint
-
-
-class InputError(Exception):
-    """The path given cannot be analysed; the message reads ``problem; fix``."""
+from trainables.errors import UsageError
 
 
 class MissingInput(Exception):
@@ -48,11 +44,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise InputError(
-            f"{path}: not readable JSON ({e}); rewrite it or rerun the sweep that made it"
+        raise UsageError(
+            f"{path}: not readable JSON ({e})", "rewrite it or rerun the sweep that made it"
         ) from None
     if not isinstance(value, dict):
-        raise InputError(f"{path}: expected a JSON object; rerun the sweep that made it")
+        raise UsageError(f"{path}: expected a JSON object", "rerun the sweep that made it")
     return value
 
 
@@ -61,8 +57,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 @dataclass
-class Sweep:
-    """A sweep folder: ``sweep.json`` (always), the rest read on demand."""
+class SweepFolder:
+    """What a sweep left in its folder: ``sweep.json`` (always), the rest read on demand."""
 
     root: Path
     spec: dict[str, Any]  # sweep.json
@@ -71,7 +67,7 @@ class Sweep:
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, root: str | Path) -> Sweep:
+    def open(cls, root: str | Path) -> SweepFolder:
         root = Path(root)
         spec = _read_json(root / SWEEP_FILE)
         best = _read_json(root / BEST_FILE) if (root / BEST_FILE).is_file() else None
@@ -110,12 +106,12 @@ class Sweep:
 
     def storage_url(self) -> str:
         """``study_storage`` from sweep.json; a SQLite file that moved with the folder is found
-        at ``<exp>/optuna.db``. A SQLite path that exists nowhere is never opened, because
-        opening it would create an empty database."""
+        at ``<exp>/optuna.db`` (``STUDY_FILE``). A SQLite path that exists nowhere is never
+        opened, because opening it would create an empty database."""
         if self.storage_override:
             return self.storage_override
         url = self.spec.get("study_storage") or (self.best or {}).get("study_storage")
-        local = self.root / STORAGE_FILE
+        local = self.root / STUDY_FILE
         if url and not url.startswith("sqlite:"):
             if ":***@" in url:
                 raise MissingInput(
@@ -174,42 +170,43 @@ class Sweep:
 # Inputs: a sweep folder or a checkpoint
 
 
-def open_input(path: str | Path) -> Sweep | Path:
-    """A ``Sweep`` for a sweep folder, the checkpoint file for a checkpoint file or folder."""
+def open_input(path: str | Path) -> SweepFolder | Path:
+    """A ``SweepFolder`` for a sweep folder, the checkpoint file for a checkpoint file or
+    folder."""
     path = Path(path)
     if not path.exists():
-        raise InputError(
-            f"{path} does not exist; pass a sweep folder (with {SWEEP_FILE}) or a checkpoint "
-            "file or folder"
+        raise UsageError(
+            f"{path} does not exist",
+            f"pass a sweep folder (with {SWEEP_FILE}) or a checkpoint file or folder",
         )
     if path.is_dir() and (path / SWEEP_FILE).is_file():
-        return Sweep.open(path)
+        return SweepFolder.open(path)
     try:
         return core.checkpoint_file(path)
     except core.CheckpointError:
-        raise InputError(
+        raise UsageError(
             f"{path} is not a sweep folder (no {SWEEP_FILE}) nor a checkpoint (no "
-            f"{core.CHECKPOINT_FILE}); pass the folder a sweep wrote or a checkpoint written "
-            "by python -m trainables.<model>"
+            f"{core.CHECKPOINT_FILE})",
+            "pass the folder a sweep wrote or a checkpoint written by python -m trainables.<model>",
         ) from None
 
 
-def load_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
-    """A checkpoint given on the command line: any problem is the user's to fix (InputError).
-    A sweep folder stands for its best checkpoint."""
+def load_input_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """A checkpoint given on the command line (``core.load_checkpoint``), any problem the user's
+    to fix (``UsageError`` naming the fix); a sweep folder stands for its best checkpoint."""
     path = Path(path)
     if path.is_dir() and (path / SWEEP_FILE).is_file():
         try:
-            path = Sweep.open(path).best_checkpoint()
+            path = SweepFolder.open(path).best_checkpoint()
         except MissingInput as e:
-            raise InputError(str(e)) from None
+            raise UsageError(str(e)) from None
     try:
         return core.load_checkpoint(path, kind)
     except core.CheckpointError as e:
         fix = (
-            "" if ";" in str(e) else f"; pass {a(kind or 'latentsweep')} checkpoint file or folder"
+            None if ";" in str(e) else f"pass {a(kind or 'latentsweep')} checkpoint file or folder"
         )
-        raise InputError(f"{e}{fix}") from None
+        raise UsageError(str(e), fix) from None
 
 
 def test_metrics_beside(checkpoint: str | Path) -> dict[str, Any]:
@@ -228,11 +225,12 @@ def test_metrics_beside(checkpoint: str | Path) -> dict[str, Any]:
 
 
 @functools.cache
-def test_split(
+def test_images(
     data_dir: str | None = None, max_images: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The FashionMNIST test images as floats in [0, 1] (N, 1, 28, 28) and labels (N,), the
-    first ``max_images`` of them (the test file is not ordered by class). Never downloads."""
+    first ``max_images`` of them (the test file is not ordered by class). Never downloads; no
+    dataset is ``MissingInput``."""
     try:
         directory = data.resolve_data_dir(data_dir, download=False)
         images, labels = data.read_split(directory, "test")
@@ -240,5 +238,5 @@ def test_split(
         raise MissingInput(str(e)) from None
     if max_images is not None:
         images, labels = images[:max_images], labels[:max_images]
-    x = torch.from_numpy(images.copy()).unsqueeze(1).float().div_(255.0)
+    x = data.to_unit_float(torch.from_numpy(images.copy()))  # as DeviceSplit scales them
     return x, torch.from_numpy(labels.copy())

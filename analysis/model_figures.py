@@ -6,7 +6,7 @@ per-class accuracy. GAN: losses and FID-FM over epochs, the stored fixed-noise s
 generated samples passed through an autoencoder.
 
 The functions take tensors and models and return matplotlib Figures; what to load is decided by
-``analysis/report.py``.
+``analysis/inputs.py`` and ``analysis/figures.py``.
 """
 
 from __future__ import annotations

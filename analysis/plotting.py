@@ -6,15 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; must precede pyplot
+from trainables.data import CLASSES
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from trainables.data import CLASSES  # noqa: E402
+# Files only, no display. Importing pyplot picks no backend (the first figure does), so this need
+# not precede that import.
+matplotlib.use("Agg")
 
 DPI = 120  # 9x5.5 in -> 1080x660 px
 CLASS_COLOURS = plt.get_cmap("tab10").colors  # one per FashionMNIST class, in CLASSES order

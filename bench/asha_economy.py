@@ -25,16 +25,13 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from sweeps import ae_sweep, runner  # noqa: E402
+from sweeps import ae_sweep, schedulers, searcher
 
 # A fresh local Ray even when another one (``ray start``) runs on this machine.
 os.environ.setdefault("RAY_ADDRESS", "local")
@@ -60,13 +57,13 @@ def draw_configs(n: int, seed: int) -> list[dict]:
 def run(args, storage: Path, name: str, grace_period: int, configs: list[dict]) -> dict:
     from ray import tune
 
-    original = runner.PruningOptunaSearch
+    original = searcher.TrialStateOptunaSearch
 
     class FixedPoints(original):  # the sweep's own searcher, given the configs to run first
         def __init__(self, **kwargs):
             super().__init__(points_to_evaluate=[dict(c) for c in configs], **kwargs)
 
-    runner.PruningOptunaSearch = FixedPoints
+    searcher.TrialStateOptunaSearch = FixedPoints
     argv = [
         f"--num-samples={len(configs)}",
         f"--max-epochs={args.epochs}",
@@ -86,7 +83,7 @@ def run(args, storage: Path, name: str, grace_period: int, configs: list[dict]) 
     try:
         ae_sweep.main(argv)
     finally:
-        runner.PruningOptunaSearch = original
+        searcher.TrialStateOptunaSearch = original
     wall = time.perf_counter() - t0
     analysis = tune.ExperimentAnalysis(str(storage / name))
     trials = {}
@@ -125,7 +122,7 @@ def replay(
     of which trials arrive first."""
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-    scheduler_cls = runner.RevisingASHAScheduler if revise else ASHAScheduler
+    scheduler_cls = schedulers.RevisingASHAScheduler if revise else ASHAScheduler
 
     class T:
         def __init__(self, i):

@@ -27,9 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch  # noqa: E402
+import torch
 
 # A fresh local Ray even when another one (``ray start``) runs on this machine.
 os.environ.setdefault("RAY_ADDRESS", "local")

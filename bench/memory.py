@@ -17,18 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import psutil
+import ray
 
-import psutil  # noqa: E402
-import ray  # noqa: E402
-
-from sweeps import ae_sweep  # noqa: E402
-from trainables.data import load_splits  # noqa: E402
+from sweeps import ae_sweep
+from trainables.data import load_splits
 
 MB = 1e6
 

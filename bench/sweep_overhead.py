@@ -35,18 +35,15 @@ import json
 import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from sweeps import ae_sweep, runner  # noqa: E402
-from trainables import autoencoder, core  # noqa: E402
-from trainables.data import load_splits  # noqa: E402
+from sweeps import ae_sweep, results, runner
+from trainables import autoencoder, core
+from trainables.data import load_splits
 
 # Start a fresh local Ray even when another Ray (``ray start``) runs on this machine: plain
 # ray.init() would join that one (see docs/performance.md).
@@ -94,8 +91,8 @@ def run_sweep(args, storage: Path, name: str, wandb_mode: str, ray_wandb: bool =
     ``ray_wandb``: W&B runs are logged by Ray's own callback, to measure what ours saves."""
     from ray import tune
 
-    fit, finish = _Timer(tune.Tuner.fit), _Timer(runner.finish)
-    tune.Tuner.fit, runner.finish = lambda self: fit(self), finish
+    fit, finish = _Timer(tune.Tuner.fit), _Timer(results.finish)
+    tune.Tuner.fit, results.finish = lambda self: fit(self), finish
     ours = runner.SweepWandbCallback
     if ray_wandb:
         runner.SweepWandbCallback = _ray_wandb_callback()
@@ -117,7 +114,7 @@ def run_sweep(args, storage: Path, name: str, wandb_mode: str, ray_wandb: bool =
     try:
         ae_sweep.main(argv)
     finally:
-        tune.Tuner.fit, runner.finish = fit.fn, finish.fn
+        tune.Tuner.fit, results.finish = fit.fn, finish.fn
         runner.SweepWandbCallback = ours
     wall = time.perf_counter() - t0
     analysis = tune.ExperimentAnalysis(str(storage / name))

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from ray import tune
 
-from sweeps import runner
+from sweeps import cli, runner
+from sweeps.settings import SweepSpec
+from trainables.errors import cli_errors
 
 METRIC, MODE = "val_mse", "min"
 
@@ -37,7 +39,7 @@ SPACES = {
     },
 }
 
-SWEEP = runner.Sweep(
+SWEEP = SweepSpec(
     kind="autoencoder",
     name="ae_sweep",
     metric=METRIC,
@@ -59,19 +61,19 @@ SWEEP = runner.Sweep(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = runner.build_parser(SWEEP)
+    parser = cli.build_parser(SWEEP)
     parser.add_argument(
         "--latent-dim",
         type=int,
         metavar="N",
         help="fix the latent size instead of 16 (2 for the figures)",
     )
-    with runner.cli_errors():
-        args = runner.parse_args(SWEEP, parser, argv)
-        space = dict(SPACES[args.space])
-        if args.latent_dim is not None:
-            space["latent_dim"] = args.latent_dim
-        return runner.run(SWEEP, args, space)
+    with cli_errors():
+        settings = cli.parse_settings(SWEEP, parser, argv)
+        space = dict(SPACES[settings.space])
+        if settings.extra["latent_dim"] is not None:
+            space["latent_dim"] = settings.extra["latent_dim"]
+        return runner.run(SWEEP, settings, space)
 
 
 if __name__ == "__main__":

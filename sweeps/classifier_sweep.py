@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from ray import tune
 
-from sweeps import runner
+from sweeps import cli, runner
+from sweeps.experiment import resolve_encoder
+from sweeps.settings import SweepSpec
+from trainables.errors import cli_errors
 
 METRIC, MODE = "val_acc", "max"
 
@@ -29,7 +32,7 @@ SPACES = {
     },
 }
 
-SWEEP = runner.Sweep(
+SWEEP = SweepSpec(
     kind="classifier",
     name="classifier_sweep",
     metric=METRIC,
@@ -49,7 +52,7 @@ SWEEP = runner.Sweep(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = runner.build_parser(SWEEP)
+    parser = cli.build_parser(SWEEP)
     group = parser.add_argument_group("encoder (give one)")
     group.add_argument("--encoder-checkpoint", metavar="PATH", help="an autoencoder checkpoint")
     group.add_argument(
@@ -57,13 +60,19 @@ def main(argv: list[str] | None = None) -> dict:
         metavar="SWEEP_DIR",
         help="an autoencoder sweep's folder: use its best checkpoint (SWEEP_DIR/best.json)",
     )
-    with runner.cli_errors():
-        args = runner.parse_args(SWEEP, parser, argv)
-        args.encoder_checkpoint = runner.resolve_encoder(
-            args.encoder_checkpoint, None if args.resume else args.encoder_from
-        )
-        space = {**SPACES[args.space], "encoder_checkpoint": args.encoder_checkpoint}
-        return runner.run(SWEEP, args, space)
+    with cli_errors():
+        settings = cli.parse_settings(SWEEP, parser, argv, resolve_extra=_encoder)
+        space = {
+            **SPACES[settings.space],
+            "encoder_checkpoint": settings.extra["encoder_checkpoint"],
+        }
+        return runner.run(SWEEP, settings, space)
+
+
+def _encoder(extra: dict, resuming: bool) -> dict:
+    """--encoder-checkpoint as an absolute file (a resumed sweep's is in its sweep.json)."""
+    encoder = extra["encoder_checkpoint"], None if resuming else extra["encoder_from"]
+    return {**extra, "encoder_checkpoint": resolve_encoder(*encoder)}
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from ray import tune
 
-from sweeps import runner
+from sweeps import cli, runner
+from sweeps.settings import SweepSpec
 from trainables import fid
+from trainables.errors import UsageError, cli_errors
 
 METRIC, MODE = "fid", "min"
 
@@ -32,7 +34,7 @@ SPACES = {
     },
 }
 
-SWEEP = runner.Sweep(
+SWEEP = SweepSpec(
     kind="gan",
     name="gan_sweep",
     metric=METRIC,
@@ -53,14 +55,14 @@ SWEEP = runner.Sweep(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = runner.build_parser(SWEEP)
-    with runner.cli_errors():
-        args = runner.parse_args(SWEEP, parser, argv)
+    parser = cli.build_parser(SWEEP)
+    with cli_errors():
+        settings = cli.parse_settings(SWEEP, parser, argv)
         try:
             fid.load_reference()  # every trial needs the FID-FM weights: check them once, here
         except fid.FIDError as e:
-            raise runner.SweepError(str(e), "see docs/fid.md") from None
-        return runner.run(SWEEP, args, dict(SPACES[args.space]))
+            raise UsageError(str(e), "see docs/fid.md") from None
+        return runner.run(SWEEP, settings, dict(SPACES[settings.space]))
 
 
 if __name__ == "__main__":

@@ -12,10 +12,12 @@ run in the order they were sent).
 from __future__ import annotations
 
 import logging
+import netrc
 import os
 import types
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 import ray
@@ -28,7 +30,37 @@ from ray.air.integrations.wandb import (
 )
 from ray.air.util.node import _force_on_current_node
 
+from trainables.errors import UsageError
+
 logger = logging.getLogger(__name__)
+
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+def wandb_key_configured() -> bool:
+    """True when W&B can log in without asking: WANDB_API_KEY or a ~/.netrc entry for its host."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        auth = netrc.netrc(os.environ.get("NETRC") or None).authenticators(host or "")
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(auth and auth[2])
+
+
+def resolve_wandb_mode(requested: str | None) -> str:
+    """--wandb-mode, else $WANDB_MODE, else online with an API key configured, else offline."""
+    env = os.environ.get("WANDB_MODE", "")
+    mode = requested or {"dryrun": "offline", "run": "online"}.get(env, env)
+    if mode not in WANDB_MODES:
+        mode = "online" if wandb_key_configured() else "offline"
+    if mode == "online" and not wandb_key_configured():
+        raise UsageError(
+            "W&B online mode needs an API key and none is configured",
+            "set WANDB_API_KEY or run `wandb login`, or pass --wandb-mode offline",
+        )
+    return mode
 
 
 def wandb_root(experiment_dir: str | os.PathLike | None) -> Path:

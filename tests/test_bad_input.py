@@ -20,7 +20,9 @@ import pytest
 
 from analysis import report
 from models import ConvAutoencoder
-from sweeps import ae_sweep, classifier_sweep, gan_sweep, runner
+from sweeps import ae_sweep, classifier_sweep, experiment, gan_sweep, record
+from sweeps.cli import build_parser, parse_settings
+from sweeps.ray_cluster import TrialResources
 from trainables import autoencoder, cli, core, gan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,13 +135,14 @@ CASES = [
 
 def _ae_record(storage: Path, name: str) -> dict:
     """A sweep.json as the AE sweep writes it (nothing run)."""
-    parser = runner.build_parser(ae_sweep.SWEEP)
-    args = runner.parse_args(
+    parser = build_parser(ae_sweep.SWEEP)
+    settings = parse_settings(
         ae_sweep.SWEEP, parser, ["--storage-path", str(storage), "--name", name]
     )
-    space = {**ae_sweep.SPACES["report"], "epochs": args.max_epochs}
+    space = {**ae_sweep.SPACES["report"], "epochs": settings.max_epochs}
     url = f"sqlite:///{storage / name / 'optuna.db'}"
-    return runner.sweep_record(ae_sweep.SWEEP, args, space, url, "offline")
+    resources = TrialResources(cpu=settings.cpus_per_trial, gpu=0.0)
+    return record.sweep_record(ae_sweep.SWEEP, settings, resources, space, url, "offline")
 
 
 @pytest.fixture(scope="module")
@@ -148,18 +151,18 @@ def paths(tmp_path_factory) -> dict[str, str]:
     alone), truncated and wrong-kind files, a regular file where a folder is expected."""
     root = tmp_path_factory.mktemp("bad_input")
     storage = root / "runs"
-    done = runner.Folder(storage / "ae_done")
+    done = experiment.Folder(storage / "ae_done")
     done.write_json("sweep.json", _ae_record(storage, "ae_done"))
     done.write_bytes("tuner.pkl", pickle.dumps({"stands in for": "Ray Tune's state"}))
     done.write_json("experiment_state-2026-01-01_00-00-00.json", {"trial_data": []})
     done.write_json("best.json", {"model": "autoencoder", "trial_id": "t1"})
     done.write_parquet("results.parquet", pa.table({"trial_id": ["t1"], "val_mse": [0.01]}))
     for name, damage in (("truncated", "tuner.pkl"), ("broken", "sweep.json")):
-        copy = runner.Folder(storage / name)
+        copy = experiment.Folder(storage / name)
         for file in ("sweep.json", "tuner.pkl"):
             copy.write_bytes(file, done.read_bytes(file))
         copy.write_bytes(damage, done.read_bytes(damage)[:-7])
-    gan_done = runner.Folder(root / "gan_done")
+    gan_done = experiment.Folder(root / "gan_done")
     gan_done.write_json("sweep.json", {"model": "gan", "args": {}})
     gan_done.write_json("best.json", {"model": "gan"})
 
@@ -213,21 +216,13 @@ def snapshot(root: Path) -> dict[str, tuple]:
     return state
 
 
-# analysis/report.py's own flag checks use argparse's default: usage lines, then
-# "prog: error: ..." (its other errors are one line).
-ARGPARSE_USAGE = {"report-bad-count"}
-
-
-def check_error(code, stderr: str, expected: str, usage: bool = False) -> str:
+def check_error(code, stderr: str, expected: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert code not in (0, None), f"exit status {code}, stderr: {stderr!r}"
     assert code == 2, f"exit status {code}"
     assert lines, "nothing on stderr"
     line = lines[-1]
     assert expected in line, f"{expected!r} not in {line!r}"
-    if usage:
-        assert "error: " in line
-        return line
     assert len(lines) == 1, f"more than one line on stderr: {lines}"
     assert line.startswith("error: ") and "; " in line, f"not 'error: problem; fix': {line!r}"
     return line
@@ -238,15 +233,14 @@ def check_error(code, stderr: str, expected: str, usage: bool = False) -> str:
     [pytest.param(*row[1:], id=row[0]) for row in CASES],
 )
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
-    entry, argv, expected, script, paths, capsys, request
+    entry, argv, expected, script, paths, capsys
 ):
-    usage = request.node.callspec.id in ARGPARSE_USAGE
     root = Path(paths["root"])
     args = shlex.split(argv.format(**paths))
     before = snapshot(root)
     with pytest.raises(SystemExit) as e:
         MAIN[entry](args)
-    check_error(e.value.code, capsys.readouterr().err, expected, usage)
+    check_error(e.value.code, capsys.readouterr().err, expected)
     assert snapshot(root) == before
     if script:  # the real command line says the same
         proc = subprocess.run(
@@ -256,7 +250,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
             text=True,
             timeout=120,
         )
-        check_error(proc.returncode, proc.stderr, expected, usage)
+        check_error(proc.returncode, proc.stderr, expected)
         assert snapshot(root) == before
 
 

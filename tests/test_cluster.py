@@ -38,7 +38,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from sweeps import runner
+from sweeps import experiment
 from trainables import core
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,7 +170,7 @@ def test_s3_sweep_writes_only_to_the_bucket_and_resumes_from_it(s3, real_data_di
 
     assert not list(cwd.iterdir()), "the sweep wrote into its working directory"
     keys = keys_under(client, "runs/s3_sweep/")
-    exp = runner.Folder(exp_uri)
+    exp = experiment.Folder(exp_uri)
     table = pq.read_table(io.BytesIO(exp.read_bytes("results.parquet"))).to_pandas()
     trial_ids = set(table["trial_id"])
     assert len(trial_ids) == 6 and set(table["status"]) == {"TERMINATED"}, output[-5000:]

@@ -37,8 +37,9 @@ import torch
 from optuna.trial import TrialState
 from ray import tune
 
-from sweeps import ae_sweep, runner
+from sweeps import ae_sweep, cli, experiment, ray_cluster, results, resume, runner
 from trainables import autoencoder, classifier, core, data, gan
+from trainables.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = ["--smoke-test", "--wandb-mode", "disabled"]  # W&B is tested in test_sweeps and below
@@ -93,8 +94,8 @@ def test_results_mark_diverged_and_errored_trials_with_their_reason():
         {"training_iteration": 2, "epoch": 2, "val_mse": nan, "diverged": True, "error": "why"},
     ]
     bad = _Trial("d", "TERMINATED", history[-1])
-    assert runner.trial_error(bad) == "why"
-    rows = runner.trial_rows(bad, history, max_epochs=4, error=runner.trial_error(bad))
+    assert results.trial_error(bad) == "why"
+    rows = results.trial_rows(bad, history, max_epochs=4, error=results.trial_error(bad))
     assert [r["status"] for r in rows] == ["DIVERGED", "DIVERGED"]
     assert not any(r["stopped_early"] for r in rows)  # not ASHA's doing
     assert [r["error"] for r in rows] == ["why", "why"]
@@ -105,10 +106,10 @@ def test_results_mark_diverged_and_errored_trials_with_their_reason():
         "trainables.core.CheckpointError: /x/checkpoint.pt: not a readable checkpoint\n"
     )
     crashed = _Trial("e", "ERROR", {"training_iteration": 1}, ray_error)
-    assert runner.trial_error(crashed).endswith("/x/checkpoint.pt: not a readable checkpoint")
+    assert results.trial_error(crashed).endswith("/x/checkpoint.pt: not a readable checkpoint")
     died = "Failure # 1 (occurred at ...)\nThe actor died unexpectedly.\n\tpid: 1\n"
-    assert runner.trial_error(_Trial("w", "ERROR", {}, died)) == "The actor died unexpectedly."
-    assert runner.trial_error(_Trial("f", "TERMINATED", {"val_mse": 0.1})) is None
+    assert results.trial_error(_Trial("w", "ERROR", {}, died)) == "The actor died unexpectedly."
+    assert results.trial_error(_Trial("f", "TERMINATED", {"val_mse": 0.1})) is None
 
 
 def _tiny_splits(n=40) -> data.Splits:
@@ -172,10 +173,10 @@ def test_resume_names_a_truncated_tune_state_file(state, tmp_path):
     for day in ("01", "02"):  # Tune reads the newest of each
         (exp / f"experiment_state-2026-01-{day}_00-00-00.json").write_text('{"trial_data": []}')
         (exp / f"searcher-state-2026-01-{day}.pkl").write_bytes(pickle.dumps({"day": day}))
-    runner.check_restorable(runner.Folder(exp))  # whole: fine
+    resume.check_restorable(experiment.Folder(exp))  # whole: fine
     (exp / state).write_bytes((exp / state).read_bytes()[:-4])
-    with pytest.raises(runner.SweepError, match=f"{exp / state} is truncated or corrupt"):
-        runner.check_restorable(runner.Folder(exp))
+    with pytest.raises(UsageError, match=f"{exp / state} is truncated or corrupt"):
+        resume.check_restorable(experiment.Folder(exp))
 
 
 # One process of many starting at once on a node without the dataset. torchvision's download is
@@ -269,9 +270,9 @@ def test_parallel_first_use_downloads_once_and_nobody_reads_half_a_file(real_dat
 
 def test_local_ray_keeps_its_dashboard_off_and_on_localhost(monkeypatch):
     calls = []
-    monkeypatch.setattr(runner.ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(runner.ray, "init", lambda **kwargs: calls.append(kwargs))
-    assert runner.start_ray(argparse.Namespace(address=None, num_cpus=2))
+    monkeypatch.setattr(ray_cluster.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray_cluster.ray, "init", lambda **kwargs: calls.append(kwargs))
+    assert ray_cluster.start_ray(argparse.Namespace(address=None, num_cpus=2))
     (kwargs,) = calls
     assert kwargs["include_dashboard"] is False and kwargs["dashboard_host"] == "127.0.0.1"
 
@@ -290,7 +291,7 @@ def test_resume_reads_only_the_folder_it_was_given(tmp_path, monkeypatch):
         "study_file": None,
         "args": {"storage_path": elsewhere, "name": "ae_sweep", "smoke_test": True},
     }
-    runner.Folder(exp).write_json("sweep.json", record)
+    experiment.Folder(exp).write_json("sweep.json", record)
     (exp / "tuner.pkl").write_bytes(pickle.dumps({}))
     restored = []
 
@@ -299,9 +300,9 @@ def test_resume_reads_only_the_folder_it_was_given(tmp_path, monkeypatch):
         raise _Restored
 
     monkeypatch.setattr(runner, "load_splits", lambda *a, **k: _tiny_splits())
-    monkeypatch.setattr(runner, "start_ray", lambda args: False)
-    monkeypatch.setattr(runner, "cluster_node_resources", lambda: (0.0, 2.0))
-    monkeypatch.setattr(runner, "warn_if_node_local", lambda exp: None, raising=False)
+    monkeypatch.setattr(ray_cluster, "start_ray", lambda settings: False)
+    monkeypatch.setattr(ray_cluster, "cluster_node_resources", lambda: (0.0, 2.0))
+    monkeypatch.setattr(ray_cluster, "warn_if_node_local", lambda exp: None, raising=False)
     monkeypatch.setattr(runner.tune, "with_parameters", lambda f, **kw: f)
     monkeypatch.setattr(runner.tune.Tuner, "restore", restore)
     with pytest.raises(_Restored):
@@ -381,11 +382,11 @@ def test_a_trial_whose_worker_is_killed_resumes_from_its_checkpoint(
 def test_a_diverging_trial_ends_once_and_the_sweep_carries_on(local_ray, tmp_path, capsys):
     # Adam at lr 1e6 makes the autoencoder's loss NaN in its first epoch; 5e-4 trains.
     space = {"optimizer": "adam", "lr": tune.choice([1e6, 5e-4]), "latent_dim": 16}
-    parser = runner.build_parser(ae_sweep.SWEEP)
+    parser = cli.build_parser(ae_sweep.SWEEP)
     argv = [*QUIET, "--storage-path", str(tmp_path), "--name", "nan", "--num-samples", "4"]
     argv += ["--max-epochs", "2", "--grace-period", "2", "--seed", "1", "--subset", "1000"]
-    args = runner.parse_args(ae_sweep.SWEEP, parser, argv)
-    summary = runner.run(ae_sweep.SWEEP, args, space)
+    settings = cli.parse_settings(ae_sweep.SWEEP, parser, argv)
+    summary = runner.run(ae_sweep.SWEEP, settings, space)
     exp = tmp_path / "nan"
     out = capsys.readouterr().out
 
@@ -424,22 +425,7 @@ def test_resume_after_ctrl_c_keeps_every_result_and_agrees_with_ray(local_ray, t
     cmd += ["--storage-path", str(tmp_path)]
     cmd += ["--name", "interrupted", "--num-samples", "5", "--max-epochs", "3"]
     cmd += ["--subset", "12000"]  # epochs long enough to see a snapshot (1 s: conftest) mid-sweep
-    with open(tmp_path / "first.log", "w") as log:
-        driver = subprocess.Popen(
-            cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            deadline = time.time() + 240
-            while time.time() < deadline and driver.poll() is None:
-                if len(ts._terminated_in_snapshot(exp)) >= 1:
-                    break
-                time.sleep(0.3)
-            assert driver.poll() is None, "the sweep ended before it could be interrupted"
-            driver.send_signal(signal.SIGINT)  # Ctrl-C
-            code = driver.wait(timeout=120)
-        finally:
-            with contextlib.suppress(ProcessLookupError):  # the local Ray it started, if left
-                os.killpg(driver.pid, signal.SIGKILL)
+    code = ts.ctrl_c_after_a_trial(cmd, exp, tmp_path / "first.log")
     first = (tmp_path / "first.log").read_text()
     assert code == 130, first
     assert f"--resume {exp}" in first  # the driver said how to continue

@@ -16,13 +16,19 @@ import time
 from pathlib import Path
 
 import optuna
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from optuna.trial import TrialState
 from ray import tune
 from wandb.proto import wandb_internal_pb2
 
-from sweeps import ae_sweep, classifier_sweep, gan_sweep, runner
+from sweeps import ae_sweep, classifier_sweep, gan_sweep
+from sweeps.experiment import Folder, check_writable, resolve_encoder
+from sweeps.results import rows_to_table
+from sweeps.schedulers import RevisingASHAScheduler
+from sweeps.searcher import TrialStateOptunaSearch
+from sweeps.wandb_hub import resolve_wandb_mode
 from trainables import core, gan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +53,7 @@ def one_error_line(capsys) -> str:
 
 def _searcher(tmp_path, max_epochs=3):
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/optuna.db")
-    searcher = runner.PruningOptunaSearch(
+    searcher = TrialStateOptunaSearch(
         max_epochs=max_epochs, study_name="s", storage=storage, seed=0
     )
     space = {"lr": tune.loguniform(1e-4, 1e-2), "optimizer": tune.choice(["adam", "sgd"])}
@@ -92,7 +98,7 @@ def test_searcher_restore_fails_orphans_and_reopens_resumed_errored_trials(tmp_p
     s.save(tmp_path / "searcher.pkl")  # Tune's snapshot
     s.suggest("orphan")  # asked for after the snapshot, then the driver dies
 
-    r = runner.PruningOptunaSearch(max_epochs=3)
+    r = TrialStateOptunaSearch(max_epochs=3)
     r.restore(tmp_path / "searcher.pkl")
     by_id = {t.user_attrs["trial_id"]: t for t in r._ot_study.get_trials()}
     assert by_id["orphan"].state == TrialState.FAIL
@@ -126,7 +132,7 @@ def test_searcher_retries_trials_tune_rewinds_to_an_older_checkpoint(tmp_path):
     s.on_trial_result("ckpt", {"val_mse": 0.4, "training_iteration": 2})
     s.on_trial_complete("ended", {"val_mse": 0.4, "training_iteration": 2})  # ASHA: PRUNED
 
-    r = runner.PruningOptunaSearch(max_epochs=3)
+    r = TrialStateOptunaSearch(max_epochs=3)
     r.restore(tmp_path / "searcher.pkl")
     # "scratch" had no checkpoint: it starts over and ASHA stops it at epoch 1 (a new value).
     r.on_trial_complete("scratch", {"val_mse": 0.45, "training_iteration": 1})
@@ -165,7 +171,7 @@ def test_searcher_retries_trials_tune_rewinds_to_an_older_checkpoint(tmp_path):
 def test_revising_asha_judges_a_trial_as_if_it_reached_its_rung_last(revise):
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-    cls = runner.RevisingASHAScheduler if revise else ASHAScheduler
+    cls = RevisingASHAScheduler if revise else ASHAScheduler
     asha = cls(time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3)
     asha.set_search_properties("val_mse", "min")
     trials = {name: argparse.Namespace(trial_id=name) for name in "abcd"}
@@ -189,7 +195,7 @@ def test_revising_asha_judges_a_trial_as_if_it_reached_its_rung_last(revise):
 
 
 def test_checkpoint_pruner_keeps_what_a_snapshot_names_until_newer_snapshots_replace_it(tmp_path):
-    from sweeps.checkpoint_gc import CheckpointPruner
+    from sweeps.checkpoint_pruner import CheckpointPruner
 
     pruner = CheckpointPruner("val_mse", "min")
     trial = argparse.Namespace(trial_id="t", status="RUNNING", last_result={})
@@ -247,16 +253,16 @@ def test_folder_writes_through_pyarrow_to_s3(tmp_path, monkeypatch):
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="sweeps")
-        exp = runner.Folder(
+        exp = Folder(
             f"s3://sweeps/runs?endpoint_override={host}:{port}&scheme=http&region=us-east-1"
         ).child("ae")
         assert exp.local is None and not exp.exists("sweep.json")
-        runner.check_writable(exp)
+        check_writable(exp)
         assert exp.write_json("sweep.json", {"a": 1}).startswith("s3://sweeps/runs/ae/sweep.json?")
         assert exp.read_json("sweep.json") == {"a": 1} and exp.exists("sweep.json")
         (tmp_path / "checkpoint.pt").write_bytes(b"weights")
-        exp.copy_in(runner.pafs.LocalFileSystem(), str(tmp_path / "checkpoint.pt"), "best/c.pt")
-        exp.write_parquet("results.parquet", runner.rows_to_table([{"trial_id": "t", "x": 1.0}]))
+        exp.copy_in(pafs.LocalFileSystem(), str(tmp_path / "checkpoint.pt"), "best/c.pt")
+        exp.write_parquet("results.parquet", rows_to_table([{"trial_id": "t", "x": 1.0}]))
         objects = boto3.client("s3", endpoint_url=endpoint).list_objects_v2(Bucket="sweeps")
         keys = {o["Key"] for o in objects["Contents"]}
         assert {"runs/ae/sweep.json", "runs/ae/best/c.pt", "runs/ae/results.parquet"} <= keys
@@ -302,9 +308,9 @@ def test_unwritable_storage_and_online_wandb_without_key(tmp_path, capsys, monke
         ae_sweep.main(["--storage-path", str(tmp_path / "runs"), "--wandb-mode", "online"])
     assert e.value.code == 2 and "needs an API key" in one_error_line(capsys)
     monkeypatch.delenv("WANDB_MODE")
-    assert runner.resolve_wandb_mode(None) == "offline"  # no key: offline by default
+    assert resolve_wandb_mode(None) == "offline"  # no key: offline by default
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
-    assert runner.resolve_wandb_mode(None) == "online"
+    assert resolve_wandb_mode(None) == "online"
 
 
 def test_classifier_needs_an_autoencoder_checkpoint(tmp_path, capsys):
@@ -485,7 +491,7 @@ def test_ae_sweep_writes_everything_and_optuna_sees_asha(ae_run):
 @pytest.mark.realdata
 def test_classifier_sweep_on_the_ae_sweeps_best_encoder(ae_run, tmp_path):
     _, ae_exp = ae_run
-    encoder = runner.resolve_encoder(None, str(ae_exp))  # what --encoder-from resolves to
+    encoder = resolve_encoder(None, str(ae_exp))  # what --encoder-from resolves to
     assert encoder == str(ae_exp / "best" / "checkpoint.pt")
     summary = classifier_sweep.main(
         [*SMOKE, "--storage-path", str(tmp_path), "--encoder-checkpoint", encoder]
@@ -533,6 +539,27 @@ def _terminated_in_snapshot(exp: Path) -> list[str]:
     except (ValueError, OSError):  # not written yet, or caught mid-copy
         return []
     return [f"train_autoencoder_{t['trial_id']}" for t in trials if t["status"] == "TERMINATED"]
+
+
+def ctrl_c_after_a_trial(cmd: list[str], exp: Path, log: Path, cwd=REPO, env=None) -> int:
+    """Run the sweep ``cmd`` as a new process group, send it SIGINT (Ctrl-C) once Tune's snapshot
+    shows a finished trial, and return its exit status (whatever Ray it started is killed)."""
+    with open(log, "w") as out:
+        driver = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            deadline = time.time() + 240
+            while time.time() < deadline and driver.poll() is None:
+                if len(_terminated_in_snapshot(exp)) >= 1:
+                    break
+                time.sleep(0.3)
+            assert driver.poll() is None, "the sweep ended before it could be interrupted"
+            driver.send_signal(signal.SIGINT)  # Ctrl-C
+            return driver.wait(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # the local Ray it started, if left
+                os.killpg(driver.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow

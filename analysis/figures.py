@@ -1,0 +1,259 @@
+"""The report's figures: which ones each kind of input gets, what draws each, and drawing them.
+
+Every sweep gets ``sweep_figures``, a checkpoint given alone ``checkpoint_curves``; then the
+model kind adds its own (``FIGURES``). A figure is a ``Job``: its ``Entry`` (file, section,
+title) and a function that draws it from the ``Inputs``, returning the figure and a one-line
+caption, or raising ``MissingInput`` to have it skipped with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from analysis import model_figures as mf
+from analysis import sweep_figures as sf
+from analysis.experiment import MissingInput
+from analysis.inputs import Inputs
+from analysis.plotting import CLASSES, Figure, save
+from models import ConvAutoencoder
+from sweeps.layout import RESULTS_FILE
+from trainables import autoencoder, gan
+
+UNTRAINED_SEED = 0  # initialises the untrained latent-2 autoencoder
+
+
+@dataclass
+class Entry:
+    """One figure of the report: drawn (``caption``) or skipped (``skipped`` says why)."""
+
+    file: str
+    section: str
+    title: str
+    caption: str = ""
+    skipped: str | None = None
+
+
+# A figure and what draws it: a function returning (figure, one-line caption) or raising
+# MissingInput.
+Job = tuple[Entry, Callable[[], tuple[Figure, str]]]
+
+
+def figures_for(inputs: Inputs) -> list[Job]:
+    """Every figure of the report on ``inputs``, in page order."""
+    first = sweep_figures(inputs) if inputs.sweep else checkpoint_curves(inputs)
+    return first + FIGURES.get(inputs.kind, lambda _: [])(inputs)
+
+
+def draw_all(jobs: list[Job], out: Path) -> list[Entry]:
+    """Draw each job into ``out/<file>``, a line each on stdout (``wrote`` or ``skipped``)."""
+    entries = []
+    for entry, draw in jobs:
+        try:
+            fig, entry.caption = draw()
+        except MissingInput as e:
+            entry.skipped = str(e)
+            print(f"skipped {entry.file}: {e}", flush=True)
+        else:
+            save(fig, out / entry.file)
+            print(f"wrote {out / entry.file}", flush=True)
+        entries.append(entry)
+    return entries
+
+
+# ---------------------------------------------------------------------------------------------
+# The figures of each kind of input
+
+
+def sweep_figures(inputs: Inputs) -> list[Job]:
+    sweep = inputs.sweep
+    metric = sweep.metric
+    best_id = (sweep.best or {}).get("trial_id")
+
+    def history():
+        fig = sf.optimization_history(sweep.study(), metric)
+        return fig, f"{metric} of each completed trial and the best so far."
+
+    def parallel():
+        fig = sf.parallel_coordinate(sweep.study(), metric)
+        return fig, f"Searched hyperparameters of each completed trial, coloured by {metric}."
+
+    def importances():
+        fig = sf.param_importances(sweep.study(), metric)
+        return fig, f"fANOVA importance of each searched hyperparameter for {metric}."
+
+    def curves():
+        fig = sf.learning_curves(sweep.results(), metric, best_id)
+        return fig, f"{metric} per epoch of every trial; a red cross where ASHA stopped it early."
+
+    def best_curves():
+        try:
+            rows = sweep.results()
+            rows = rows[rows["trial_id"].astype(str) == str(best_id)]
+            if best_id is None or rows.empty:
+                raise MissingInput(f"the best trial is not in {RESULTS_FILE}")
+            source = RESULTS_FILE
+        except MissingInput:  # the best checkpoint keeps the same history
+            rows, source = inputs.history(), "the best checkpoint"
+        trial = f"Best trial {best_id}" if best_id else "Best trial"
+        title = f"{trial} of {sweep.name}: training and validation curves"
+        fig = sf.training_curves(rows, sweep.model, title)
+        return fig, f"Training and validation curves of the best trial (from {source})."
+
+    s = "Sweep"
+    return [
+        (Entry("optimization_history.png", s, "Optuna optimization history (fig. 10)"), history),
+        (Entry("parallel_coordinate.png", s, "Parallel-coordinate plot (fig. 11)"), parallel),
+        (Entry("param_importances.png", s, "Hyperparameter importances"), importances),
+        (Entry("learning_curves.png", s, "Learning curves of all trials"), curves),
+        (Entry("best_trial_curves.png", s, "Best trial's curves (fig. 5)"), best_curves),
+    ]
+
+
+def checkpoint_curves(inputs: Inputs) -> list[Job]:
+    def curves():
+        payload = inputs.checkpoint()
+        title = f"{payload['kind']} run {Path(payload['path']).parent.name}: training curves"
+        fig = sf.training_curves(inputs.history(), payload["kind"], title)
+        return fig, f"Training and validation curves over {payload['epoch']} epochs."
+
+    return [(Entry("training_curves.png", "Training", "Training curves (fig. 5)"), curves)]
+
+
+def autoencoder_figures(inputs: Inputs) -> list[Job]:
+    args = inputs.args
+
+    def recon():
+        model, (x, y) = inputs.autoencoder, inputs.test()
+        fig = mf.reconstructions(model, x, y)
+        return fig, "One test image per class (top) and its reconstruction (bottom)."
+
+    def trained():
+        model, path = inputs.latent2_model()
+        x, y = inputs.test()
+        fig = mf.latent_2d(model, x, y, "Latent space of the trained latent-2 autoencoder")
+        return fig, f"Test-set latent codes of the trained latent-2 autoencoder ({path})."
+
+    def untrained():
+        x, y = inputs.test()
+        with torch.random.fork_rng():
+            torch.manual_seed(UNTRAINED_SEED)
+            model = ConvAutoencoder(latent_dim=2).eval()
+        title = f"Latent space of the same network untrained (seed {UNTRAINED_SEED})"
+        fig = mf.latent_2d(model, x, y, title)
+        return fig, "The same latent-2 network freshly initialised: what training adds."
+
+    def interp():
+        model, (x, y) = inputs.autoencoder, inputs.test()
+        start, end = args.interpolate
+        fig = mf.interpolation(model, x, y, start, end, args.interpolate_steps)
+        return fig, (
+            f"Decoded points on the line from the {CLASSES[start]} to the {CLASSES[end]} class "
+            "mean in latent space, above the nearest test image."
+        )
+
+    def pca():
+        fig = mf.latent_pca(inputs.codes, inputs.test()[1])
+        return fig, "PCA of the test set's latent codes, coloured by class."
+
+    def tsne():
+        fig = mf.latent_tsne(inputs.codes, inputs.test()[1], args.tsne_samples, args.seed)
+        n = min(args.tsne_samples, len(inputs.codes))
+        return fig, f"t-SNE of {n} test images' latent codes (fixed subsample), coloured by class."
+
+    s = "Autoencoder"
+    return [
+        (Entry("reconstructions.png", s, "Originals and reconstructions"), recon),
+        (Entry("latent2_trained.png", s, "Latent-2 space, trained (figs. 3, 12)"), trained),
+        (Entry("latent2_untrained.png", s, "Latent-2 space, untrained (fig. 13)"), untrained),
+        (Entry("interpolation.png", s, "Latent interpolation (fig. 4)"), interp),
+        (Entry("latent_pca.png", s, "PCA of the latent codes (fig. 14)"), pca),
+        (Entry("latent_tsne.png", s, "t-SNE of the latent codes (fig. 15)"), tsne),
+    ]
+
+
+def classifier_figures(inputs: Inputs) -> list[Job]:
+    def confusion():
+        fig = mf.confusion_matrix(inputs.confusion)
+        return fig, "Confusion matrix on the test split: counts and row-normalised rates."
+
+    def per_class():
+        fig = mf.per_class_accuracy(inputs.confusion)
+        return fig, "Test accuracy of each class; the dashed line is the overall accuracy."
+
+    s = "Classifier"
+    return [
+        (Entry("confusion_matrix.png", s, "Confusion matrix (fig. 6)"), confusion),
+        (Entry("per_class_accuracy.png", s, "Per-class accuracy"), per_class),
+    ]
+
+
+def gan_figures(inputs: Inputs) -> list[Job]:
+    args = inputs.args
+
+    def losses():
+        fig = mf.gan_losses(inputs.history())
+        return fig, "Discriminator and generator losses per epoch."
+
+    def fid():
+        test_fid = inputs.test_metrics().get("test_fid")
+        fig = mf.gan_fid(inputs.history(), test_fid)
+        return fig, "FID-FM of generated samples against validation images, per epoch."
+
+    def samples():
+        fig = mf.gan_samples(inputs.checkpoint().get("samples", {}), args.sample_grids)
+        return fig, "The same fixed noise through the generator at several epochs."
+
+    def through_ae():
+        if inputs.ae is None:
+            raise MissingInput(
+                "no autoencoder given; pass --ae-checkpoint runs/ae_sweep/best (or any "
+                "autoencoder checkpoint or sweep folder)"
+            )
+        payload = inputs.checkpoint()
+        generator = gan.load_model(payload["path"])[0]
+        cleaner = autoencoder.load_model(inputs.ae["path"])[0]
+        x, _ = inputs.test()
+        n = min(args.fid_samples or payload["config"]["fid_samples"], len(x))
+        raw = mf.generate(generator, n, args.seed)
+        cleaned = mf.decode(cleaner, mf.encode(cleaner, raw))
+        scores = fid_fm_pair(inputs, raw, cleaned, x[:n])
+        fig = mf.gan_through_autoencoder(raw, cleaned, *scores)
+        if scores[0] == "n/a":
+            scored = "FID-FM not computed (see Notes)"
+        else:
+            scored = f"FID-FM against {n} test images: {scores[0]} raw, {scores[1]} after it"
+        caption = f"{n} generated samples beside the same samples passed through the autoencoder"
+        return fig, f"{caption} {inputs.ae['path']}; {scored}."
+
+    s = "GAN"
+    return [
+        (Entry("gan_losses.png", s, "Generator and discriminator losses (fig. 7)"), losses),
+        (Entry("gan_fid.png", s, "FID-FM over epochs"), fid),
+        (Entry("gan_samples.png", s, "Samples at several epochs (fig. 8)"), samples),
+        (Entry("gan_autoencoder.png", s, "Samples through the autoencoder (fig. 9)"), through_ae),
+    ]
+
+
+def fid_fm_pair(inputs: Inputs, raw, cleaned, real) -> tuple[str, str]:
+    """FID-FM of both sample sets against ``real`` as text; 'n/a' when FID-FM is unavailable
+    (the reference weights are missing), with a note saying so."""
+    from trainables import core, fid
+
+    try:
+        device = core.resolve_device(inputs.args.device)
+        return tuple(f"{fid.fid_fm(s, real, device):.2f}" for s in (raw, cleaned))
+    except (fid.FIDError, core.ConfigError) as e:
+        inputs.notes.append(f"gan_autoencoder.png: FID-FM not computed: {e}")
+        return "n/a", "n/a"
+
+
+# The figures each model kind adds to the sweep's (or the checkpoint's) own.
+FIGURES: dict[str, Callable[[Inputs], list[Job]]] = {
+    "autoencoder": autoencoder_figures,
+    "classifier": classifier_figures,
+    "gan": gan_figures,
+}

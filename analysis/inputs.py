@@ -1,0 +1,168 @@
+"""What the report's figures are drawn from: the sweep folder or checkpoint given on the command
+line, the checkpoints named by its flags, and what is computed from them (the test split, the
+models, their latent codes, the confusion matrix), each loaded or evaluated on first use.
+
+A flag's checkpoint that is unusable is a ``UsageError`` as soon as ``Inputs`` is made; an input
+a figure needs that is absent is ``MissingInput`` when that figure asks for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analysis import model_figures as mf
+from analysis.experiment import (
+    MissingInput,
+    SweepFolder,
+    a,
+    load_input_checkpoint,
+    open_input,
+    test_images,
+    test_metrics_beside,
+)
+from models import ConvAutoencoder
+from trainables import autoencoder, classifier
+from trainables.data import DeviceSplit
+from trainables.errors import UsageError
+
+LATENT2_HINT = (
+    "train one (python -m trainables.autoencoder --latent-dim 2 --out runs/ae_latent2) and pass "
+    "--latent2-checkpoint runs/ae_latent2"
+)
+
+
+class Inputs:
+    """The report's inputs: ``sweep`` (a ``SweepFolder``, or None for a checkpoint given alone),
+    the flags' checkpoints, and ``notes`` that drawing a figure leaves for the page."""
+
+    def __init__(self, args: argparse.Namespace, source: SweepFolder | Path):
+        self.args = args
+        self.sweep = source if isinstance(source, SweepFolder) else None
+        self._checkpoint_file = None if self.sweep else source
+        self.given_checkpoint = load_input_checkpoint(args.checkpoint) if args.checkpoint else None
+        self.latent2 = (
+            load_input_checkpoint(args.latent2_checkpoint, autoencoder.KIND)
+            if args.latent2_checkpoint
+            else None
+        )
+        if self.latent2 and self.latent2["model_args"]["latent_dim"] != 2:
+            raise UsageError(
+                f"--latent2-checkpoint {args.latent2_checkpoint} has latent_dim "
+                f"{self.latent2['model_args']['latent_dim']}, not 2",
+                LATENT2_HINT,
+            )
+        self.ae = (
+            load_input_checkpoint(args.ae_checkpoint, autoencoder.KIND)
+            if args.ae_checkpoint
+            else None
+        )
+        if self.sweep and self.given_checkpoint:
+            kind = self.given_checkpoint["kind"]
+            if kind != self.sweep.model:
+                model = self.sweep.model
+                raise UsageError(
+                    f"--checkpoint {args.checkpoint} is {a(kind)} checkpoint but "
+                    f"{self.sweep.root} is {a(model)} sweep",
+                    f"pass {a(model)} checkpoint",
+                )
+        self.notes: list[str] = []
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Inputs:
+        """The inputs ``args.path`` and the flags name; ``UsageError`` when one is unusable."""
+        source = open_input(args.path)
+        if isinstance(source, SweepFolder):
+            source.storage_override = args.study_storage
+        return cls(args, source)
+
+    @property
+    def kind(self) -> str:
+        if self.sweep:
+            return self.sweep.model
+        return self.payload["kind"]
+
+    @property
+    def folder(self) -> Path:
+        """The sweep folder, or the folder of the checkpoint given alone."""
+        return self.sweep.root if self.sweep else Path(self.payload["path"]).parent
+
+    # -- the checkpoint -------------------------------------------------------------------------
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        """The checkpoint the model figures are drawn from: --checkpoint, the sweep's best, or
+        the checkpoint given as input."""
+        if self.given_checkpoint:
+            return self.given_checkpoint
+        if self.sweep:
+            return load_input_checkpoint(self.sweep.best_checkpoint(), self.sweep.model)
+        return load_input_checkpoint(self._checkpoint_file)
+
+    def checkpoint(self) -> dict[str, Any]:
+        try:
+            return self.payload
+        except UsageError as e:  # a best checkpoint that is there but unreadable
+            raise MissingInput(str(e)) from None
+
+    def payload_or_none(self) -> dict[str, Any] | None:
+        try:
+            return self.payload
+        except (MissingInput, UsageError):
+            return None
+
+    def history(self) -> pd.DataFrame:
+        return pd.DataFrame(self.checkpoint()["history"])
+
+    def test_metrics(self) -> dict[str, Any]:
+        """The test metrics known without evaluating: best.json's for a sweep's best, else the
+        ``test_metrics.json`` beside the checkpoint."""
+        if self.sweep and self.sweep.best and not self.given_checkpoint:
+            return dict(self.sweep.best.get("test") or {})
+        payload = self.payload_or_none()
+        return test_metrics_beside(payload["path"]) if payload else {}
+
+    # -- the test split and what the models make of it ------------------------------------------
+
+    def test(self) -> tuple[torch.Tensor, torch.Tensor]:
+        data_dir = self.args.data_dir
+        if data_dir is None:  # where the checkpoint was trained from, when that still exists
+            config_dir = (self.payload_or_none() or {}).get("config", {}).get("data_dir")
+            data_dir = config_dir if config_dir and Path(config_dir).is_dir() else None
+        return test_images(data_dir, self.args.max_test_images)
+
+    @cached_property
+    def autoencoder(self) -> ConvAutoencoder:
+        return autoencoder.load_model(self.checkpoint()["path"])[0]
+
+    @cached_property
+    def codes(self) -> torch.Tensor:
+        return mf.encode(self.autoencoder, self.test()[0])
+
+    def latent2_model(self) -> tuple[ConvAutoencoder, str]:
+        if self.latent2 is not None:
+            return autoencoder.load_model(self.latent2["path"])[0], self.latent2["path"]
+        try:
+            payload = self.checkpoint()
+        except MissingInput:
+            raise MissingInput(
+                f"no latent-2 autoencoder and no checkpoint; {LATENT2_HINT}"
+            ) from None
+        if payload["model_args"]["latent_dim"] == 2:
+            return self.autoencoder, payload["path"]
+        raise MissingInput(
+            f"no latent-2 autoencoder (the checkpoint has latent_dim "
+            f"{payload['model_args']['latent_dim']}); {LATENT2_HINT}"
+        )
+
+    @cached_property
+    def confusion(self) -> np.ndarray:
+        model = classifier.load_model(self.checkpoint()["path"])[0]
+        x, y = self.test()
+        return classifier.evaluate(model, DeviceSplit.of(x, y))["confusion"].numpy()

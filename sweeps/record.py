@@ -1,0 +1,110 @@
+"""``sweep.json``, the experiment's record: written first when a sweep starts (its presence marks a
+sweep folder), read by ``--resume`` (the settings to continue with) and by ``analysis/`` (what
+the sweep was: model, metric, space, study)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import ray
+from ray.air.constants import TRAINING_ITERATION
+
+from sweeps.experiment import Folder
+from sweeps.layout import STUDY_FILE, SWEEP_FILE
+from sweeps.search_space import describe_space
+from sweeps.settings import Settings, SweepSpec
+from sweeps.study_storage import masked_url
+from trainables.errors import UsageError
+
+if TYPE_CHECKING:
+    from sweeps.ray_cluster import TrialResources
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def sweep_record(
+    spec: SweepSpec,
+    settings: Settings,
+    resources: TrialResources,
+    space: dict[str, Any],
+    study_url: str,
+    wandb_mode: str,
+) -> dict[str, Any]:
+    """sweep.json: what analysis needs to recognise and read this sweep, and what --resume needs."""
+    axes, fixed = describe_space(space)
+    saved_args = {**settings.as_args(), "gpus_per_trial": resources.gpu}
+    if settings.study_storage:
+        saved_args["study_storage"] = masked_url(settings.study_storage)
+    return {
+        "model": spec.kind,
+        "script": spec.script,
+        "experiment": settings.name,
+        "experiment_dir": settings.experiment_uri,
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "space": settings.space,
+        "search_space": axes,
+        "fixed_config": fixed,
+        "num_samples": settings.num_samples,
+        "max_epochs": settings.max_epochs,
+        "scheduler": {
+            "name": "ASHA, revising" if settings.asha_revise else "ASHA",
+            "time_attr": TRAINING_ITERATION,
+            "grace_period": settings.grace_period,
+            "reduction_factor": settings.reduction_factor,
+        },
+        "searcher": {"name": "optuna.TPESampler", "seed": settings.seed},
+        "max_concurrent": settings.max_concurrent,
+        "resources_per_trial": {"cpu": resources.cpu, "gpu": resources.gpu},
+        "study_storage": masked_url(study_url),
+        "study_name": settings.name,
+        # the study as a SQLite file inside the experiment folder (None: only in study_storage)
+        "study_file": None if settings.study_storage else STUDY_FILE,
+        "wandb": {"project": settings.wandb_project, "group": settings.name, "mode": wandb_mode},
+        "smoke_test": settings.smoke_test,
+        "started": now(),
+        "versions": {"ray": ray.__version__, "optuna": optuna.__version__},
+        "args": saved_args,
+    }
+
+
+def read_sweep_file(spec: SweepSpec, directory: str) -> dict[str, Any]:
+    """The record of the sweep in ``directory``, which --resume continues; UsageError if the
+    folder is not a sweep of this script's model."""
+    exp = Folder(directory)
+    if not exp.exists(SWEEP_FILE):
+        raise UsageError(
+            f"--resume {directory}: no {SWEEP_FILE} there, so it is not a sweep's experiment folder",
+            "pass the folder a sweep created (<storage-path>/<name>)",
+        )
+    try:
+        saved = exp.read_json(SWEEP_FILE)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UsageError(
+            f"--resume {directory}: {exp.uri_of(SWEEP_FILE)} is not valid JSON ({e}); the file "
+            "is truncated or was edited",
+            "restore it from a backup (--resume reads the sweep's settings from it)",
+        ) from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("args"), dict):
+        raise UsageError(
+            f"--resume {directory}: {exp.uri_of(SWEEP_FILE)} is not a sweep record",
+            "pass the folder a sweep created (<storage-path>/<name>)",
+        )
+    if saved.get("model") != spec.kind:
+        raise UsageError(
+            f"--resume {directory} is a {saved.get('model')} sweep, not a {spec.kind} sweep",
+            f"resume it with {saved.get('script', 'its own script')}",
+        )
+    return saved
+
+
+def note_resume(exp: Folder, record: dict[str, Any], settings: Settings, wandb_mode: str) -> None:
+    """Append this resume (when, from where, W&B's mode) to the record in sweep.json."""
+    record.setdefault("resumes", []).append(
+        {"time": now(), "address": settings.address, "wandb_mode": wandb_mode}
+    )
+    exp.write_json(SWEEP_FILE, record)

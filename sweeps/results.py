@@ -1,0 +1,264 @@
+"""What a sweep leaves when Tune is done: ``results.parquet`` (one row per trial per epoch), the
+best trial (``best.json`` and ``best/checkpoint.pt``, with its test metrics: the only use of the
+test split), the summary printed at the end, and the script's exit status.
+
+Everything is read back from the experiment folder (``tune.ExperimentAnalysis``), so a resumed
+sweep's results hold every trial of every driver that ran it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import sys
+from typing import Any
+
+import pyarrow as pa
+from ray import tune
+from ray.air.constants import TRAINING_ITERATION
+
+from sweeps.experiment import Folder
+from sweeps.layout import BEST_CHECKPOINT, BEST_FILE, RESULTS_FILE, STUDY_FILE, SWEEP_FILE
+from sweeps.settings import Settings, SweepSpec
+from sweeps.study_storage import copy_study_up
+from sweeps.trainable import DIVERGED, ERROR, is_finite_number
+from sweeps.wandb_hub import wandb_root
+from trainables import core
+
+# Keys Ray Tune adds to every result: not metrics of the model.
+TUNE_KEYS = {
+    "timestamp",
+    "checkpoint_dir_name",
+    "done",
+    "training_iteration",
+    "trial_id",
+    "date",
+    "time_this_iter_s",
+    "pid",
+    "hostname",
+    "node_ip",
+    "time_since_restore",
+    "iterations_since_restore",
+    "experiment_tag",
+    "should_checkpoint",
+    "config",
+}
+
+
+def diverged(trial) -> bool:
+    """The trial ended because its loss became NaN/inf (see ``end_on_divergence``)."""
+    return (trial.last_result or {}).get(DIVERGED) is True
+
+
+def trial_error(trial) -> str | None:
+    """Why a trial failed, in one line: its divergence, or what ended an errored trial (the last
+    line of Ray's error.txt naming an exception, else its first line after the "Failure # N"
+    header); None if it did not fail."""
+    if diverged(trial):
+        return str(trial.last_result.get(ERROR) or "the trial diverged")
+    if trial.status != "ERROR":
+        return None
+    try:
+        text = trial.get_error() or ""
+    except Exception:  # an unreadable error file must not stop the results being written
+        text = ""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b", line)]
+    first = [line for line in lines if not line.startswith("Failure #")][:1]
+    return (named or first or ["the trial errored"])[-1][:500]
+
+
+def trial_rows(trial, history, max_epochs: int, error: str | None = None) -> list[dict[str, Any]]:
+    """One row per epoch of one trial (an epoch repeated by a restore keeps its latest row); a
+    trial that never reported gets one row with empty metrics so it is not lost. A diverged
+    trial's status is DIVERGED (Ray says TERMINATED); ``error`` is why a trial failed."""
+    by_iteration: dict[int, dict[str, Any]] = {}
+    for record in history:
+        if record.get(TRAINING_ITERATION) is not None:
+            by_iteration[int(record[TRAINING_ITERATION])] = record
+    last = max(by_iteration, default=0)
+    ended = diverged(trial)
+    head = {
+        "trial_id": trial.trial_id,
+        "status": "DIVERGED" if ended else trial.status,
+        "stopped_early": trial.status == "TERMINATED" and not ended and 0 < last < max_epochs,
+    }
+    config = {f"config/{k}": v for k, v in trial.config.items()}
+    if not by_iteration:
+        return [{**head, "epoch": None, TRAINING_ITERATION: None, ERROR: error, **config}]
+    rows = []
+    for iteration, record in sorted(by_iteration.items()):
+        metrics = {
+            k: v
+            for k, v in record.items()
+            if k not in TUNE_KEYS
+            and not k.startswith("config/")
+            and k not in ("epoch", DIVERGED, ERROR)
+        }
+        rows.append(
+            {
+                **head,
+                "epoch": record.get("epoch", iteration),
+                TRAINING_ITERATION: iteration,
+                ERROR: error,
+                **metrics,
+                **config,
+            }
+        )
+    return rows
+
+
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Columns in first-seen order, types inferred per column (missing values are null)."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    arrays = {}
+    for col in columns:
+        values = [_plain(row.get(col)) for row in rows]
+        try:
+            arrays[col] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays[col] = pa.array([None if v is None else str(v) for v in values])
+    return pa.table(arrays)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (pandas hands them out) as Python values."""
+    if hasattr(value, "item") and not isinstance(value, list | dict):
+        return value.item()
+    return value
+
+
+def finish(spec: SweepSpec, settings: Settings, exp: Folder, splits, module) -> dict[str, Any]:
+    """Write results.parquet; if every trial has finished, pick the best by its last ``metric``
+    (ERROR and DIVERGED trials excluded), evaluate its checkpoint on the test split and write
+    best.json and best/checkpoint.pt. Returns the numbers of the summary."""
+    record = exp.read_json(SWEEP_FILE)
+    copy_study_up(exp, record)
+    analysis = tune.ExperimentAnalysis(exp.uri)
+    trials = sorted(analysis.trials, key=lambda t: t.trial_id)
+    rows, failures = [], {}
+    for trial in trials:
+        df = analysis.trial_dataframes.get(trial.trial_id)
+        history = df.to_dict("records") if df is not None and len(df) else []
+        error = trial_error(trial)
+        if error:
+            failures[trial.trial_id] = ("diverged" if diverged(trial) else "errored", error)
+        rows.extend(trial_rows(trial, history, settings.max_epochs, error))
+    table = rows_to_table(rows)
+    table = table.set_column(  # a string column even when no trial failed
+        table.schema.get_field_index(ERROR), ERROR, table[ERROR].cast(pa.string())
+    )
+    exp.write_parquet(RESULTS_FILE, table)
+
+    unfinished = [t for t in trials if t.status not in ("TERMINATED", "ERROR")]
+    summary: dict[str, Any] = {
+        "experiment": exp.uri,
+        "trials": len(trials),
+        "errored": sum(t.status == "ERROR" for t in trials),
+        "diverged": sum(map(diverged, trials)),
+        "failures": failures,  # trial id -> (errored | diverged, why)
+        "stopped_early": len({r["trial_id"] for r in rows if r["stopped_early"]}),
+        "trial_epochs": sum(int((t.last_result or {}).get(TRAINING_ITERATION, 0)) for t in trials),
+        "trial_epochs_budget": settings.num_samples * settings.max_epochs,
+        "complete": not unfinished and len(trials) >= settings.num_samples,
+        "best": None,
+    }
+    candidates = [
+        t
+        for t in trials
+        if t.status == "TERMINATED"
+        and not diverged(t)
+        and is_finite_number((t.last_result or {}).get(spec.metric))
+    ]
+    if summary["complete"] and candidates:
+        sign = 1 if spec.mode == "min" else -1
+        best = min(candidates, key=lambda t: sign * t.last_result[spec.metric])
+        summary["best"] = write_best(spec, settings, exp, record, analysis, best, splits, module)
+    return summary
+
+
+def write_best(
+    spec: SweepSpec, settings: Settings, exp: Folder, record, analysis, best, splits, module
+) -> dict[str, Any]:
+    checkpoint = analysis.get_last_checkpoint(best)
+    source = f"{checkpoint.path.rstrip('/')}/{core.CHECKPOINT_FILE}"
+    checkpoint_uri = exp.copy_in(checkpoint.filesystem, source, BEST_CHECKPOINT)
+    if exp.local is not None:
+        test = module.evaluate_checkpoint(exp.local / BEST_CHECKPOINT, data=splits)
+    else:
+        with checkpoint.as_directory() as d:
+            test = module.evaluate_checkpoint(d, data=splits)
+    last = best.last_result
+    val = {k: v for k, v in last.items() if k not in TUNE_KEYS or k == TRAINING_ITERATION}
+    val = {k: v for k, v in val.items() if not k.startswith("config/")}
+    best_record = {
+        "model": spec.kind,
+        "experiment": settings.name,
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "trial_id": best.trial_id,
+        "stopped_early": 0 < int(last.get(TRAINING_ITERATION, 0)) < settings.max_epochs,
+        "config": dict(best.config),
+        "val": val,
+        "test": test,
+        "checkpoint": checkpoint_uri,
+        "study_storage": record["study_storage"],
+        "study_name": record["study_name"],
+        "study_file": record.get("study_file"),
+    }
+    exp.write_json(BEST_FILE, best_record)
+    return best_record
+
+
+def exit_status(summary: dict[str, Any]) -> int:
+    """A sweep script's exit status: 0 once every trial has finished (errored and diverged ones
+    included), else 130, as after Ctrl-C (the sweep was interrupted: continue it with --resume)."""
+    return 0 if summary["complete"] else 130
+
+
+def print_summary(spec: SweepSpec, settings: Settings, summary: dict, wandb_mode: str) -> None:
+    name, exp, best = spec.name, summary["experiment"], summary["best"]
+    if not summary["complete"]:
+        print(
+            f"{name}: stopped before all {settings.num_samples} trials finished; continue with: "
+            f"python {spec.script} --resume {exp}"
+        )
+    elif best is None:
+        print(f"{name}: no trial finished with a finite {spec.metric}; nothing to evaluate")
+    failures = list(summary["failures"].items())
+    for trial_id, (what, why) in failures[:5]:
+        print(f"{name}: trial {trial_id} {what}: {why}")
+    if len(failures) > 5:
+        print(f"{name}: {len(failures) - 5} more failed; see the error column of {RESULTS_FILE}")
+    if best:
+        print(f"{name}: best trial {best['trial_id']}: " + json.dumps(best["config"]))
+    parts = [
+        f"{summary['trials']} trials",
+        f"{summary['errored']} errored",
+        f"{summary['diverged']} diverged",
+        f"{summary['stopped_early']} stopped early",
+    ]
+    if best:
+        parts.append(f"best {spec.metric} {best['val'][spec.metric]:.5g}")
+        test_key = "test_" + spec.metric.removeprefix("val_")
+        if isinstance(best["test"].get(test_key), float):
+            parts.append(f"{test_key} {best['test'][test_key]:.5g}")
+    budget = summary["trial_epochs_budget"]
+    parts += [
+        f"wall {datetime.timedelta(seconds=round(summary['wall_s']))}",
+        f"{summary['trial_epochs']}/{budget} trial-epochs "
+        f"({100 * summary['trial_epochs'] / max(budget, 1):.0f}% of "
+        f"{settings.num_samples}x{settings.max_epochs})",
+    ]
+    print(f"{name}: " + ", ".join(parts))
+    written = (RESULTS_FILE, BEST_FILE, BEST_CHECKPOINT) if best else (RESULTS_FILE,)
+    print(f"{name}: results in {exp} ({', '.join(written)}, {STUDY_FILE})")
+    if wandb_mode == "offline":
+        wandb_dir = wandb_root(Folder(exp).local) / "wandb"
+        print(
+            f"{name}: W&B runs are offline; upload them with: wandb sync {wandb_dir}/offline-run-*"
+        )
+    sys.stdout.flush()

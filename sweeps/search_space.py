@@ -1,0 +1,94 @@
+"""The search space a sweep hands to Ray Tune: the script's space (``SPACES`` in
+``sweeps/<model>_sweep.py``) with the flags that change it (``--lr-range``) and the fixed keys
+every trial needs (epochs, data), checked against the trainable's typed config before Ray starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform
+
+from sweeps.settings import Settings, SweepSpec
+from trainables import core
+from trainables.errors import UsageError
+
+
+def trial_space(spec: SweepSpec, settings: Settings, module, space: dict[str, Any]) -> dict:
+    """The param_space of the Tuner: ``space`` (the script's, with its own flags applied), the
+    --lr-range bounds, and the keys set by flags. UsageError if some value cannot be a config."""
+    full = {
+        **with_lr_range(space, settings.lr_range),
+        "epochs": settings.max_epochs,  # ASHA's max_t; schedules such as cosine span it
+        "data_dir": settings.data_dir,
+        "val_size": settings.val_size,
+        "data_seed": settings.data_seed,
+        "subset": settings.subset,
+    }
+    try:
+        check_space(module, full)
+    except core.ConfigError as e:
+        flag = f"--{e.key.replace('_', '-')}" if e.key else "a flag"
+        raise UsageError(
+            f"{e} (in the search space or set by a flag)",
+            f"fix {flag} if you gave it, else the space in {spec.script}",
+        ) from None
+    return full
+
+
+def with_lr_range(space: dict[str, Any], lr_range: tuple[float, float] | None) -> dict[str, Any]:
+    """``space`` with every log-uniform learning-rate axis (lr, lr_*) set to ``lr_range``."""
+    if lr_range is None:
+        return space
+    low, high = lr_range
+    out = dict(space)
+    for key, value in space.items():
+        if (key == "lr" or key.startswith("lr_")) and isinstance(value, Float):
+            out[key] = tune.loguniform(low, high)
+    if out == space:
+        raise UsageError("--lr-range: this space has no lr axis", "omit --lr-range")
+    return out
+
+
+def describe_space(space: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(searched axes as plain JSON, fixed values) of a Tune param space, for sweep.json."""
+    axes, fixed = {}, {}
+    for key, value in space.items():
+        if isinstance(value, Categorical):
+            axes[key] = {"choice": list(value.categories)}
+        elif isinstance(value, Float | Integer):
+            kind = "log" if isinstance(value.get_sampler(), LogUniform) else ""
+            kind += "uniform" if isinstance(value, Float) else "randint"
+            axes[key] = {kind: [value.lower, value.upper]}
+        elif isinstance(value, Domain):
+            axes[key] = {"domain": repr(value)}
+        else:
+            fixed[key] = value
+    return axes, fixed
+
+
+def searched_keys(space: dict[str, Any]) -> list[str]:
+    """The axes of ``space`` that are searched (not fixed values)."""
+    return [k for k, v in space.items() if isinstance(v, Domain)]
+
+
+def check_space(module, space: dict[str, Any]) -> None:
+    """Every value of every axis must make a valid trial config: catches a typo in a key or an
+    out-of-range bound before Ray starts (raises core.ConfigError naming the key)."""
+    base = {}
+    for key, value in space.items():
+        base[key] = _extremes(value)[0] if isinstance(value, Domain) else value
+    module.CONFIG.from_dict(base)
+    for key, value in space.items():
+        if isinstance(value, Domain):
+            for v in _extremes(value):
+                module.CONFIG.from_dict({**base, key: v})
+
+
+def _extremes(domain: Domain) -> list[Any]:
+    if isinstance(domain, Categorical):
+        return list(domain.categories)
+    if isinstance(domain, Integer):
+        return [domain.lower, domain.upper - 1]
+    return [domain.lower, domain.upper]

@@ -1,0 +1,205 @@
+"""The searcher: Ray Tune's ``OptunaSearch`` (TPE, seeded, on an RDB study) made to tell the
+Optuna study each trial's real state, and kept in step with Tune across restores.
+
+``build_searcher`` makes it from the settings, behind Tune's ``ConcurrencyLimiter``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.air.constants import TRAINING_ITERATION
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from sweeps.settings import Settings
+from sweeps.trainable import DIVERGED, ERROR, is_finite_number
+
+logger = logging.getLogger(__name__)
+
+
+def _step(result: dict) -> int | None:
+    return int(result[TRAINING_ITERATION]) if TRAINING_ITERATION in result else None
+
+
+class TrialStateOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch, but the study says what the scheduler did.
+
+    Ray's own searcher tells Optuna COMPLETE for a trial ASHA stopped early, so the study (and
+    TPE) cannot tell a pruned trial from a finished one. Here every epoch's metric is reported
+    as an intermediate value (step = training_iteration), and at the end the trial is told
+    PRUNED if it stopped before ``max_epochs`` (Optuna then takes its last intermediate value),
+    FAIL if it errored, diverged or its metric is NaN/inf (user attribute ``fail_reason`` says
+    which; a diverged trial's is its error), COMPLETE otherwise. The Tune trial id is kept as
+    the Optuna trial's user attribute ``trial_id``.
+
+    The state (the study, the sampler, the trial map) is pickled into the experiment folder by
+    Tune and restored by ``Tuner.restore``. A restore then (a) fails Optuna trials the driver
+    asked for after Tune's last snapshot, which no Tune trial will ever report to, and (b) when
+    an errored trial is resumed (``resume_errored``), re-opens it as a new Optuna trial with the
+    same parameters and its earlier intermediate values (Optuna's own retry convention), since
+    a finished Optuna trial cannot change state.
+
+    A trial can also be *rewound*: Tune restarts it from an older checkpoint than its last
+    reported epoch (the driver was killed after the trial reported epochs Tune's snapshot does
+    not hold, or a worker died between a report and its checkpoint). The epochs after that
+    checkpoint are run again and may give other values, so the Optuna trial that holds the lost
+    run's values is told FAIL (``fail_reason`` says so; if it already finished it stays as it
+    is) and a new one (``retry_of``) continues with the values up to the checkpoint.
+    """
+
+    def __init__(self, *, max_epochs: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.max_epochs = max_epochs
+        self._told: dict[str, TrialState] = {}
+        self._last: dict[str, tuple[int, float]] = {}  # the last (step, value) Optuna holds
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        if trial_id in self._ot_trials:
+            self._ot_trials[trial_id].set_user_attr("trial_id", trial_id)
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None:
+            return
+        if trial_id in self._completed_trials:
+            if self._told.get(trial_id) != TrialState.FAIL:
+                return
+            ot_trial = self._reopen(trial_id, _step(result))
+        elif self._rewound(trial_id, result):
+            ot_trial = self._reopen(trial_id, _step(result), rewound=True)
+        try:
+            self._report(trial_id, ot_trial, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Failed earlier; or finished after Tune's last snapshot (the driver was killed) and
+            # Tune runs it again from a checkpoint that holds every epoch Optuna has.
+            self._report(trial_id, self._reopen(trial_id, _step(result)), result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return
+        result = result or {}
+        value = result.get(self.metric)
+        if self._rewound(trial_id, result):
+            ot_trial = self._reopen(trial_id, _step(result), rewound=True)
+        # Tune does not pass the result that made the scheduler stop a trial to on_trial_result
+        # (after a normal end, Optuna already has this step and ignores it).
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            self._report(trial_id, ot_trial, result)
+        if error or not is_finite_number(value):
+            state, values = TrialState.FAIL, None
+            reason = (
+                "the trial errored"
+                if error
+                else str(result.get(ERROR) or "the trial diverged")
+                if result.get(DIVERGED)
+                else f"no {self.metric} reported"
+                if value is None
+                else f"{self.metric}={value!r} is not a finite number"
+            )
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                ot_trial.set_user_attr("fail_reason", reason)
+        elif int(result.get(TRAINING_ITERATION, 0)) < self.max_epochs:
+            state, values = TrialState.PRUNED, None
+        else:
+            state, values = TrialState.COMPLETE, float(value)
+        self._ot_study.tell(ot_trial, values, state=state, skip_if_finished=True)
+        self._told[trial_id] = state
+        self._completed_trials.add(trial_id)
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self.__dict__.setdefault("_told", {})
+        try:
+            self._fail_orphans()
+            self._sync_last_steps()
+        except Exception:  # Tune would answer any error here by silently starting afresh
+            logger.warning("could not reconcile the Optuna study with Tune's", exc_info=True)
+
+    def _sync_last_steps(self) -> None:
+        """The pickled state is as old as Tune's snapshot; the study may hold later epochs."""
+        self._last = {}
+        trials = self._ot_study.get_trials(deepcopy=False)
+        for trial_id, ot_trial in self._ot_trials.items():
+            values = trials[ot_trial.number].intermediate_values
+            if trial_id not in self._completed_trials and values:
+                self._last[trial_id] = max(values.items())
+
+    def _rewound(self, trial_id: str, result: dict) -> bool:
+        """Whether this result repeats an epoch Optuna already holds with another value."""
+        value, step = result.get(self.metric), _step(result)
+        if trial_id not in self._last or not is_finite_number(value) or step is None:
+            return False
+        last_step, last_value = self._last[trial_id]
+        return step < last_step or (step == last_step and float(value) != last_value)
+
+    def _fail_orphans(self) -> None:
+        known = {t.number for t in self._ot_trials.values()}
+        for orphan in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if orphan.number not in known:
+                self._ot_study._storage.set_trial_user_attr(
+                    orphan._trial_id,
+                    "fail_reason",
+                    "asked for after Ray Tune's last snapshot; the resumed sweep re-sampled it",
+                )
+                self._ot_study.tell(orphan.number, state=TrialState.FAIL, skip_if_finished=True)
+
+    def _report(self, trial_id: str, ot_trial: optuna.Trial, result: dict) -> None:
+        value, step = result.get(self.metric), _step(result)
+        if is_finite_number(value) and step is not None:
+            with warnings.catch_warnings():  # the final result repeats the last step: ignored
+                warnings.filterwarnings("ignore", message=".*is already reported")
+                ot_trial.report(float(value), step)
+            if step >= self._last.get(trial_id, (0, 0.0))[0]:
+                self._last[trial_id] = (step, float(value))
+
+    def _reopen(self, trial_id: str, step: int | None, rewound: bool = False) -> optuna.Trial:
+        """A new Optuna trial for a Tune trial that runs again from epoch ``step`` (a failed
+        trial resumed, or a rewound one), holding the earlier trial's values before ``step``."""
+        old = self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number]
+        if rewound and not old.state.is_finished():
+            last = max(old.intermediate_values, default=0)
+            self._ot_study._storage.set_trial_user_attr(
+                old._trial_id,
+                "fail_reason",
+                f"rewound: Ray Tune ran epoch {step} again after this trial had reported epoch "
+                f"{last} (restored from an older checkpoint); the retry holds the new values",
+            )
+            self._ot_study.tell(old.number, state=TrialState.FAIL, skip_if_finished=True)
+        self._ot_study.enqueue_trial(
+            old.params, user_attrs={"trial_id": trial_id, "retry_of": old.number}
+        )
+        new = self._ot_study.ask(fixed_distributions=self._space)
+        self._last.pop(trial_id, None)
+        for s, value in sorted(old.intermediate_values.items()):
+            if step is None or s < step:
+                new.report(value, s)
+                self._last[trial_id] = (s, value)
+        self._ot_trials[trial_id] = new
+        self._completed_trials.discard(trial_id)
+        self._told.pop(trial_id, None)
+        return new
+
+
+def build_searcher(
+    settings: Settings, study_storage: optuna.storages.BaseStorage
+) -> ConcurrencyLimiter:
+    """TPE seeded with --seed, on the study named like the experiment, at most
+    --max-concurrent trials at once."""
+    searcher = TrialStateOptunaSearch(
+        max_epochs=settings.max_epochs,
+        study_name=settings.name,
+        storage=study_storage,
+        seed=settings.seed,
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent)

@@ -1,0 +1,55 @@
+"""The trainable as Ray Tune runs it in a sweep: the model's ``train_<model>`` function
+(``trainables/``), given the data through the object store and its share of CPUs and GPUs, and
+ending a trial whose loss diverged with one last result instead of an error."""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+from ray import tune
+
+from sweeps import layout
+from trainables import core
+
+# Keys of the last result of a trial that diverged (see ``end_on_divergence``).
+DIVERGED, ERROR = "diverged", "error"
+
+
+def sweep_trainable(train, metric: str, splits, cpu: float, gpu: float):
+    """``train`` ready for the Tuner: divergence ends a trial (``end_on_divergence``), the
+    driver's splits reach every trial through Ray's object store (put there once), and each trial
+    asks for ``cpu`` CPUs and ``gpu`` GPUs."""
+    return tune.with_resources(
+        tune.with_parameters(end_on_divergence(train, metric), data=splits),
+        {"cpu": cpu, "gpu": gpu},
+    )
+
+
+def end_on_divergence(train, metric: str):
+    """``train``, but a trial whose loss became NaN/inf ends with one last result saying so
+    (``diverged: True``, ``error``: the reason, ``metric``: NaN) instead of raising. Raised, Tune
+    would retry it --max-failures times from its last checkpoint, and since epochs replay
+    exactly it would diverge again each time. ASHA ignores a NaN (its cutoffs use nanpercentile);
+    the searcher tells Optuna FAIL with the reason; the results mark it DIVERGED."""
+
+    @functools.wraps(train)  # keeps the name: Tune's trial folders and --resume depend on it
+    def trainable(config: dict[str, Any], **kwargs: Any) -> None:
+        try:
+            train(config, **kwargs)
+        except core.DivergedError as e:
+            # Tune requires the metric in every result; NaN says "no score" to all its parts.
+            tune.report({**e.metrics, metric: math.nan, DIVERGED: True, ERROR: str(e)})
+
+    return trainable
+
+
+def is_finite_number(value: Any) -> bool:
+    """A metric value that can rank a trial: a real number, not NaN or infinite."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def trial_dirname(trial) -> str:
+    """Tune's ``trial_dirname_creator``: ``<trainable>_<trial_id>`` (``sweeps/layout.py``)."""
+    return layout.trial_dirname(trial.trainable_name, trial.trial_id)
