@@ -292,8 +292,9 @@ def validate(spec: SweepSpec, s: Settings) -> None:
         "omit it to use every CPU of this machine",
     )
     need(
-        0 <= s.val_size < 60000,
-        f"--val-size {s.val_size} is not between 0 and 59999",
+        1 <= s.val_size < 60000,
+        f"--val-size {s.val_size} is not between 1 and 59999 (validation is what trials are "
+        "selected on)",
         "pass the number of validation images held out of the 60,000, e.g. 5000",
     )
     need(

@@ -62,6 +62,7 @@ CASES = [
     ("lr-reversed", "ae", "--lr-range 1e-2 1e-4 {S}", "give the lower bound first: --lr-range", 1),
     ("lr-zero", "gan", "--lr-range 0 1e-3 {S}", "has a bound that is not positive", 0),
     ("latent-zero", "ae", "--latent-dim 0 {S}", "latent_dim=0 must be at least 1", 0),
+    ("no-validation", "ae", "--val-size 0 {S}", "--val-size 0 is not between 1 and 59999", 0),
     # --- sweeps: files and folders
     ("storage-under-file", "ae", "--storage-path {file}/runs", "cannot write to storage path", 0),
     ("experiment-exists", "ae", "--name ae_done {S}", "ae_done already exists; continue it", 0),
@@ -98,6 +99,13 @@ CASES = [
     # --- trainables' command lines
     ("cli-optimizer", "autoencoder", "--optimizer rmsprop --out {out}", "must be one of", 1),
     ("cli-zero-epochs", "autoencoder", "--epochs 0 --out {out}", "epochs=0 must be at least 1", 0),
+    (
+        "cli-no-validation",
+        "autoencoder",
+        "--val-size 0 --out {out}",
+        "val_size=0 must be at least",
+        0,
+    ),
     (
         "cli-batch",
         "autoencoder",

@@ -143,7 +143,12 @@ class TrainConfig:
             "lr_schedule",
             f"must be one of {self.SCHEDULES}",
         )
-        _check(self, self.val_size >= 0, "val_size", "must be >= 0")
+        _check(
+            self,
+            self.val_size >= 1,
+            "val_size",
+            "must be at least 1 (validation is what a sweep selects on)",
+        )
         _check(self, self.subset is None or self.subset > 0, "subset", "must be positive or None")
 
     def to_dict(self) -> dict[str, Any]:
