@@ -199,7 +199,9 @@ def replay_settings(args, curves: list[list[float]]) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     d = ae_sweep.SWEEP.defaults  # by default, the sweep as `python sweeps/ae_sweep.py` runs it
-    p.add_argument("--num-trials", type=int, default=d["num_samples"])
+    p.add_argument(
+        "--num-trials", type=int, default=d["num_samples"], help="trials in each sweep (FIFO, ASHA)"
+    )
     p.add_argument(
         "--epochs", type=int, default=d["max_epochs"], help="epochs of a full trial (max_t)"
     )
@@ -207,7 +209,12 @@ def main(argv=None) -> dict:
     p.add_argument(
         "--grace-period", type=int, default=d["grace_period"], help="ASHA's first rung (epochs)"
     )
-    p.add_argument("--reduction-factor", type=float, default=d["reduction_factor"])
+    p.add_argument(
+        "--reduction-factor",
+        type=float,
+        default=d["reduction_factor"],
+        help="ASHA keeps 1/RF of the trials at each rung",
+    )
     p.add_argument(
         "--asha-revise",
         action=argparse.BooleanOptionalAction,

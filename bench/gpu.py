@@ -131,14 +131,27 @@ def packing(levels: list[int], epochs: int, subset: int | None) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 1024, 4096])
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=[256, 1024, 4096],
+        help="batch sizes whose throughput is timed",
+    )
+    p.add_argument("--rounds", type=int, default=2, help="timed rounds per batch size")
     p.add_argument("--compile", action="store_true", help="also time a torch.compile'd model")
-    p.add_argument("--packing", type=int, nargs="+", default=[1, 2, 4, 8], metavar="K")
+    p.add_argument(
+        "--packing",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4, 8],
+        metavar="K",
+        help="trials sharing the GPU at once (a run for each K)",
+    )
     p.add_argument("--epochs", type=int, default=3, help="epochs per trial when packing")
     p.add_argument("--subset", type=int, default=None, help="training images when packing")
-    p.add_argument("--skip-throughput", action="store_true")
-    p.add_argument("--skip-packing", action="store_true")
+    p.add_argument("--skip-throughput", action="store_true", help="skip the throughput phase")
+    p.add_argument("--skip-packing", action="store_true", help="skip the packing phase")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():

@@ -116,7 +116,7 @@ def measure(trials: int, args, storage: Path) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=1, help="epochs of each trial of the sweep")
     p.add_argument("--subset", type=int, default=None, help="training images (default: all 55,000)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
     p.add_argument("--json", help="also write the results to this file")

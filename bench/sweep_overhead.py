@@ -216,8 +216,8 @@ def optuna_s(num_trials: int, epochs: int, storage: Path) -> float:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--num-trials", type=int, default=20)
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--num-trials", type=int, default=20, help="trials of the timed sweep")
+    p.add_argument("--epochs", type=int, default=2, help="epochs of each trial (no early stop)")
     p.add_argument("--subset", type=int, default=None, help="training images (default: all 55,000)")
     p.add_argument("--rounds", type=int, default=1, help="A/B rounds (order flips each round)")
     p.add_argument("--no-wandb-variant", action="store_true", help="skip the W&B-disabled sweep")

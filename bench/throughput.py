@@ -144,11 +144,17 @@ BATCH = {"autoencoder": 256, "classifier": 256, "gan": 128}
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", choices=sorted(BENCHES), default=list(BENCHES))
+    p.add_argument(
+        "--models",
+        nargs="+",
+        choices=sorted(BENCHES),
+        default=list(BENCHES),
+        help="the trainables to time",
+    )
     p.add_argument(
         "--rounds", type=int, default=2, help="alternating rounds; the best of each is kept"
     )
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (cuda if present) | cpu | cuda")
     p.add_argument("--batch-size", type=int, default=None, help="override the per-model default")
     p.add_argument("--subset", type=int, default=None, help="training images (default: all 55,000)")
     p.add_argument(

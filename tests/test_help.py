@@ -1,0 +1,47 @@
+"""``--help`` of every entry point: the three sweep scripts, analysis/report.py and every bench/
+script exit 0 and describe each flag (the trainables' own, generated from their configs, are
+checked field by field in tests/test_trainables.py). Each runs as a user runs it, from another
+folder than the project's, so nothing depends on the current directory."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_trainables import help_entries
+
+from sweeps.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEPS = ["sweeps/ae_sweep.py", "sweeps/classifier_sweep.py", "sweeps/gan_sweep.py"]
+OTHERS = ["analysis/report.py", *sorted(str(p.relative_to(REPO)) for p in REPO.glob("bench/*.py"))]
+
+
+def _help(script: str, tmp_path) -> dict[str, str]:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / script), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    entries = help_entries(proc.stdout)
+    assert entries, f"no flags in {script} --help:\n{proc.stdout}"
+    for flag, text in entries.items():
+        assert text.strip(), f"{script}: {flag} has no help text"
+    return entries
+
+
+@pytest.mark.parametrize("script", SWEEPS)
+def test_every_sweep_flag_has_help(script, tmp_path):
+    entries = _help(script, tmp_path)
+    for name in Settings.flag_names():  # every setting a sweep reads is a flag of its own
+        assert "--" + name.replace("_", "-") in entries, f"--{name} missing from {script} --help"
+
+
+@pytest.mark.parametrize("script", OTHERS)
+def test_every_other_entry_point_has_help(script, tmp_path):
+    assert "-h" in _help(script, tmp_path)  # argparse's own: the script parses its flags
