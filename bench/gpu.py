@@ -7,10 +7,14 @@
 Needs a CUDA device; without one it exits at once (status 2) and measures nothing.
 
 1. Samples/s: one epoch over the 55,000 training images through ``autoencoder.train_epoch``
-   (data on the GPU, ``torch.randperm`` batches) and through ``DataLoader(TensorDataset)`` with
-   a host-to-device copy per batch, at each ``--batch-sizes``, alternating ``--rounds`` times
-   (best round kept). With ``--compile``, a third column: the same ``train_epoch`` on
-   ``torch.compile(model)`` (compile time excluded: a warm-up epoch first).
+   (data on the GPU, ``torch.randperm`` batches) and through ``DataLoader(TensorDataset)`` as a
+   tuned plain loop has it (``--loader-workers`` worker processes, kept across epochs, pinned
+   host memory, non-blocking host-to-device copies), at each ``--batch-sizes``, alternating
+   ``--rounds`` times (best round kept). cuDNN autotuning (``torch.backends.cudnn.benchmark``)
+   is on for every loop in this phase, and a warm-up epoch of each runs first. With
+   ``--compile``, a third column: the same ``train_epoch`` on ``torch.compile(model)`` (compile
+   time excluded: the warm-up epoch compiles it). The GPU memory of each batch size's models
+   and data is freed before the next, and before the packing phase.
 2. Packing: ``sweeps/ae_sweep.py``'s ``main`` with K = 1, 2, 4, 8 concurrent trials sharing the GPU
    (``--gpus-per-trial 1/K``, CPUs split evenly, W&B disabled, ASHA stopping nothing), K trials of
    ``--epochs`` epochs each. Prints total trial-epochs per minute: over ``Tuner.fit``'s wall, and
@@ -20,56 +24,123 @@ Needs a CUDA device; without one it exits at once (status 2) and measures nothin
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 # A fresh local Ray even when another one (``ray start``) runs on this machine.
 os.environ.setdefault("RAY_ADDRESS", "local")
 
 
-def throughput(batch_sizes: list[int], rounds: int, compile_model: bool) -> dict:
-    from bench.throughput import _timed, bench_autoencoder
+def _timed(fn: Callable[[], None]) -> float:
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def cudnn_autotuning() -> Iterator[None]:
+    """cuDNN picks the fastest convolution algorithm for each shape it meets (its first calls
+    with a shape are slower: the warm-up epoch pays them); off again afterwards."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def free_gpu() -> None:
+    """Give back the GPU memory of everything no longer referenced (this process's CUDA context
+    itself stays until it exits)."""
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def epoch_loops(splits, device, batch_size: int, workers: int, compile_model: bool) -> dict:
+    """One-epoch callables, each with its own model and optimiser: "ours" (the trainable's
+    ``train_epoch`` on the data already on the GPU), "plain" (a tuned ``DataLoader`` loop) and,
+    with ``compile_model``, "compiled" (ours on a ``torch.compile``d model)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
     from models import ConvAutoencoder
     from trainables import autoencoder, core
-    from trainables.data import DeviceSplit, load_splits
+    from trainables.data import DeviceSplit
+
+    cfg = autoencoder.AutoencoderConfig(batch_size=batch_size)
+    train = DeviceSplit(splits.train_x, splits.train_y, device)
+
+    def trainable_loop(model):
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+
+        def epoch():
+            autoencoder.train_epoch(model, opt, train, cfg, core.seed_epoch(cfg, 1, device), device)
+
+        return epoch
+
+    host = TensorDataset(splits.train_x.unsqueeze(1).float() / 255, splits.train_y)
+    loader = DataLoader(
+        host,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,  # worker processes start once, not every epoch
+        pin_memory=True,  # page-locked batches: the copy to the GPU can overlap compute
+    )
+    plain_model = ConvAutoencoder(16).to(device)
+    plain_opt = torch.optim.Adam(plain_model.parameters(), 1e-3)
+
+    def plain():
+        plain_model.train()
+        for x, _ in loader:
+            x = x.to(device, non_blocking=True)
+            loss = F.mse_loss(plain_model(x), x)
+            plain_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            plain_opt.step()
+
+    loops = {"ours": trainable_loop(ConvAutoencoder(16).to(device)), "plain": plain}
+    if compile_model:
+        loops["compiled"] = trainable_loop(torch.compile(ConvAutoencoder(16).to(device)))
+    return loops
+
+
+def throughput(batch_sizes: list[int], rounds: int, compile_model: bool, workers: int) -> dict:
+    from trainables.data import load_splits
 
     device = torch.device("cuda")
     splits = load_splits()
     n = len(splits.train_y)
     results = {}
-    for bs in batch_sizes:
-        torch.manual_seed(0)
-        loops = dict(zip(("ours", "plain"), bench_autoencoder(splits, device, bs), strict=True))
-        if compile_model:
-            cfg = autoencoder.AutoencoderConfig(batch_size=bs)
-            train = DeviceSplit(splits.train_x, splits.train_y, device)
-            model = torch.compile(ConvAutoencoder(16).to(device))
-            opt = torch.optim.Adam(model.parameters(), 1e-3)
-
-            def compiled(model=model, opt=opt, cfg=cfg, train=train):
-                gen = core.seed_epoch(cfg, 1, device)
-                autoencoder.train_epoch(model, opt, train, cfg, gen, device)
-
-            compiled()  # compiles (and recompiles for the last, smaller batch)
-            loops["compiled"] = compiled
-        for fn in loops.values():  # warm-up: cuDNN autotuning, allocator
-            fn()
-        best = dict.fromkeys(loops, float("inf"))
-        for _ in range(rounds):
-            for name, fn in loops.items():
-                best[name] = min(best[name], _timed(fn, device))
-        row = {f"{k}_samples_per_s": round(n / v) for k, v in best.items()}
-        row["ratio_ours_vs_plain"] = round(best["plain"] / best["ours"], 2)
-        if compile_model:
-            row["ratio_compiled_vs_ours"] = round(best["ours"] / best["compiled"], 2)
-        results[bs] = row
-        print(f"batch {bs:5d}: " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+    with cudnn_autotuning():
+        for bs in batch_sizes:
+            torch.manual_seed(0)
+            loops = epoch_loops(splits, device, bs, workers, compile_model)
+            for fn in loops.values():  # warm-up: cuDNN autotuning, compiling, the allocator
+                fn()
+            best = dict.fromkeys(loops, float("inf"))
+            for _ in range(rounds):
+                for name, fn in loops.items():
+                    best[name] = min(best[name], _timed(fn))
+            del loops  # the models, optimisers, device data and loader workers of this size
+            free_gpu()
+            row = {f"{k}_samples_per_s": round(n / v) for k, v in best.items()}
+            row["ratio_ours_vs_plain"] = round(best["plain"] / best["ours"], 2)
+            if compile_model:
+                row["ratio_compiled_vs_ours"] = round(best["ours"] / best["compiled"], 2)
+            results[bs] = row
+            print(f"batch {bs:5d}: " + "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
     return results
 
 
@@ -141,6 +212,12 @@ def main(argv=None) -> dict:
     p.add_argument("--rounds", type=int, default=2, help="timed rounds per batch size")
     p.add_argument("--compile", action="store_true", help="also time a torch.compile'd model")
     p.add_argument(
+        "--loader-workers",
+        type=int,
+        default=4,
+        help="DataLoader worker processes of the plain loop (0: load in the main process)",
+    )
+    p.add_argument(
         "--packing",
         type=int,
         nargs="+",
@@ -168,7 +245,10 @@ def main(argv=None) -> dict:
     )
     out = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     if not args.skip_throughput:
-        out["throughput"] = throughput(args.batch_sizes, args.rounds, args.compile)
+        out["throughput"] = throughput(
+            args.batch_sizes, args.rounds, args.compile, args.loader_workers
+        )
+        free_gpu()  # the trials of the packing phase get the whole GPU
     if not args.skip_packing:
         out["packing"] = packing(args.packing, args.epochs, args.subset)
     if args.json:

@@ -4,19 +4,23 @@ with Optuna TPE and ASHA.
     python sweeps/classifier_sweep.py --encoder-from runs/ae_sweep      # that sweep's best
     python sweeps/classifier_sweep.py --encoder-checkpoint runs/ae/checkpoint.pt
     python sweeps/classifier_sweep.py --encoder-from runs/ae_sweep --smoke-test
+    python sweeps/classifier_sweep.py --smoke-test     # trains a quick encoder first (seconds)
     python sweeps/classifier_sweep.py --resume runs/classifier_sweep
 
 Writes runs/classifier_sweep/ (see docs/sweeps.md). The encoder is frozen (the report) or
-fine-tuned at lr * encoder_lr_scale; the sweep searches both.
+fine-tuned at lr * encoder_lr_scale; the sweep searches both. ``--smoke-test`` without an
+encoder first trains a small autoencoder on the smoke sweep's own training images into
+<storage-path>/<name>_encoder, so the smoke trials start from an encoder that has learned
+something (a random one leaves every trial at chance, 10%).
 """
 
 from __future__ import annotations
 
 from ray import tune
 
-from sweeps import cli, runner
-from sweeps.experiment import resolve_encoder
+from sweeps import cli, encoder, runner
 from sweeps.settings import SweepSpec
+from trainables import classifier
 from trainables.errors import cli_errors
 
 METRIC, MODE = "val_acc", "max"
@@ -53,7 +57,9 @@ SWEEP = SweepSpec(
 
 def main(argv: list[str] | None = None) -> dict:
     parser = cli.build_parser(SWEEP)
-    group = parser.add_argument_group("encoder (give one)")
+    group = parser.add_argument_group(
+        "encoder (give one; with --smoke-test and neither, a quick one is trained first)"
+    )
     group.add_argument("--encoder-checkpoint", metavar="PATH", help="an autoencoder checkpoint")
     group.add_argument(
         "--encoder-from",
@@ -61,18 +67,22 @@ def main(argv: list[str] | None = None) -> dict:
         help="an autoencoder sweep's folder: use its best checkpoint (SWEEP_DIR/best.json)",
     )
     with cli_errors():
-        settings = cli.parse_settings(SWEEP, parser, argv, resolve_extra=_encoder)
+        settings = cli.parse_settings(
+            SWEEP, parser, argv, resolve_extra=encoder.resolve_encoder_flags
+        )
+        if settings.extra["encoder_checkpoint"] is None:  # neither flag, not resuming
+            if not settings.smoke_test:
+                encoder.resolve_encoder(None, None)  # raises: the classifier needs an encoder
+            settings = encoder.with_smoke_encoder(SWEEP, settings)
+        # An encoder trained on another split has seen the classifier's validation images.
+        classifier.check_encoder(
+            settings.extra["encoder_checkpoint"], settings.data_seed, settings.val_size
+        )
         space = {
             **SPACES[settings.space],
             "encoder_checkpoint": settings.extra["encoder_checkpoint"],
         }
         return runner.run(SWEEP, settings, space)
-
-
-def _encoder(extra: dict, resuming: bool) -> dict:
-    """--encoder-checkpoint as an absolute file (a resumed sweep's is in its sweep.json)."""
-    encoder = extra["encoder_checkpoint"], None if resuming else extra["encoder_from"]
-    return {**extra, "encoder_checkpoint": resolve_encoder(*encoder)}
 
 
 if __name__ == "__main__":

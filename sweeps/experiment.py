@@ -13,8 +13,6 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from sweeps.layout import BEST_CHECKPOINT, BEST_FILE
-from trainables import core
 from trainables.errors import UsageError
 
 
@@ -147,46 +145,3 @@ def check_new(exp: Folder, sweep_file: str) -> None:
             f"experiment {exp.uri} already exists",
             f"continue it with --resume {exp.uri}, or pick another --name",
         )
-
-
-def resolve_encoder(checkpoint: str | None, sweep_dir: str | None) -> str:
-    """The autoencoder checkpoint a classifier sweep builds on, as an absolute file path:
-    ``checkpoint`` itself, or the best checkpoint of the autoencoder sweep in ``sweep_dir``
-    (``sweep_dir/best/checkpoint.pt``, which its best.json names). Raises UsageError."""
-    if bool(checkpoint) == bool(sweep_dir):
-        raise UsageError(
-            "the classifier needs an encoder: give exactly one of --encoder-checkpoint and "
-            "--encoder-from",
-            "e.g. --encoder-from runs/ae_sweep (the best of an autoencoder sweep)",
-        )
-    if sweep_dir:
-        folder = Folder(sweep_dir)
-        if folder.local is None:
-            raise UsageError(
-                f"--encoder-from {sweep_dir} is remote; trials need a local file",
-                "download its best/checkpoint.pt and pass --encoder-checkpoint PATH",
-            )
-        if not folder.exists(BEST_FILE):
-            raise UsageError(
-                f"--encoder-from {sweep_dir}: no {BEST_FILE} (not a finished sweep folder)",
-                "pass the folder of a finished autoencoder sweep, or --encoder-checkpoint PATH",
-            )
-        best = folder.read_json(BEST_FILE)
-        if best.get("model") != "autoencoder":
-            raise UsageError(
-                f"--encoder-from {sweep_dir} is a {best.get('model')} sweep",
-                "pass the folder of an autoencoder sweep (e.g. runs/ae_sweep)",
-            )
-        checkpoint = str(folder.local / BEST_CHECKPOINT)
-    path = Path(checkpoint).expanduser().resolve()
-    if not path.exists():
-        raise UsageError(
-            f"encoder checkpoint {path} does not exist",
-            "train one (python -m trainables.autoencoder --out DIR) or run sweeps/ae_sweep.py",
-        )
-    try:
-        return core.load_checkpoint(path, kind="autoencoder")["path"]
-    except core.CheckpointError as e:
-        raise UsageError(
-            str(e), "pass an autoencoder checkpoint (python -m trainables.autoencoder writes one)"
-        ) from None

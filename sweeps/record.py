@@ -102,9 +102,24 @@ def read_sweep_file(spec: SweepSpec, directory: str) -> dict[str, Any]:
     return saved
 
 
-def note_resume(exp: Folder, record: dict[str, Any], settings: Settings, wandb_mode: str) -> None:
-    """Append this resume (when, from where, W&B's mode) to the record in sweep.json."""
-    record.setdefault("resumes", []).append(
-        {"time": now(), "address": settings.address, "wandb_mode": wandb_mode}
-    )
+def note_resume(
+    exp: Folder,
+    record: dict[str, Any],
+    settings: Settings,
+    wandb_mode: str,
+    study_url: str | None = None,
+) -> None:
+    """Append this resume (when, from where, W&B's mode) to the record in sweep.json. A folder
+    resumed somewhere else than it ran gets its new place recorded (``experiment_dir``, and
+    ``study_storage`` when the resumed sweep's study is ``study_url``); the entry of the
+    resume keeps the old values."""
+    entry = {"time": now(), "address": settings.address, "wandb_mode": wandb_mode}
+    moved = {"experiment_dir": exp.uri}
+    if study_url is not None:
+        moved["study_storage"] = masked_url(study_url)
+    for key, value in moved.items():
+        if record.get(key) != value:
+            entry[f"{key}_before"] = record.get(key)
+            record[key] = value
+    record.setdefault("resumes", []).append(entry)
     exp.write_json(SWEEP_FILE, record)

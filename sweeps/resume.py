@@ -1,9 +1,15 @@
 """``--resume``: continuing an interrupted sweep from its experiment folder.
 
-Before Ray starts, ``check_restorable`` makes sure Ray Tune's state files are there and whole;
-then ``restore_tuner`` puts the Optuna study back where the searcher expects it, notes the
-resume in sweep.json and asks Tune to restore the experiment (the searcher, the scheduler, the
-callbacks and every trial), retrying errored trials from their last checkpoint.
+Before Ray starts, ``check_restorable`` makes sure Ray Tune's state files and the Optuna study
+are there and whole; then ``restore_tuner`` points the searcher at the study in the folder
+given, notes the resume in sweep.json and asks Tune to restore the experiment (the searcher,
+the scheduler, the callbacks and every trial), retrying errored trials from their last
+checkpoint.
+
+The folder given is the only one read or written, wherever the sweep ran before: Tune moves
+its trials to the folder it restores from, and the study is ``<folder>/optuna.db`` (for a
+remote folder, its copy on this machine: ``study_storage.study_storage_url``) whatever path
+sweep.json or Tune's pickles hold (``study_storage.SweepStudyStorage``).
 
 Experiment folders written before sweeps/ was split into modules (up to commit cd82198) pickled
 the searcher and callbacks under their old module paths; ``sweeps/runner.py`` and
@@ -18,13 +24,21 @@ import json
 import pickletools
 from typing import Any
 
-from ray import tune
+from ray import cloudpickle, tune
 
+from sweeps import private_api
 from sweeps.experiment import Folder
-from sweeps.layout import SWEEP_FILE, TUNE_STATE, TUNER_FILE
+from sweeps.layout import STUDY_FILE, SWEEP_FILE, TUNE_STATE, TUNER_FILE
 from sweeps.record import note_resume
 from sweeps.settings import Settings
-from sweeps.study_storage import fetch_study_copy
+from sweeps.study_storage import (
+    SweepStudyStorage,
+    fetch_study_copy,
+    resume_study_at,
+    resumed_database_url,
+    sqlite_path,
+    study_storage_url,
+)
 from trainables.errors import UsageError
 
 
@@ -39,11 +53,12 @@ def check_restorable(exp: Folder) -> None:
             "start the sweep again without --resume",
         )
     names = exp.files()
+    newest = {}
     for pattern, fmt in TUNE_STATE:
         matches = sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
         if not matches:
             continue
-        name = matches[-1]  # timestamped names: the last is the newest
+        name = newest[pattern] = matches[-1]  # timestamped names: the last is the newest
         try:
             data = exp.read_bytes(name)
             if fmt == "json":
@@ -58,6 +73,33 @@ def check_restorable(exp: Folder) -> None:
                 "restore the folder from a backup; or rerun the sweep under a new --name "
                 "(its results.parquet and trial folders here stay readable)",
             ) from None
+    # the pickles that hold the searcher, and so the study's storage
+    _check_study(exp, [newest[p] for p in (TUNER_FILE, "searcher-state-*.pkl") if p in newest])
+
+
+def _check_study(exp: Folder, pickles: list[str]) -> None:
+    """The study of a sweep that keeps it in its (local) folder is there; and if the folder has
+    moved, Tune's pickles hold a ``SweepStudyStorage`` (one that --resume can point at the
+    moved study: folders written before it existed pin the study to the old path)."""
+    record = exp.read_json(SWEEP_FILE) if exp.exists(SWEEP_FILE) else {}
+    if not record.get("study_file") or exp.local is None:
+        return  # another database (--study-storage), or a remote folder (fetch_study_copy)
+    study = exp.local / STUDY_FILE
+    if not study.is_file():
+        raise UsageError(
+            f"--resume {exp.uri}: its Optuna study {study} is missing",
+            f"put the sweep's {STUDY_FILE} back into the folder (the searcher continues from "
+            "the trials it holds)",
+        )
+    recorded = sqlite_path(record.get("study_storage") or f"sqlite:///{study}")
+    moved = recorded is not None and recorded.resolve() != study.resolve()
+    marker = SweepStudyStorage.__name__.encode()
+    if moved and not all(marker in exp.read_bytes(name) for name in pickles):
+        raise UsageError(
+            f"--resume {exp.uri}: this folder was written by a version of latentsweep whose "
+            f"saved searcher opens the Optuna study at {recorded}, where the folder was",
+            f"move the folder back to {recorded.parent} to resume it",
+        )
 
 
 def restore_tuner(
@@ -65,6 +107,40 @@ def restore_tuner(
 ) -> tune.Tuner:
     """The interrupted sweep's Tuner, restored from ``exp`` (and only from there)."""
     record = exp.read_json(SWEEP_FILE)
-    fetch_study_copy(exp, record)
-    note_resume(exp, record, settings, wandb_mode)
+    if record.get("study_file"):
+        study_url = study_storage_url(settings, exp)  # <exp>/optuna.db, or its local copy
+        fetch_study_copy(exp, study_url)
+    else:  # a database of its own (--study-storage), its password given again
+        study_url = resumed_database_url(settings, record)
+    resume_study_at(study_url)
+    _relocate_search_state(exp)
+    note_resume(exp, record, settings, wandb_mode, study_url)
     return tune.Tuner.restore(exp.uri, trainable=trainable, resume_errored=True, param_space=space)
+
+
+def _relocate_search_state(exp: Folder) -> None:
+    """Ray Tune (2.60) moves the trials it restores to the folder it restores from, but not the
+    experiment its search algorithm pickled (the newest ``search_gen_state-*.json``), from which
+    it makes every trial it starts after the resume: those trials would write their results and
+    checkpoints where the folder was. If that experiment names another folder than ``exp``, it
+    is pointed at ``exp`` (the change Tune makes to each restored trial's storage) and the file
+    is written back in place."""
+    names = sorted(fnmatch.filter(exp.files(), "search_gen_state-*.json"))
+    if not names:
+        return
+    state = cloudpickle.loads(exp.read_bytes(names[-1]))
+    # SearchGenerator.get_state()["experiment"]: an Experiment, whose StorageContext says where
+    # its trials go (what Ray's TuneController._restore_trials changes on each restored trial).
+    where = "ray.tune.search.SearchGenerator's saved experiment"
+    experiment = state.get("experiment") if isinstance(state, dict) else None
+    storage = private_api.private(experiment, "storage", where, "ray")
+    for attr in ("storage_filesystem", "storage_fs_path", "experiment_dir_name"):
+        private_api.private(storage, attr, f"{where}.storage", "ray")
+    parent, _, name = exp.path.rstrip("/").rpartition("/")
+    if (storage.storage_fs_path, storage.experiment_dir_name) == (parent, name):
+        return
+    storage.storage_filesystem, storage.storage_fs_path = exp.fs, parent
+    storage.experiment_dir_name = name
+    if hasattr(getattr(storage, "syncer", None), "storage_filesystem"):
+        storage.syncer.storage_filesystem = exp.fs  # its uploads go through the same file system
+    exp.write_bytes(names[-1], cloudpickle.dumps(state))

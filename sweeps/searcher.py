@@ -17,6 +17,7 @@ from ray.air.constants import TRAINING_ITERATION
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from sweeps import private_api
 from sweeps.settings import Settings
 from sweeps.trainable import DIVERGED, ERROR, is_finite_number
 
@@ -25,6 +26,20 @@ logger = logging.getLogger(__name__)
 
 def _step(result: dict) -> int | None:
     return int(result[TRAINING_ITERATION]) if TRAINING_ITERATION in result else None
+
+
+def _identity(result: dict, metric: str) -> tuple:
+    """What tells one Tune result from another of the same epoch: the epoch, the counters Tune
+    adds to every result (a restored trial restarts ``iterations_since_restore``; its
+    ``time_total_s``, a sum of measured times, goes on from its checkpoint's) and the metric.
+    Tune's final result of a trial is the trial's last result again: the same identity."""
+    value = result.get(metric)
+    return (
+        _step(result),
+        result.get("iterations_since_restore"),
+        result.get("time_total_s"),
+        float(value) if is_finite_number(value) else None,  # NaN != NaN
+    )
 
 
 class TrialStateOptunaSearch(OptunaSearch):
@@ -48,9 +63,15 @@ class TrialStateOptunaSearch(OptunaSearch):
     A trial can also be *rewound*: Tune restarts it from an older checkpoint than its last
     reported epoch (the driver was killed after the trial reported epochs Tune's snapshot does
     not hold, or a worker died between a report and its checkpoint). The epochs after that
-    checkpoint are run again and may give other values, so the Optuna trial that holds the lost
-    run's values is told FAIL (``fail_reason`` says so; if it already finished it stays as it
-    is) and a new one (``retry_of``) continues with the values up to the checkpoint.
+    checkpoint are run again and may give other values (on a GPU without deterministic kernels
+    they do), so the Optuna trial that holds the lost run's values is told FAIL
+    (``fail_reason`` says so; if it already finished it stays as it is) and a new one
+    (``retry_of``) continues with the values up to the checkpoint. A rewind is seen from the
+    epochs alone, whatever the values: a result for an epoch Optuna already holds for that
+    trial, other than the very result Tune last handed over (its final result repeats it).
+
+    Ray's OptunaSearch keeps its state in private attributes; they are read through
+    ``sweeps/private_api.py``.
     """
 
     def __init__(self, *, max_epochs: int, **kwargs: Any):
@@ -58,18 +79,34 @@ class TrialStateOptunaSearch(OptunaSearch):
         self.max_epochs = max_epochs
         self._told: dict[str, TrialState] = {}
         self._last: dict[str, tuple[int, float]] = {}  # the last (step, value) Optuna holds
+        self._seen: dict[str, tuple] = {}  # _identity of the last result on_trial_result got
+        for get in (private_api.searcher_trials, private_api.searcher_completed):
+            get(self)
+
+    # Ray's OptunaSearch state (private names, looked up in one place)
+    @property
+    def _trials(self) -> dict[str, optuna.Trial]:
+        return private_api.searcher_trials(self)
+
+    @property
+    def _completed(self) -> set[str]:
+        return private_api.searcher_completed(self)
+
+    @property
+    def _study(self) -> optuna.Study:
+        return private_api.searcher_study(self)
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
-        if trial_id in self._ot_trials:
-            self._ot_trials[trial_id].set_user_attr("trial_id", trial_id)
+        if trial_id in self._trials:
+            self._trials[trial_id].set_user_attr("trial_id", trial_id)
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        ot_trial = self._ot_trials.get(trial_id)
+        ot_trial = self._trials.get(trial_id)
         if ot_trial is None:
             return
-        if trial_id in self._completed_trials:
+        if trial_id in self._completed:
             if self._told.get(trial_id) != TrialState.FAIL:
                 return
             ot_trial = self._reopen(trial_id, _step(result))
@@ -81,12 +118,13 @@ class TrialStateOptunaSearch(OptunaSearch):
             # Failed earlier; or finished after Tune's last snapshot (the driver was killed) and
             # Tune runs it again from a checkpoint that holds every epoch Optuna has.
             self._report(trial_id, self._reopen(trial_id, _step(result)), result)
+        self._seen[trial_id] = _identity(result, self.metric)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None or trial_id in self._completed_trials:
+        ot_trial = self._trials.get(trial_id)
+        if ot_trial is None or trial_id in self._completed:
             return
         result = result or {}
         value = result.get(self.metric)
@@ -113,13 +151,14 @@ class TrialStateOptunaSearch(OptunaSearch):
             state, values = TrialState.PRUNED, None
         else:
             state, values = TrialState.COMPLETE, float(value)
-        self._ot_study.tell(ot_trial, values, state=state, skip_if_finished=True)
+        self._study.tell(ot_trial, values, state=state, skip_if_finished=True)
         self._told[trial_id] = state
-        self._completed_trials.add(trial_id)
+        self._completed.add(trial_id)
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
         self.__dict__.setdefault("_told", {})
+        self.__dict__.setdefault("_seen", {})  # pickled by a version without it
         try:
             self._fail_orphans()
             self._sync_last_steps()
@@ -129,30 +168,33 @@ class TrialStateOptunaSearch(OptunaSearch):
     def _sync_last_steps(self) -> None:
         """The pickled state is as old as Tune's snapshot; the study may hold later epochs."""
         self._last = {}
-        trials = self._ot_study.get_trials(deepcopy=False)
-        for trial_id, ot_trial in self._ot_trials.items():
+        trials = self._study.get_trials(deepcopy=False)
+        for trial_id, ot_trial in self._trials.items():
             values = trials[ot_trial.number].intermediate_values
-            if trial_id not in self._completed_trials and values:
+            if trial_id not in self._completed and values:
                 self._last[trial_id] = max(values.items())
 
     def _rewound(self, trial_id: str, result: dict) -> bool:
-        """Whether this result repeats an epoch Optuna already holds with another value."""
-        value, step = result.get(self.metric), _step(result)
-        if trial_id not in self._last or not is_finite_number(value) or step is None:
+        """Whether this result is for an epoch Optuna already holds for the trial, whatever its
+        value: Tune ran the trial again from an older checkpoint. The one result that may repeat
+        an epoch without a rewind is the trial's last result handed over again (Tune's final
+        result, passed to on_trial_complete after on_trial_result had it)."""
+        step = _step(result)
+        if trial_id not in self._last or step is None or step > self._last[trial_id][0]:
             return False
-        last_step, last_value = self._last[trial_id]
-        return step < last_step or (step == last_step and float(value) != last_value)
+        return _identity(result, self.metric) != self._seen.get(trial_id)
 
     def _fail_orphans(self) -> None:
-        known = {t.number for t in self._ot_trials.values()}
-        for orphan in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        known = {t.number for t in self._trials.values()}
+        for orphan in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if orphan.number not in known:
-                self._ot_study._storage.set_trial_user_attr(
-                    orphan._trial_id,
+                private_api.set_frozen_trial_user_attr(
+                    self._study,
+                    orphan,
                     "fail_reason",
                     "asked for after Ray Tune's last snapshot; the resumed sweep re-sampled it",
                 )
-                self._ot_study.tell(orphan.number, state=TrialState.FAIL, skip_if_finished=True)
+                self._study.tell(orphan.number, state=TrialState.FAIL, skip_if_finished=True)
 
     def _report(self, trial_id: str, ot_trial: optuna.Trial, result: dict) -> None:
         value, step = result.get(self.metric), _step(result)
@@ -166,27 +208,28 @@ class TrialStateOptunaSearch(OptunaSearch):
     def _reopen(self, trial_id: str, step: int | None, rewound: bool = False) -> optuna.Trial:
         """A new Optuna trial for a Tune trial that runs again from epoch ``step`` (a failed
         trial resumed, or a rewound one), holding the earlier trial's values before ``step``."""
-        old = self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number]
+        old = self._study.get_trials(deepcopy=False)[self._trials[trial_id].number]
         if rewound and not old.state.is_finished():
             last = max(old.intermediate_values, default=0)
-            self._ot_study._storage.set_trial_user_attr(
-                old._trial_id,
+            private_api.set_frozen_trial_user_attr(
+                self._study,
+                old,
                 "fail_reason",
                 f"rewound: Ray Tune ran epoch {step} again after this trial had reported epoch "
                 f"{last} (restored from an older checkpoint); the retry holds the new values",
             )
-            self._ot_study.tell(old.number, state=TrialState.FAIL, skip_if_finished=True)
-        self._ot_study.enqueue_trial(
+            self._study.tell(old.number, state=TrialState.FAIL, skip_if_finished=True)
+        self._study.enqueue_trial(
             old.params, user_attrs={"trial_id": trial_id, "retry_of": old.number}
         )
-        new = self._ot_study.ask(fixed_distributions=self._space)
+        new = self._study.ask(fixed_distributions=private_api.searcher_space(self))
         self._last.pop(trial_id, None)
         for s, value in sorted(old.intermediate_values.items()):
             if step is None or s < step:
                 new.report(value, s)
                 self._last[trial_id] = (s, value)
-        self._ot_trials[trial_id] = new
-        self._completed_trials.discard(trial_id)
+        self._trials[trial_id] = new
+        self._completed.discard(trial_id)
         self._told.pop(trial_id, None)
         return new
 

@@ -7,6 +7,12 @@ processes that compete with the trials for the CPUs: at 20 trials x 2 epochs on 
 holds every trial's run (``wandb.init(reinit="create_new")``: several runs in one process, one
 W&B service), and the driver sends it results without waiting (one caller's calls to an actor
 run in the order they were sent).
+
+Online, W&B must be reachable: ``wandb.init`` waits for its timeout when the server is not, once
+per trial in turn inside the one actor (a 14 s smoke sweep took 6 minutes), and the trial's run
+is lost. ``sweep_wandb_mode`` therefore opens one TCP connection to the server (or to the proxy
+the environment names for it) when a sweep starts, for a few seconds at most; if it fails, the
+whole sweep logs offline and says so in one line, with the ``wandb sync`` command.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import socket
+import time
 import types
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -22,26 +31,24 @@ from urllib.parse import urlparse
 import pyarrow.fs as pafs
 import ray
 from ray.air.constants import TRAINING_ITERATION
-from ray.air.integrations.wandb import (
-    WandbLoggerCallback,
-    _clean_log,
-    _run_wandb_process_run_info_hook,
-    _WandbLoggingActor,
-)
-from ray.air.util.node import _force_on_current_node
+from ray.air.integrations.wandb import WandbLoggerCallback
 
+from sweeps import private_api  # Ray's private W&B helpers, looked up in one place
+from sweeps.layout import WANDB_DIR
 from trainables.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
 WANDB_MODES = ("online", "offline", "disabled")
+DEFAULT_SERVER = "https://api.wandb.ai"
+PROBE_TIMEOUT_S = 3.0  # the most a sweep waits to learn that W&B cannot be reached
 
 
 def wandb_key_configured() -> bool:
     """True when W&B can log in without asking: WANDB_API_KEY or a ~/.netrc entry for its host."""
     if os.environ.get("WANDB_API_KEY"):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    host = urlparse(wandb_server()).hostname
     try:
         auth = netrc.netrc(os.environ.get("NETRC") or None).authenticators(host or "")
     except (OSError, netrc.NetrcParseError):
@@ -61,6 +68,58 @@ def resolve_wandb_mode(requested: str | None) -> str:
             "set WANDB_API_KEY or run `wandb login`, or pass --wandb-mode offline",
         )
     return mode
+
+
+def wandb_server() -> str:
+    """The W&B server runs are sent to: $WANDB_BASE_URL, else W&B's cloud."""
+    return os.environ.get("WANDB_BASE_URL") or DEFAULT_SERVER
+
+
+def unreachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """None if a TCP connection to the server of ``url`` opens within ``timeout`` seconds (to
+    the proxy $https_proxy / $http_proxy / $all_proxy names for it, if any), else why not."""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError:  # a port that is not a number
+        return f"{url} is not a valid URL"
+    target, via = (host, port), ""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parsed.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(host):
+        p = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        target, via = (p.hostname or "", p.port or 80), f" through the proxy {p.hostname}:{p.port}"
+    start = time.monotonic()
+    try:
+        socket.create_connection(target, timeout=timeout).close()
+    except OSError as e:
+        why = e.strerror or str(e) or type(e).__name__  # "timed out" has no strerror
+        return f"{host}:{port}{via}: {why} after {time.monotonic() - start:.1f} s"
+    return None
+
+
+def sweep_wandb_mode(
+    requested: str | None,
+    experiment_dir: str | os.PathLike | None = None,
+    timeout: float = PROBE_TIMEOUT_S,
+) -> tuple[str, str | None]:
+    """The mode a sweep logs in, and the line to print about it (None: nothing to say).
+    ``resolve_wandb_mode``'s, but online only if the W&B server answers within ``timeout``
+    seconds; if not, the sweep logs offline (into ``wandb_root(experiment_dir)/wandb``) and the
+    line says why and how to upload the runs later."""
+    mode = resolve_wandb_mode(requested)
+    if mode != "online":
+        return mode, None
+    server = wandb_server()
+    why = unreachable(server, timeout)
+    if why is None:
+        return mode, None
+    runs = wandb_root(experiment_dir) / WANDB_DIR
+    return "offline", (
+        f"W&B: cannot reach {server} ({why}), so this sweep logs its W&B runs offline; upload "
+        f"them from a machine that can reach it with: wandb sync {runs}/offline-run-*"
+    )
 
 
 def wandb_root(experiment_dir: str | os.PathLike | None) -> Path:
@@ -97,7 +156,7 @@ class WandbHub:
         try:
             run = self._wandb.init(**{**init_kwargs, "reinit": "create_new"})
             run.config.update({"trial_log_path": logdir}, allow_val_change=True)
-            _run_wandb_process_run_info_hook(run)
+            private_api.wandb_run_info_hook(run)
         except Exception:
             logger.warning("W&B: could not start the run of trial %s", trial_id, exc_info=True)
             return
@@ -111,7 +170,7 @@ class WandbHub:
             return
         run, keys = self._runs[trial_id]
         try:
-            row, config_update = _WandbLoggingActor._handle_result(keys, result)
+            row, config_update = private_api.wandb_row(keys, result)
             run.config.update(config_update, allow_val_change=True)
             run.log(row, step=row.get(TRAINING_ITERATION))
         except Exception:
@@ -175,7 +234,8 @@ class SweepWandbCallback(WandbLoggerCallback):
 
     def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs) -> None:
         if self._hub is None:
-            hub = ray.remote(num_cpus=0, max_restarts=-1, **_force_on_current_node())(WandbHub)
+            pin = private_api.force_on_current_node()
+            hub = ray.remote(num_cpus=0, max_restarts=-1, **pin)(WandbHub)
             self._hub = hub.remote()
         to_config = list(self.AUTO_CONFIG_KEYS)
         args = (trial.trial_id, trial.local_path, exclude_results, to_config, wandb_init_kwargs)
@@ -185,7 +245,7 @@ class SweepWandbCallback(WandbLoggerCallback):
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         if trial not in self._trial_logging_actors:
             self.log_trial_start(trial)
-        result = _clean_log(result, video_kwargs=self.video_kwargs, image_kwargs=self.image_kwargs)
+        result = private_api.wandb_clean_log(result, self.video_kwargs, self.image_kwargs)
         self._hub.log.remote(trial.trial_id, result)
 
     def log_trial_save(self, trial) -> None:

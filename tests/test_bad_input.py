@@ -5,18 +5,28 @@ wrong-kind file or an unusable folder with exit status 2 and one line on stderr,
 was already there (an earlier experiment included) exactly as it was.
 
 Rows run in-process through each entry point's ``main(argv)`` (the scripts are thin wrappers of
-it); the rows marked ``script`` run the real command line in a subprocess as well."""
+it); the rows marked ``script`` run the real command line in a subprocess as well.
+
+"Before Ray starts" is checked on Ray itself: in-process, Ray is not initialised after the
+rejected command; a script row runs with ``RAY_TMPDIR`` set to an empty folder, where any Ray it
+started would have made its session folder (tests/test_reliability.py's secrets test sees a sweep
+do exactly that), and the folder is still empty afterwards. "Changes nothing": every path under
+the rows' root, folders included, keeps its modification time, and every file its content."""
 
 import hashlib
+import os
 import pickle
 import shlex
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import ray
 
 from analysis import report
 from models import ConvAutoencoder
@@ -211,16 +221,21 @@ def paths(tmp_path_factory) -> dict[str, str]:
     }
 
 
+# The storage folder of the sweep rows ({S}): a new sweep checks that it can write there by
+# creating and removing a probe file (sweeps/experiment.check_writable), which changes that one
+# folder's time; what is in it (the earlier experiment ae_done included) is compared in full.
+PROBED = "runs"
+
+
 def snapshot(root: Path) -> dict[str, tuple]:
-    """Every path under ``root``; for files their content hash and modification time."""
+    """Every path under ``root`` (``root`` too) with its modification time, and for files their
+    content hash: a folder's time changes when anything is created in it, even if removed again.
+    PROBED is there with no time."""
     state = {}
-    for path in sorted(root.rglob("*")):
+    for path in sorted([root, *root.rglob("*")]):
         key = str(path.relative_to(root))
-        if path.is_file():
-            stat = path.stat()
-            state[key] = (hashlib.sha256(path.read_bytes()).hexdigest(), stat.st_mtime_ns)
-        else:
-            state[key] = ("dir",)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+        state[key] = (digest, None if key == PROBED else path.lstat().st_mtime_ns)
     return state
 
 
@@ -246,19 +261,27 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     root = Path(paths["root"])
     args = shlex.split(argv.format(**paths))
     before = snapshot(root)
+    assert not ray.is_initialized()  # else "Ray never started" would prove nothing
     with pytest.raises(SystemExit) as e:
         MAIN[entry](args)
     check_error(e.value.code, capsys.readouterr().err, expected)
+    assert not ray.is_initialized(), "Ray was started before the input was refused"
     assert snapshot(root) == before
-    if script:  # the real command line says the same
-        proc = subprocess.run(
-            [sys.executable, *SCRIPT[entry], *args],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        check_error(proc.returncode, proc.stderr, expected)
+    if script:  # the real command line says the same, and starts no Ray
+        ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths
+        try:
+            proc = subprocess.run(
+                [sys.executable, *SCRIPT[entry], *args],
+                cwd=REPO,
+                env={**os.environ, "RAY_TMPDIR": str(ray_tmp)},
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            check_error(proc.returncode, proc.stderr, expected)
+            assert list(ray_tmp.iterdir()) == [], "Ray was started before the input was refused"
+        finally:
+            shutil.rmtree(ray_tmp, ignore_errors=True)
         assert snapshot(root) == before
 
 

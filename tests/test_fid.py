@@ -16,7 +16,7 @@ import torch
 
 from models.gan import Generator
 from trainables import fid
-from trainables.data import DataError, read_split, resolve_data_dir
+from trainables.data import read_split
 
 # Measured with the committed weights (5,000 vs 5,000 test images): disjoint halves ~6.6,
 # uniform noise ~1770 (an untrained GAN generator ~1480). Bounds leave a wide margin.
@@ -58,6 +58,42 @@ def test_frechet_is_symmetric_and_finite_for_singular_covariances():
     assert np.isfinite(d12) and d12 > 0
     assert d12 == pytest.approx(d21, rel=1e-8)
     assert fid.frechet_distance(mu1, s1, mu1, s1) < 1e-8 * np.trace(s1)
+
+
+def _gaussian_features(rng: np.random.Generator, mix: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    return rng.normal(size=(fid.FID_SAMPLES, len(mean))) @ mix + mean
+
+
+# pytorch-fid 0.3.0 passes scipy.linalg.sqrtm the disp argument that SciPy deprecates.
+@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("seed", [0, 1])
+def test_frechet_matches_pytorch_fid(seed):
+    """Against pytorch-fid's calculate_frechet_distance (the scipy.linalg.sqrtm route; only the
+    function: no Inception weights are downloaded) on 128-d Gaussian feature sets of 5,000
+    samples, as FID-FM's statistics are made: two samples of one distribution (FID-FM ~1, like
+    real against real or a well-trained generator), a slightly moved one (~1.5) and a far one
+    (~1900, like an untrained generator). Measured relative differences: at most 1.8e-10 (FID
+    ~1) and 4e-14 (far), over seeds 0-3; the tolerance leaves a factor of 50."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    rng = np.random.default_rng(seed)
+    d = fid.FEATURE_DIM
+    mix, mean = rng.normal(size=(d, d)) / np.sqrt(d), rng.normal(size=d)
+    base = fid.activation_stats(_gaussian_features(rng, mix, mean))
+    others = {
+        "same": (mix, mean),
+        "near": (
+            mix + 0.05 * rng.normal(size=(d, d)) / np.sqrt(d),
+            mean + 0.05 * rng.normal(size=d),
+        ),
+        "far": (3 * rng.normal(size=(d, d)) / np.sqrt(d), mean + 3 * rng.normal(size=d)),
+    }
+    for name, (other_mix, other_mean) in others.items():
+        other = fid.activation_stats(_gaussian_features(rng, other_mix, other_mean))
+        ours = fid.frechet_distance(*base, *other)
+        theirs = float(calculate_frechet_distance(*base, *other))
+        assert ours == pytest.approx(theirs, rel=1e-8), name
+        assert (0.5 < ours < 3) if name != "far" else ours > 1000, (name, ours)
 
 
 def test_frechet_rejects_mismatched_statistics():
@@ -114,11 +150,51 @@ def test_features_refuse_images_outside_unit_range():
 
 
 def test_features_accept_uint8_and_match_scaled_floats():
+    # Like with like: the same batches, so the same float32 arithmetic; only the input differs.
     net = fid.load_reference("cpu")
     raw = torch.randint(0, 256, (10, 28, 28), dtype=torch.uint8)
-    feats = fid.features(raw, net, batch_size=4)
-    assert feats.shape == (10, fid.FEATURE_DIM) and feats.dtype == np.float64
-    np.testing.assert_allclose(feats, fid.features(raw.float().div(255).unsqueeze(1), net))
+    for batch_size in (4, 1000):
+        feats = fid.features(raw, net, batch_size=batch_size)
+        assert feats.shape == (10, fid.FEATURE_DIM) and feats.dtype == np.float64
+        scaled = fid.features(raw.float().div(255).unsqueeze(1), net, batch_size=batch_size)
+        np.testing.assert_array_equal(feats, scaled)
+
+
+def _float32_tolerance(net, images: torch.Tensor) -> np.ndarray:
+    """How far float32 rounding may move each feature (N, 128) when it is summed in another order.
+
+    Feature j is relu(b_j + sum_i W_ji h_i) over the K = 3136 inputs h of the last linear layer
+    (the convolutions before it sum 9 to 576 terms each, fewer). Another batch size (or thread
+    count) makes the kernels block, and so sum, in another order. Two orders of a K-term float32
+    sum differ by at most about K u A_j and typically by sqrt(K) u A_j, with A_j = |b_j| +
+    sum_i |W_ji h_i| the total magnitude of the terms and u = 2**-24 float32's unit roundoff
+    (rounding errors that are independent add up like a random walk; Higham, "Accuracy and
+    Stability of Numerical Algorithms", sections 3.1 and 4.2). The relu never amplifies a
+    difference. So the tolerance is sqrt(K) u A_j: on this CPU, at 1 and 2 threads and batches
+    1, 3 and 4 against 1000, the largest difference seen was 0.063 of it."""
+    linear = net.body[-2]
+    assert isinstance(linear, torch.nn.Linear) and linear.out_features == fid.FEATURE_DIM
+    with torch.inference_mode():
+        h = net.body[:-2](fid._as_images01(images)).double()
+    magnitude = h.abs() @ linear.weight.double().abs().T + linear.bias.double().abs()
+    u = 2.0**-24
+    return (np.sqrt(linear.in_features) * u * magnitude).numpy()
+
+
+def test_features_depend_on_the_batch_size_only_through_float32_rounding():
+    net = fid.load_reference("cpu")
+    images = torch.randint(
+        0, 256, (10, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    reference = fid.features(images, net, batch_size=1000)
+    tolerance = _float32_tolerance(net, images)
+    for batch_size in (1, 3, 4):
+        diff = np.abs(fid.features(images, net, batch_size=batch_size) - reference)
+        worst = np.unravel_index(np.argmax(diff / tolerance), diff.shape)
+        assert (diff <= tolerance).all(), (
+            f"batch {batch_size}: feature {worst} moved by {diff[worst]:.3g}, beyond float32 "
+            f"rounding ({tolerance[worst]:.3g})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,20 +229,10 @@ def test_real_stats_takes_the_same_seeded_subset():
 # Real data: the reference net and FID-FM sanity values on the 10,000 test images
 
 
-def _test_split():
-    try:
-        directory = resolve_data_dir(download=False)
-    except DataError:
-        pytest.skip(
-            "FashionMNIST not found (install dataset-fashion-mnist or set LATENTSWEEP_DATA)"
-        )
-    images, labels = read_split(directory, "test")
-    return torch.from_numpy(images.copy()), torch.from_numpy(labels)
-
-
 @pytest.fixture(scope="module")
-def test_split():
-    return _test_split()
+def test_split(real_data_dir):
+    images, labels = read_split(real_data_dir, "test")
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels)
 
 
 @pytest.fixture(scope="module")

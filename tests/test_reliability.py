@@ -1,28 +1,36 @@
 """Reliability: a sweep survives what happens to long runs on shared and spot machines, keeps
-everything it already computed, and says what went wrong.
+everything it already computed, and says what went wrong. Each test runs the real thing (Ray,
+Tune's restore, Optuna's database, W&B's files); none replaces what it proves.
 
 * a trial's worker killed mid-epoch restarts from its checkpoint, with no gap and no repeat;
 * a driver stopped with Ctrl-C resumes to exactly its trials, with the Optuna study, the
-  Parquet results, the W&B runs and Ray's records in agreement (SIGKILL: tests/test_sweeps.py);
+  Parquet results, the W&B runs and Ray's records in agreement (SIGKILL: tests/test_sweeps.py),
+  and an interrupted folder moved elsewhere resumes there, never touching where it was;
 * a diverging trial ends once, marked DIVERGED with its reason, Optuna told FAIL, the sweep
-  carries on and never picks it as best;
+  carries on and never picks it as best, and ASHA's decisions on the other trials are the ones
+  it makes without the NaN; a trial that raises is ERROR with its exception in one line;
 * parallel first uses of an uncached dataset download it once, and nobody reads half a file;
 * a corrupt or wrong-kind checkpoint is an error naming the file, wherever it is loaded;
-* secrets in the environment end up in no file the sweep writes, the local Ray's dashboard
-  stays off (and on localhost), and --resume reads only the folder it is given.
+* secrets in the environment end up in no file the sweep writes, the local Ray serves no
+  dashboard, and W&B out of reach turns into offline runs in seconds, not a wait per trial.
 
-The Ray tests are smoke-sized (2,000 images, a few epochs) and share one local Ray.
+The in-process Ray tests are smoke-sized (a few thousand images, a few epochs) and share one
+local Ray; the tests of what a user's command does run it in a subprocess.
 """
 
 import argparse
 import contextlib
+import functools
 import hashlib
+import io
 import json
+import math
 import os
 import pickle
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,14 +38,26 @@ import threading
 import time
 from pathlib import Path
 
+import optuna
 import pyarrow.parquet as pq
 import pytest
 import test_sweeps as ts  # the sweep tests' helpers: reading studies and Tune snapshots
 import torch
 from optuna.trial import TrialState
 from ray import tune
+from ray.tune.schedulers import TrialScheduler
 
-from sweeps import ae_sweep, cli, experiment, ray_cluster, results, resume, runner
+from sweeps import (
+    ae_sweep,
+    cli,
+    experiment,
+    results,
+    resume,
+    runner,
+    schedulers,
+    study_storage,
+    wandb_hub,
+)
 from trainables import autoencoder, classifier, core, data, gan
 from trainables.errors import UsageError
 
@@ -179,6 +199,87 @@ def test_resume_names_a_truncated_tune_state_file(state, tmp_path):
         resume.check_restorable(experiment.Folder(exp))
 
 
+def _study_with_one_trial(url: str) -> optuna.storages.BaseStorage:
+    """A sweep's study storage as the runner opens it, holding one finished trial."""
+    storage = study_storage.open_study_storage(url, "s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(storage=storage, study_name="s").add_trial(
+        optuna.trial.create_trial(value=0.5)
+    )
+    return storage
+
+
+def test_a_moved_study_is_opened_where_resume_found_it(tmp_path):
+    """Tune pickles the searcher, and so the study's storage with its URL, and Optuna's storage
+    reconnects to that URL when it is unpickled. Unpickled during --resume, the sweep's storage
+    opens the study the resume found instead: nothing is opened (or created) at the old path."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    pickled = pickle.dumps(_study_with_one_trial(f"sqlite:///{old / 'optuna.db'}"))
+    shutil.move(old, new)
+    old.mkdir()  # the old folder exists again, empty: an old URL would create a database there
+    try:
+        study_storage.resume_study_at(f"sqlite:///{new / 'optuna.db'}")
+        restored = pickle.loads(pickled)
+    finally:
+        study_storage.resume_study_at(None)
+    assert restored.url == f"sqlite:///{new / 'optuna.db'}"
+    assert [t.value for t in optuna.load_study(study_name="s", storage=restored).trials] == [0.5]
+    assert list(old.iterdir()) == []
+    # Outside a resume it is Optuna's storage as pickled (a database of the user's own).
+    (new / "optuna.db").rename(old / "optuna.db")
+    assert pickle.loads(pickled).url == f"sqlite:///{old / 'optuna.db'}"
+
+
+def test_resume_refuses_a_moved_folder_whose_pickles_pin_the_study_to_the_old_path(tmp_path):
+    """A folder written before the study's storage could be pointed elsewhere (its pickles hold
+    Optuna's own RDBStorage) resumes where it ran; moved, it is one line before Ray starts."""
+    ran_at, exp = tmp_path / "ran_at", tmp_path / "moved"
+    exp.mkdir()
+    record = {"model": "autoencoder", "args": {}, "study_file": "optuna.db"}
+    record["study_storage"] = f"sqlite:///{ran_at / 'optuna.db'}"
+    experiment.Folder(exp).write_json("sweep.json", record)
+    _study_with_one_trial(f"sqlite:///{exp / 'optuna.db'}")
+    own = optuna.storages.RDBStorage(f"sqlite:///{exp / 'optuna.db'}")
+    (exp / "tuner.pkl").write_bytes(pickle.dumps({"search_alg": own}))
+    with pytest.raises(UsageError, match=f"move the folder back to {ran_at} to resume it"):
+        resume.check_restorable(experiment.Folder(exp))
+    record["study_storage"] = f"sqlite:///{exp / 'optuna.db'}"  # resumed where it ran: fine
+    experiment.Folder(exp).write_json("sweep.json", record)
+    resume.check_restorable(experiment.Folder(exp))
+    (exp / "optuna.db").unlink()
+    with pytest.raises(UsageError, match=f"its Optuna study {exp / 'optuna.db'} is missing"):
+        resume.check_restorable(experiment.Folder(exp))
+
+
+def test_the_wandb_probe_answers_in_seconds_and_follows_the_proxy(monkeypatch, tmp_path):
+    """sweep_wandb_mode: online only if one TCP connection to the W&B server (or to the proxy
+    the environment names for it) opens; else offline, with the line saying why and how to
+    upload the runs. Real sockets on 127.0.0.1: one that listens, and port 9 that refuses."""
+    server = socket.create_server(("127.0.0.1", 0))
+    try:
+        listening = f"http://127.0.0.1:{server.getsockname()[1]}"
+        for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv("WANDB_MODE", raising=False)
+        monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+        monkeypatch.setenv("WANDB_BASE_URL", listening)
+        assert wandb_hub.sweep_wandb_mode(None, tmp_path) == ("online", None)
+        monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+        start = time.monotonic()
+        mode, line = wandb_hub.sweep_wandb_mode(None, tmp_path)
+        assert time.monotonic() - start < wandb_hub.PROBE_TIMEOUT_S
+        assert mode == "offline" and "\n" not in line and "127.0.0.1:9: Connection refused" in line
+        assert line.endswith(f"wandb sync {tmp_path}/wandb/offline-run-*")
+        assert wandb_hub.sweep_wandb_mode("offline", tmp_path) == ("offline", None)  # no probe
+        monkeypatch.setenv("http_proxy", listening)  # the server is reached through a proxy
+        assert wandb_hub.sweep_wandb_mode(None, tmp_path) == ("online", None)
+        monkeypatch.setenv("no_proxy", "127.0.0.1")  # ... unless the proxy is bypassed for it
+        assert wandb_hub.sweep_wandb_mode(None, tmp_path)[0] == "offline"
+    finally:
+        server.close()
+
+
 # One process of many starting at once on a node without the dataset. torchvision's download is
 # replaced by a copy of the real files that stops halfway through the last file for a second
 # (and says so in the file HALFWAY): the moment a process that looks without waiting for the
@@ -268,47 +369,63 @@ def test_parallel_first_use_downloads_once_and_nobody_reads_half_a_file(real_dat
     assert not list(cache.glob(".download-*"))  # the staging folder is gone
 
 
-def test_local_ray_keeps_its_dashboard_off_and_on_localhost(monkeypatch):
-    calls = []
-    monkeypatch.setattr(ray_cluster.ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray_cluster.ray, "init", lambda **kwargs: calls.append(kwargs))
-    assert ray_cluster.start_ray(argparse.Namespace(address=None, num_cpus=2))
-    (kwargs,) = calls
-    assert kwargs["include_dashboard"] is False and kwargs["dashboard_host"] == "127.0.0.1"
+# Ray started exactly as a sweep starts it (sweeps/ray_cluster.start_ray, from a sweep's own
+# settings), in its own process: each of its processes with the addresses it listens on, and the
+# dashboard URL Ray reports.
+RAY_OF_A_SWEEP = r"""
+import contextlib, json, psutil, ray
+from ray._private import ray_constants, worker
+from sweeps import ae_sweep, cli, ray_cluster
+
+settings = cli.parse_settings(ae_sweep.SWEEP, cli.build_parser(ae_sweep.SWEEP), ["--num-cpus", "1"])
+assert ray_cluster.start_ray(settings) and not settings.address
+me = psutil.Process()
+processes = []
+for p in [me, *me.children(recursive=True)]:
+    with contextlib.suppress(psutil.Error):
+        listening = [
+            [c.laddr.ip, c.laddr.port]
+            for c in p.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
+        processes.append([p.cmdline(), listening])
+print(json.dumps({
+    "url": worker.get_dashboard_url(),
+    "processes": processes,
+    "gcs_port": int(ray.get_runtime_context().gcs_address.rsplit(":", 1)[1]),
+    "dashboard_port": ray_constants.DEFAULT_DASHBOARD_PORT,
+}))
+ray.shutdown()
+"""
 
 
-class _Restored(Exception):
-    pass
-
-
-def test_resume_reads_only_the_folder_it_was_given(tmp_path, monkeypatch):
-    """sweep.json records where the sweep ran; --resume must not follow it anywhere else."""
-    exp = tmp_path / "moved" / "ae_sweep"
-    elsewhere = "s3://somebody-elses-bucket/runs"
-    record = {
-        "model": "autoencoder",
-        "experiment_dir": f"{elsewhere}/ae_sweep",
-        "study_file": None,
-        "args": {"storage_path": elsewhere, "name": "ae_sweep", "smoke_test": True},
-    }
-    experiment.Folder(exp).write_json("sweep.json", record)
-    (exp / "tuner.pkl").write_bytes(pickle.dumps({}))
-    restored = []
-
-    def restore(path, **kwargs):
-        restored.append(path)
-        raise _Restored
-
-    monkeypatch.setattr(runner, "load_splits", lambda *a, **k: _tiny_splits())
-    monkeypatch.setattr(ray_cluster, "start_ray", lambda settings: False)
-    monkeypatch.setattr(ray_cluster, "cluster_node_resources", lambda: (0.0, 2.0))
-    monkeypatch.setattr(ray_cluster, "warn_if_node_local", lambda exp: None, raising=False)
-    monkeypatch.setattr(runner.tune, "with_parameters", lambda f, **kw: f)
-    monkeypatch.setattr(runner.tune.Tuner, "restore", restore)
-    with pytest.raises(_Restored):
-        ae_sweep.main(["--resume", str(exp), "--wandb-mode", "disabled"])
-    assert restored == [str(exp)]
-    assert json.loads((exp / "sweep.json").read_text())["args"]["storage_path"] == elsewhere
+@pytest.mark.slow
+def test_the_local_ray_of_a_sweep_serves_no_dashboard():
+    """A sweep's local Ray has its dashboard off: Ray reports no dashboard URL and nothing
+    listens on the dashboard's port, on any address. Ray 2.60 still starts its dashboard
+    process, in its minimal form (no web frontend): it listens on no port, and start_ray tells
+    it 127.0.0.1. (Ray's own gRPC servers listen on every interface: the README says so.)"""
+    proc = subprocess.run(
+        [sys.executable, "-c", RAY_OF_A_SWEEP],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["url"] == ""
+    ports = {port for _, listening in seen["processes"] for _, port in listening}
+    assert seen["gcs_port"] in ports  # the listing sees the session's servers ...
+    assert seen["dashboard_port"] not in ports  # ... and none of them is the dashboard
+    dashboards = [
+        (cmd, listening)
+        for cmd, listening in seen["processes"]
+        if any(arg.endswith("dashboard/dashboard.py") for arg in cmd)
+    ]
+    for cmd, listening in dashboards:
+        assert {"--minimal", "--disable-frontend", "--host=127.0.0.1"} <= set(cmd), cmd
+        assert listening == [], (cmd, listening)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,6 +452,8 @@ def _results(exp: Path, trial_dir: Path | None = None) -> list[dict]:
 def test_a_trial_whose_worker_is_killed_resumes_from_its_checkpoint(
     local_ray, tmp_path, monkeypatch
 ):
+    """Every epoch once and one COMPLETE Optuna trial: this needs no exact replay, so it holds on
+    a GPU too (docs/reliability.md)."""
     exp = tmp_path / "killed"
     killed = []
     # Tune copies result.json into the experiment folder with each snapshot: take one at every
@@ -377,26 +496,104 @@ def test_a_trial_whose_worker_is_killed_resumes_from_its_checkpoint(
     assert ot.value == pytest.approx(rows[-1]["val_mse"])
 
 
+# One sweep with every kind of trial, shared by the next two tests. Adam at lr 1e6 makes the
+# autoencoder's loss NaN in its first epoch (diverged); a trial at 2e-3 raises in its second epoch
+# (errored: see _fails_in_epoch_2); 1e-5 trains, slowly, so ASHA (grace 1, rungs at epochs 1 and 2)
+# stops some of those while their rungs hold a diverged trial's NaN. The seed samples all three.
+DIVERGES, RAISES, TRAINS = 1e6, 2e-3, 1e-5
+FAULTY_SPACE = {
+    "optimizer": "adam",
+    "lr": tune.choice([DIVERGES, TRAINS, RAISES]),
+    "latent_dim": 16,
+}
+FAULTY_ARGS = ["--num-samples", "6", "--max-epochs", "3", "--grace-period", "1", "--seed", "8"]
+FAULTY_ARGS += ["--subset", "1000", "--max-failures", "0"]
+PLANTED = f"RuntimeError: planted failure in epoch 2 of a trial with lr={RAISES:g}"
+
+
+def _fails_in_epoch_2(train):
+    """``train`` (the autoencoder's trainable) unchanged, except that a trial at lr RAISES raises
+    in its second epoch, once it has trained it (before reporting it). It runs in Ray's workers:
+    a nested function, so Ray ships it by value."""
+
+    class FailingReporter(core.TuneReporter):
+        def report(self, metrics, payload):
+            if metrics["epoch"] == 2:
+                raise RuntimeError(PLANTED.removeprefix("RuntimeError: "))
+            super().report(metrics, payload)
+
+    @functools.wraps(train)  # Tune names trial folders after the trainable
+    def trainable(config, data=None, reporter=None):
+        if config["lr"] == RAISES:
+            reporter = FailingReporter()
+        train(config, data=data, reporter=reporter)
+
+    return trainable
+
+
+class _RecordingASHA(schedulers.RevisingASHAScheduler):
+    """The sweep's own scheduler (the one build_scheduler made, same settings, same code) that also
+    keeps every decision it makes with the rungs it made it against. Tune runs it in the driver:
+    this process."""
+
+    decisions: list[tuple[str, dict, list, str]] = []
+
+    def on_trial_result(self, tune_controller, trial, result):
+        bracket = self._trial_info.get(trial.trial_id)
+        rungs = [(m, dict(r)) for m, r in bracket._rungs] if bracket is not None else []
+        action = super().on_trial_result(tune_controller, trial, result)
+        self.decisions.append((trial.trial_id, dict(result), rungs, action))
+        return action
+
+
+def _recording_scheduler(settings):
+    scheduler = schedulers.build_scheduler(settings)
+    scheduler.__class__ = _RecordingASHA  # a subclass that adds no state: only records
+    return scheduler
+
+
+@pytest.fixture(scope="module")
+def faulty_sweep(local_ray, tmp_path_factory):
+    """(settings, summary, what it printed, its folder) of the sweep described above."""
+    storage = tmp_path_factory.mktemp("faulty")
+    argv = [*QUIET, "--storage-path", str(storage), "--name", "faulty", *FAULTY_ARGS]
+    settings = cli.parse_settings(ae_sweep.SWEEP, cli.build_parser(ae_sweep.SWEEP), argv)
+    _RecordingASHA.decisions.clear()
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.setattr(autoencoder, "TRAINABLE", _fails_in_epoch_2(autoencoder.TRAINABLE))
+        mp.setattr(runner, "build_scheduler", _recording_scheduler)
+        summary = runner.run(ae_sweep.SWEEP, settings, FAULTY_SPACE)
+    print(out.getvalue())  # shown if a test fails
+    return settings, summary, out.getvalue(), storage / "faulty"
+
+
+def _last_rows(exp: Path):
+    table = pq.read_table(exp / "results.parquet").to_pandas()
+    return table, table.sort_values("training_iteration").groupby("trial_id").last()
+
+
+def _replayed(settings, trial_id: str, result: dict, rungs: list) -> str:
+    """What the sweep's scheduler decides on ``result`` when its rungs hold ``rungs``: a fresh
+    one from build_scheduler, given that state, asked the same question."""
+    asha = schedulers.build_scheduler(settings)
+    asha.set_search_properties(ae_sweep.METRIC, ae_sweep.MODE)
+    trial = argparse.Namespace(trial_id=trial_id)
+    asha.on_trial_add(None, trial)
+    asha._trial_info[trial_id]._rungs = [(m, dict(r)) for m, r in rungs]
+    return asha.on_trial_result(None, trial, result)
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_a_diverging_trial_ends_once_and_the_sweep_carries_on(local_ray, tmp_path, capsys):
-    # Adam at lr 1e6 makes the autoencoder's loss NaN in its first epoch; 5e-4 trains.
-    space = {"optimizer": "adam", "lr": tune.choice([1e6, 5e-4]), "latent_dim": 16}
-    parser = cli.build_parser(ae_sweep.SWEEP)
-    argv = [*QUIET, "--storage-path", str(tmp_path), "--name", "nan", "--num-samples", "4"]
-    argv += ["--max-epochs", "2", "--grace-period", "2", "--seed", "1", "--subset", "1000"]
-    settings = cli.parse_settings(ae_sweep.SWEEP, parser, argv)
-    summary = runner.run(ae_sweep.SWEEP, settings, space)
-    exp = tmp_path / "nan"
-    out = capsys.readouterr().out
-
-    table = pq.read_table(exp / "results.parquet").to_pandas()
-    last = table.groupby("trial_id").last()
-    bad = last[last["config/lr"] == 1e6]
-    good = last[last["config/lr"] != 1e6]
-    assert len(bad) and len(good), "the seed no longer samples both learning rates"
-    assert summary["complete"] and summary["errored"] == 0
-    assert summary["diverged"] == len(bad) and summary["trials"] == 4
+@pytest.mark.filterwarnings("ignore:All-NaN slice")  # numpy, at a rung that holds only the NaN
+def test_a_diverging_trial_ends_once_and_the_sweep_carries_on(faulty_sweep):
+    settings, summary, out, exp = faulty_sweep
+    table, last = _last_rows(exp)
+    bad = last[last["config/lr"] == DIVERGES]
+    good = last[last["config/lr"] == TRAINS]
+    assert len(bad) and len(good) and (last["config/lr"] == RAISES).any(), "reseed the sweep"
+    assert summary["complete"] and summary["trials"] == 6 and summary["diverged"] == len(bad)
     assert set(bad["status"]) == {"DIVERGED"} and not bad["stopped_early"].any()
     assert bad["error"].str.contains("became nan at epoch 1; the trial diverged").all()
     assert set(good["status"]) == {"TERMINATED"} and good["error"].isna().all()
@@ -413,20 +610,89 @@ def test_a_diverging_trial_ends_once_and_the_sweep_carries_on(local_ray, tmp_pat
     for trial_id in bad.index:
         assert by_id[trial_id].state == TrialState.FAIL
         assert "the trial diverged" in by_id[trial_id].user_attrs["fail_reason"]
+        assert by_id[trial_id].intermediate_values == {}  # the NaN is not a score
     best = json.loads((exp / "best.json").read_text())
-    assert best["trial_id"] in set(good.index) and best["config"]["lr"] == 5e-4
+    assert best["trial_id"] in set(good.index) and best["config"]["lr"] == TRAINS
+
+    # ASHA ignores the NaN: each of its decisions on the other trials is the one it makes on the
+    # same rungs without the diverged trials' entries, and some were made with a NaN there.
+    assert good["stopped_early"].any(), "ASHA stopped no trial: its rungs were not exercised"
+    decisions = [d for d in _RecordingASHA.decisions if d[0] not in set(bad.index)]
+    with_nan = 0
+    for trial_id, result, rungs, action in decisions:
+        assert _replayed(settings, trial_id, result, rungs) == action  # the replay is faithful
+        clean = [(m, {k: v for k, v in r.items() if not math.isnan(v)}) for m, r in rungs]
+        assert _replayed(settings, trial_id, result, clean) == action, (trial_id, result)
+        with_nan += any(
+            m <= result["training_iteration"] and any(math.isnan(v) for v in r.values())
+            for m, r in rungs
+        )
+    assert with_nan, "no trial was judged at a rung holding a NaN"
+    stopped = {  # STOP before the last epoch: ASHA's own stops (at the last, Tune's end)
+        trial_id
+        for trial_id, result, _, action in decisions
+        if action == TrialScheduler.STOP and result["training_iteration"] < settings.max_epochs
+    }
+    others = last[last["config/lr"] != DIVERGES]
+    assert stopped == set(others.index[others["stopped_early"]])
 
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_resume_after_ctrl_c_keeps_every_result_and_agrees_with_ray(local_ray, tmp_path):
-    exp = tmp_path / "interrupted"
+def test_a_trial_that_raises_is_an_error_with_its_exception_and_the_sweep_carries_on(faulty_sweep):
+    _, summary, out, exp = faulty_sweep
+    table, last = _last_rows(exp)
+    raised = last[last["config/lr"] == RAISES]
+    assert len(raised) and summary["errored"] == len(raised) and summary["complete"]
+    for trial_id, rows in table[table["config/lr"] == RAISES].groupby("trial_id"):
+        assert list(rows["epoch"]) == [1]  # epoch 1 reported; epoch 2 raised
+        assert set(rows["status"]) == {"ERROR"} and set(rows["error"]) == {PLANTED}
+        assert not rows["stopped_early"].any()
+        assert f"ae_sweep: trial {trial_id} errored: {PLANTED}" in out.splitlines()
+        assert (exp / f"train_autoencoder_{trial_id}" / "error.txt").is_file()
+        assert len(_results(exp, exp / f"train_autoencoder_{trial_id}")) == 1  # not retried
+    assert f"{len(raised)} errored" in out
+    others = last[last["config/lr"] != RAISES]
+    assert set(others["status"]) <= {"TERMINATED", "DIVERGED"}  # the others carried on
+
+    by_id = {t.user_attrs["trial_id"]: t for t in ts.study_of(exp).trials}
+    for trial_id, row in raised.iterrows():
+        ot = by_id[trial_id]
+        assert ot.state == TrialState.FAIL and ot.user_attrs["fail_reason"] == "the trial errored"
+        assert ot.intermediate_values == pytest.approx({1: row["val_mse"]})
+    assert json.loads((exp / "best.json").read_text())["trial_id"] not in set(raised.index)
+
+
+@pytest.fixture(scope="module")
+def interrupted(real_data_dir, tmp_path_factory):
+    """A smoke sweep (offline W&B) stopped with Ctrl-C once Tune's snapshot shows a finished
+    trial: (its folder, a copy of it made at once, the exit status, what the driver printed)."""
+    root = tmp_path_factory.mktemp("interrupted")
+    exp = root / "runs" / "interrupted"
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--wandb-mode", "offline"]
-    cmd += ["--storage-path", str(tmp_path)]
-    cmd += ["--name", "interrupted", "--num-samples", "5", "--max-epochs", "3"]
-    cmd += ["--subset", "12000"]  # epochs long enough to see a snapshot (1 s: conftest) mid-sweep
-    code = ts.ctrl_c_after_a_trial(cmd, exp, tmp_path / "first.log")
-    first = (tmp_path / "first.log").read_text()
+    cmd += ["--storage-path", str(exp.parent), "--name", "interrupted", "--num-samples", "5"]
+    cmd += ["--max-epochs", "3", "--subset", "12000"]  # epochs long enough to see a snapshot
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # ... every second (3 s: test_sweeps)
+    code = ts.ctrl_c_after_a_trial(cmd, exp, root / "first.log", env=env)
+    copy = root / "copy" / "interrupted"
+    shutil.copytree(exp, copy, symlinks=True)  # copy2: contents and modification times
+    return exp, copy, code, (root / "first.log").read_text()
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    """Every path under ``root`` with its modification time, and each file's content hash."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        stat = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        state[str(path.relative_to(root))] = (stat.st_mtime_ns, digest)
+    return state
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_resume_after_ctrl_c_keeps_every_result_and_agrees_with_ray(local_ray, interrupted):
+    exp, _, code, first = interrupted
     assert code == 130, first
     assert f"--resume {exp}" in first  # the driver said how to continue
     finished = ts._terminated_in_snapshot(exp)
@@ -450,6 +716,42 @@ def test_resume_after_ctrl_c_keeps_every_result_and_agrees_with_ray(local_ray, t
         t.user_attrs["trial_id"]: t for t in ts.study_of(exp).trials if t.state != TrialState.FAIL
     }
     assert {k: t.value for k, t in study.items()} == pytest.approx(ray_last)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_resume_reads_only_the_folder_it_was_given(local_ray, interrupted, tmp_path):
+    """The interrupted folder, moved (and renamed) elsewhere, resumes there, although sweep.json,
+    the Optuna study's URL that Tune pickled and Tune's own state all name the old place; the
+    old place (where the original stays, as after `cp -r`) is not touched."""
+    exp, copy, code, first = interrupted
+    assert code == 130, first
+    moved = tmp_path / "elsewhere" / "renamed"
+    shutil.copytree(copy, moved, symlinks=True)
+    record = json.loads((moved / "sweep.json").read_text())
+    assert record["experiment_dir"] == str(exp)
+    assert record["study_storage"] == f"sqlite:///{exp / 'optuna.db'}"
+    assert str(exp).encode() in (moved / "tuner.pkl").read_bytes()  # the study's pickled URL
+    old_place = _tree(exp.parent)
+
+    summary = ae_sweep.main(["--resume", str(moved), "--wandb-mode", "offline"])
+    assert summary["complete"] and summary["trials"] == 5 and summary["errored"] == 0
+    assert _tree(exp.parent) == old_place  # nothing there was written, created or removed
+
+    table = pq.read_table(moved / "results.parquet").to_pandas()
+    assert table["trial_id"].nunique() == 5
+    assert not table.duplicated(["trial_id", "training_iteration"]).any()
+    for trial_id in table["trial_id"].unique():  # every trial, old and new, wrote in the new place
+        assert (moved / f"train_autoencoder_{trial_id}" / "result.json").is_file()
+    ts.check_study_matches(moved, table, "val_mse", 3)  # the study in moved/optuna.db agrees
+    ts.check_wandb_runs(moved, table, ["val_mse"])  # and the W&B runs in moved/wandb
+    record = json.loads((moved / "sweep.json").read_text())
+    assert record["experiment_dir"] == str(moved)
+    assert record["study_storage"] == f"sqlite:///{moved / 'optuna.db'}"
+    assert record["resumes"][-1]["experiment_dir_before"] == str(exp)
+    best = json.loads((moved / "best.json").read_text())
+    assert best["study_storage"] == record["study_storage"]
+    assert best["checkpoint"] == str(moved / "best" / "checkpoint.pt")
 
 
 def _planted_secrets() -> dict[str, str]:
@@ -494,3 +796,45 @@ def test_secrets_in_the_environment_are_written_nowhere(real_data_dir, tmp_path)
         assert not any(n in proc.stdout + proc.stderr for n in needles)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_wandb_out_of_reach_logs_offline_without_holding_the_sweep_up(real_data_dir, tmp_path):
+    """With an API key set, a sweep logs online; when the server refuses connections (a firewall,
+    a compute node without internet), the sweep finds out once, in seconds, logs offline for the
+    whole sweep and says so in one line with the `wandb sync` command. Without that each
+    trial's wandb.init waited for its timeout in turn (a 14 s smoke sweep took 6 minutes)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--num-samples", "2"]
+    cmd += ["--storage-path", str(tmp_path)]
+
+    def sweep(name: str, *flags: str, **more_env: str) -> tuple[str, float]:
+        start = time.monotonic()
+        proc = subprocess.run(
+            [*cmd, "--name", name, *flags],
+            cwd=REPO,
+            env={**env, **more_env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        wall = time.monotonic() - start
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        return proc.stdout, wall
+
+    _, disabled = sweep("disabled", "--wandb-mode", "disabled")
+    key = secrets.token_hex(20)
+    out, unreachable = sweep("unreachable", WANDB_API_KEY=key, WANDB_BASE_URL="http://127.0.0.1:9")
+    exp = tmp_path / "unreachable"
+    said = [line for line in out.splitlines() if "W&B: cannot reach" in line]
+    assert len(said) == 1, out[-3000:]
+    assert "http://127.0.0.1:9" in said[0] and "Connection refused" in said[0]
+    assert said[0].endswith(f"wandb sync {exp}/wandb/offline-run-*")
+    assert json.loads((exp / "sweep.json").read_text())["wandb"]["mode"] == "offline"
+    print(f"wall: W&B disabled {disabled:.1f} s, W&B out of reach {unreachable:.1f} s")
+    assert unreachable < disabled + 15, (disabled, unreachable)  # offline W&B costs seconds
+    table = pq.read_table(exp / "results.parquet").to_pandas()
+    ts.check_wandb_runs(exp, table, ["train_mse", "val_mse"])  # every trial, every epoch
+    assert _files_containing(exp, [key]) == []

@@ -24,7 +24,8 @@ from ray import tune
 from wandb.proto import wandb_internal_pb2
 
 from sweeps import ae_sweep, classifier_sweep, gan_sweep
-from sweeps.experiment import Folder, check_writable, resolve_encoder
+from sweeps.encoder import resolve_encoder
+from sweeps.experiment import Folder, check_writable
 from sweeps.results import rows_to_table
 from sweeps.schedulers import RevisingASHAScheduler
 from sweeps.searcher import TrialStateOptunaSearch
@@ -562,23 +563,77 @@ def ctrl_c_after_a_trial(cmd: list[str], exp: Path, log: Path, cwd=REPO, env=Non
                 os.killpg(driver.pid, signal.SIGKILL)
 
 
+def _snapshot_trials(exp: Path) -> dict:
+    """The trials of Tune's newest experiment snapshot, by id, as Tune restores them: (status
+    in the snapshot, the Trial with the checkpoint it would restore from)."""
+    from ray.tune.experiment import Trial
+
+    newest = max(exp.glob("experiment_state-*.json"), key=lambda p: p.name)  # as Tune picks it
+    trials = {}
+    for state, metadata in json.loads(newest.read_text())["trial_data"]:
+        trial = Trial.from_json_state(state, stub=True)
+        trial.restore_run_metadata(metadata)
+        trials[trial.trial_id] = (json.loads(state)["status"], trial)
+    return trials
+
+
+def _epochs_in_study(exp: Path) -> dict[str, int]:
+    """Tune trial id -> the last epoch the Optuna study holds for it, read from the database
+    the running sweep writes (read-only, so it never blocks the sweep)."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{exp / 'optuna.db'}?mode=ro", uri=True, timeout=1)
+    try:
+        rows = db.execute(
+            "SELECT a.value_json, MAX(v.step) FROM trial_user_attributes a JOIN "
+            "trial_intermediate_values v ON v.trial_id = a.trial_id WHERE a.key = 'trial_id' "
+            "GROUP BY a.value_json"
+        ).fetchall()
+    finally:
+        db.close()
+    return {json.loads(trial_id): int(step) for trial_id, step in rows}
+
+
+def _ahead_of_snapshot(exp: Path) -> dict[str, int]:
+    """Unfinished trials of the newest snapshot for which the study holds a later epoch than the
+    snapshot's last result: Tune will run those epochs again. Trial id -> the snapshot's epoch."""
+    newest = max(exp.glob("experiment_state-*.json"), key=lambda p: p.name)
+    snapshot = {}
+    for state, metadata in json.loads(newest.read_text())["trial_data"]:
+        state, metadata = json.loads(state), json.loads(metadata)
+        if state["status"] not in ("TERMINATED", "ERROR"):
+            epoch = (metadata.get("last_result") or {}).get("training_iteration") or 0
+            snapshot[state["trial_id"]] = int(epoch)
+    study = _epochs_in_study(exp)
+    return {t: e for t, e in snapshot.items() if study.get(t, 0) > e}
+
+
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_resume_after_the_driver_is_killed(local_ray, tmp_path):
+def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
+    """SIGKILL the driver at a moment when a trial has reported an epoch that Tune's last
+    snapshot does not hold, with snapshots at the sweeps' own period (3 s; conftest's 1 s is
+    replaced here); then --resume. Every checkpoint the snapshot names is still there, each trial
+    Tune runs again from an older epoch gets a retry in the study, finished trials are not run
+    again, and the study and the results agree."""
+    import sqlite3
+
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "3")  # the killed driver and the resume
     exp = tmp_path / "resumed"
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--storage-path", str(tmp_path)]
     cmd += ["--name", "resumed", "--num-samples", "6", "--max-epochs", "3"]
-    cmd += ["--subset", "12000"]  # epochs long enough to see a snapshot (1 s: conftest) mid-sweep
+    cmd += ["--subset", "12000"]  # epochs of a few seconds: one or two per snapshot period
     cmd += ["--wandb-mode", "disabled"]  # W&B is checked above; here it would only cost time
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen(
             cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        deadline = time.time() + 180
+        deadline = time.time() + 240
         while time.time() < deadline and driver.poll() is None:
-            if len(_terminated_in_snapshot(exp)) >= 2:
-                break
-            time.sleep(0.5)
+            with contextlib.suppress(ValueError, OSError, sqlite3.Error):  # caught mid-write
+                if len(_terminated_in_snapshot(exp)) >= 2 and _ahead_of_snapshot(exp):
+                    break
+            time.sleep(0.1)
         assert driver.poll() is None, "the sweep ended before it could be killed"
         os.kill(driver.pid, signal.SIGKILL)  # the driver dies mid-sweep ...
         time.sleep(1)
@@ -588,6 +643,19 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path):
     finished = _terminated_in_snapshot(exp)
     assert finished and _finished_trials(exp) < 6
     results_before = {name: (exp / name / "result.json").read_text() for name in finished}
+
+    # What --resume will restore from is all there: every checkpoint the snapshot names.
+    snapshot = _snapshot_trials(exp)
+    named = {t: trial.checkpoint.path for t, (_, trial) in snapshot.items() if trial.checkpoint}
+    assert named
+    for trial_id, path in named.items():
+        assert (Path(path) / core.CHECKPOINT_FILE).is_file(), (trial_id, path)
+    # The trials Tune will run again from an older epoch than the study holds for them.
+    ahead = _ahead_of_snapshot(exp)
+    assert ahead, "the driver was killed when no trial was ahead of Tune's snapshot"
+    held = {}  # Tune trial id -> its Optuna trial when the driver died
+    for ot in study_of(exp).trials:
+        held.setdefault(ot.user_attrs.get("trial_id"), ot)
 
     summary = ae_sweep.main(["--resume", str(exp)])
     assert summary["complete"] and summary["trials"] == 6 and summary["errored"] == 0
@@ -599,3 +667,21 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path):
     check_study_matches(exp, table, "val_mse", 3)
     sweep = json.loads((exp / "sweep.json").read_text())
     assert len(sweep["resumes"]) == 1 and (exp / "best.json").is_file()
+
+    trials = study_of(exp).trials
+    for trial_id in ahead:  # a retry holds the run Tune kept; the lost run's trial is FAIL
+        first = held[trial_id]
+        (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == first.number]
+        assert retry.user_attrs["trial_id"] == trial_id and retry.params == first.params
+        now = trials[first.number]
+        if first.state == TrialState.RUNNING:
+            assert now.state == TrialState.FAIL, (trial_id, now.state)
+            assert now.user_attrs["fail_reason"].startswith("rewound"), now.user_attrs
+        else:  # it had finished after the snapshot: a finished Optuna trial stays as it is
+            assert now.state == first.state
+    rewound = {
+        t.user_attrs["trial_id"]
+        for t in trials
+        if t.user_attrs.get("fail_reason", "").startswith("rewound")
+    }
+    assert rewound <= set(ahead)  # and no other trial is taken for rewound

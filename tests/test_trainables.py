@@ -59,6 +59,8 @@ def test_checkpoint_kind_and_corruption_are_clear(tmp_path):
 
 @pytest.mark.realdata
 def test_autoencoder_resume_matches_uninterrupted_run(small_splits, tmp_path):
+    """Bit-identical resume, on the CPU where this runs; on CUDA that holds only with
+    deterministic=true (docs/reliability.md)."""
     config = {"epochs": 3, "latent_dim": 4, "subset": 2000, "seed": 7, "lr_schedule": "cosine"}
     autoencoder.train_autoencoder(
         config, small_splits, core.FolderReporter(tmp_path / "full", verbose=False)

@@ -62,6 +62,7 @@ def evaluate(model, data: DeviceSplit, batch_size: int = 1000) -> float:
 
 def train_autoencoder(config: dict[str, Any], data: Splits | None = None, reporter=None) -> None:
     cfg = AutoencoderConfig.from_dict(config)
+    core.set_determinism(cfg)  # before any CUDA work
     reporter = reporter or core.TuneReporter()
     data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed, cfg.subset)
     device = core.resolve_device(cfg.device)

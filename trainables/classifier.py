@@ -11,6 +11,7 @@ Each epoch reports ``train_loss``, ``val_loss`` (NLL) and ``val_acc``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,33 @@ PRESETS = {
         encoder_lr_scale=0.3,
     ),
 }
+
+
+def check_encoder_split(encoder_payload: dict[str, Any], data_seed: int, val_size: int) -> None:
+    """Refuse (ConfigError) an encoder trained with another validation split than
+    ``data_seed``/``val_size``: its training images would include this classifier's validation
+    images, and val_acc would then flatter it. (``subset`` may differ: a subset is drawn from
+    the training images of the same split.)"""
+    trained = encoder_payload.get("config", {})
+    seed, size = trained.get("data_seed"), trained.get("val_size")
+    if (seed, size) != (data_seed, val_size):
+        raise core.ConfigError(
+            f"{encoder_payload.get('path', 'the encoder checkpoint')}: the encoder was trained "
+            f"with data_seed={seed}, val_size={size}, this classifier uses data_seed={data_seed}, "
+            f"val_size={val_size}, so the encoder has seen its "
+            f"validation images; use --data-seed {seed} --val-size {size} (the encoder's "
+            f"split) or an encoder trained with data_seed={data_seed}, val_size={val_size}",
+            key="data_seed" if seed != data_seed else "val_size",
+        )
+
+
+def check_encoder(path: str | os.PathLike, data_seed: int, val_size: int) -> dict[str, Any]:
+    """The autoencoder checkpoint at ``path`` (CheckpointError if it is missing or not an
+    autoencoder's), refused by ``check_encoder_split`` if trained on another validation split.
+    A sweep calls this before Ray starts; every trial checks again when it loads the encoder."""
+    payload = core.load_checkpoint(path, autoencoder.KIND)
+    check_encoder_split(payload, data_seed, val_size)
+    return payload
 
 
 def build_model(
@@ -134,8 +162,9 @@ def evaluate(net, data: DeviceSplit, batch_size: int = 2000) -> dict[str, Any]:
 
 def train_classifier(config: dict[str, Any], data: Splits | None = None, reporter=None) -> None:
     cfg = ClassifierConfig.from_dict(config)
+    core.set_determinism(cfg)  # before any CUDA work
     reporter = reporter or core.TuneReporter()
-    encoder_payload = core.load_checkpoint(cfg.encoder_checkpoint, autoencoder.KIND)
+    encoder_payload = check_encoder(cfg.encoder_checkpoint, cfg.data_seed, cfg.val_size)
     data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed, cfg.subset)
     device = core.resolve_device(cfg.device)
     train, val = (

@@ -45,8 +45,9 @@ class CheckpointError(UsageError, RuntimeError):
 
 class DivergedError(RuntimeError):
     """A training loss became NaN or infinite; the trial cannot continue. Retrying it from its
-    last checkpoint would diverge again (epochs replay exactly), so a sweep ends the trial and
-    records why. ``epoch`` and ``metrics`` (the non-finite epoch's metrics) say where."""
+    last checkpoint would diverge again (epochs replay exactly on a CPU, nearly so on a GPU
+    without ``deterministic``), so a sweep ends the trial and records why. ``epoch`` and
+    ``metrics`` (the non-finite epoch's metrics) say where."""
 
     def __init__(self, message: str, epoch: int | None = None, metrics: dict | None = None):
         super().__init__(message)
@@ -96,6 +97,12 @@ class TrainConfig:
         "auto", "auto (cuda if the trial has a GPU, else cpu) | cpu | cuda | cuda:N"
     )
     amp: bool = param(False, "bf16 autocast for forward passes on CUDA; ignored on CPU")
+    deterministic: bool = param(
+        False,
+        "deterministic CUDA kernels (torch.use_deterministic_algorithms, cuDNN deterministic, no "
+        "autotuning, CUBLAS_WORKSPACE_CONFIG): a resumed GPU run then replays bit-identically, "
+        "at a speed cost (docs/performance.md); CPU runs replay exactly without it",
+    )
     data_dir: str | None = param(
         None, "FashionMNIST folder; None -> $LATENTSWEEP_DATA, Debian, download"
     )
@@ -225,8 +232,32 @@ def resolve_device(name: str) -> torch.device:
 def device_test_split(cfg: TrainConfig, data, device: str) -> DeviceSplit:
     """The test images on ``device`` for ``evaluate_checkpoint``, the only reader of the test set:
     from ``data`` when given (a sweep's splits), else loaded as the checkpoint's config says."""
+    if data is not None and not data.has_test:
+        raise ValueError(
+            "these splits have no test images (Splits.without_test: what a trial gets); "
+            "evaluate with the splits load_splits returned"
+        )
     data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed)
     return DeviceSplit(data.test_x, data.test_y, resolve_device(device))
+
+
+CUBLAS_WORKSPACE = ":4096:8"  # what cuBLAS needs for deterministic matmuls (CUDA >= 10.2)
+
+
+def set_determinism(cfg: TrainConfig) -> None:
+    """This process's kernels as ``cfg.deterministic`` says: with it, only deterministic
+    algorithms (``torch.use_deterministic_algorithms``: an op that has none raises a
+    RuntimeError naming it), cuDNN deterministic with autotuning off, and cuBLAS's workspace
+    setting (``CUBLAS_WORKSPACE_CONFIG``, read when the process first uses cuBLAS: call this
+    before any CUDA work; one given in the environment is kept). Without it, both flags are
+    turned off again (torch's defaults), so a Ray worker reused for another trial follows that
+    trial's config (keep one value for a whole sweep: cuBLAS reads its setting once per
+    process)."""
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(cfg.deterministic)
+    torch.backends.cudnn.deterministic = cfg.deterministic
 
 
 def autocast(cfg: TrainConfig, device: torch.device):
@@ -263,7 +294,9 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int)
 
 def seed_epoch(cfg: TrainConfig, epoch: int, device: torch.device) -> torch.Generator:
     """Seed everything random in ``epoch`` from (seed, epoch); returns the shuffle generator.
-    Epoch 0 seeds initialisation. A run resumed at epoch k replays epochs k+1.. exactly."""
+    Epoch 0 seeds initialisation. A run resumed at epoch k replays epochs k+1.. exactly on a
+    CPU, and on CUDA with ``cfg.deterministic`` (``set_determinism``); on CUDA without it the
+    kernels' sums run in varying order and a replay differs in the last bits."""
     s = cfg.seed * 1_000_003 + epoch
     torch.manual_seed(s)
     gen = torch.Generator(device=device)

@@ -15,6 +15,7 @@ moved to the trial's device once, where they are scaled (``DeviceSplit``, ``to_u
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import shutil
@@ -223,20 +224,32 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.n
 
 @dataclass(frozen=True)
 class Splits:
-    """FashionMNIST as uint8 tensors on the host: train / val (held out of train) / test."""
+    """FashionMNIST as uint8 tensors on the host: train / val (held out of train) / test.
+
+    ``without_test()`` gives the same splits with no test images (``test_x``/``test_y`` None):
+    what a sweep ships to its trials, which train and select on train and val only."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
+    test_x: torch.Tensor | None
+    test_y: torch.Tensor | None
     source: str
 
+    @property
+    def has_test(self) -> bool:
+        return self.test_x is not None and self.test_y is not None
+
+    def without_test(self) -> Splits:
+        """These splits without the test images (the tensors are shared, not copied)."""
+        return dataclasses.replace(self, test_x=None, test_y=None)
+
     def describe(self) -> str:
+        test = len(self.test_y) if self.has_test else "none"
         return (
             f"FashionMNIST from {self.source}: train {len(self.train_y)}, "
-            f"val {len(self.val_y)}, test {len(self.test_y)}"
+            f"val {len(self.val_y)}, test {test}"
         )
 
 

@@ -19,7 +19,9 @@ a reproduction); this module never trains and refuses a file whose checksum diff
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -109,25 +111,39 @@ def _as_images01(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     return images.float()
 
 
+@contextlib.contextmanager
+def full_float32(device: torch.device) -> Iterator[None]:
+    """Float32 arithmetic as written inside, whatever the caller's settings: no autocast (a bf16
+    training loop), no TF32 in cuDNN convolutions nor in matmuls (``"highest"`` float32 matmul
+    precision), the caller's settings restored afterwards."""
+    conv_tf32, matmul = torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision()
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        with torch.autocast(device.type, enabled=False):
+            yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = conv_tf32
+        torch.set_float32_matmul_precision(matmul)
+
+
 def features(
     images: torch.Tensor | np.ndarray, net: FMReferenceCNN, batch_size: int = 1000
 ) -> np.ndarray:
-    """FID-FM features (N, 128) float64 of images (N, 1, 28, 28) in [0, 1] (or uint8)."""
+    """FID-FM features (N, 128) float64 of images (N, 1, 28, 28) in [0, 1] (or uint8).
+
+    Computed in full float32 (``full_float32``), so the caller's precision settings do not
+    change them. They are not bit-for-bit the same everywhere: other batch sizes, thread counts
+    or devices sum in other orders, and the values then agree to float32 rounding (docs/fid.md
+    gives the measured spread), not exactly."""
     images = _as_images01(images)
     device = next(net.parameters()).device
     out = []
-    # Full float32 whatever the caller's settings: no autocast (a bf16 training loop), no TF32
-    # convolutions on the GPU, so a value does not depend on where or inside what it was computed.
-    tf32 = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        with torch.inference_mode(), torch.autocast(device.type, enabled=False):
-            for start in range(0, len(images), batch_size):
-                batch = images[start : start + batch_size].to(device, non_blocking=True)
-                out.append(net.features(batch).double().cpu())
-    finally:
-        torch.backends.cudnn.allow_tf32 = tf32
-    return torch.cat(out).numpy()
+    with torch.inference_mode(), full_float32(device):
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].to(device, non_blocking=True)
+            out.append(net.features(batch).double())
+    return torch.cat(out).cpu().numpy()  # one copy to the host, after the last batch
 
 
 def activation_stats(feats: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -218,16 +234,17 @@ def fid_from_generator(
     noise = torch.randn(n, latent_size, generator=gen)
     was_training = generator.training
     generator.eval()
-    feats = []
+    fakes = []
     try:
-        with torch.inference_mode(), torch.autocast(device.type, enabled=False):
+        with torch.inference_mode(), full_float32(device):
             for z in noise.split(batch_size):
                 fake = generator(z.to(device)).float()
-                fake = ((fake + 1) / 2).clamp_(0, 1).view(-1, 1, 28, 28)
-                feats.append(features(fake, net, batch_size))
+                fakes.append(((fake + 1) / 2).clamp_(0, 1).view(-1, 1, 28, 28))
     finally:
         generator.train(was_training)
-    mu, sigma = activation_stats(np.concatenate(feats))
+    # All n images (n x 3 kB) stay on the device and are featurised in the same batches: one
+    # range check and one copy to the host for the whole set, not one per batch.
+    mu, sigma = activation_stats(features(torch.cat(fakes), net, batch_size))
     return frechet_distance(mu, sigma, *real_stats)
 
 
@@ -257,6 +274,7 @@ __all__ = [
     "fid_fm",
     "fid_from_generator",
     "frechet_distance",
+    "full_float32",
     "load_reference",
     "real_stats",
 ]

@@ -128,6 +128,7 @@ def fixed_samples(generator, latent_size: int, device) -> torch.Tensor:
 
 def train_gan(config: dict[str, Any], data: Splits | None = None, reporter=None) -> None:
     cfg = GANConfig.from_dict(config)
+    core.set_determinism(cfg)  # before any CUDA work
     reporter = reporter or core.TuneReporter()
     data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed, cfg.subset)
     device = core.resolve_device(cfg.device)

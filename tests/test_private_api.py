@@ -1,0 +1,125 @@
+"""The private names of Ray and Optuna the sweeps use (``sweeps/private_api.py``): all present in
+the installed versions, and a missing one is one line naming the version and the tested range,
+before Ray starts, never a silent no-op. A name is removed here with monkeypatch, as a new Ray
+or Optuna would remove it: what is tested is our check, not Ray."""
+
+import functools
+import importlib
+from importlib import metadata
+
+import optuna
+import pytest
+import ray
+from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+from ray.tune.execution import class_cache
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from sweeps import ae_sweep, private_api, ray_cluster
+from sweeps.private_api import PrivateAPIError
+from sweeps.searcher import TrialStateOptunaSearch
+
+RAY = metadata.version("ray")
+OPTUNA = metadata.version("optuna")
+
+MODULE_AND_CLASS_NAMES = [
+    (class_cache, "ENV_VARS_TO_PROPAGATE"),
+    (importlib.import_module("ray.air.integrations.wandb"), "_clean_log"),
+    (importlib.import_module("ray.air.integrations.wandb"), "_run_wandb_process_run_info_hook"),
+    (_WandbLoggingActor, "_handle_result"),
+    (importlib.import_module("ray.air.util.node"), "_force_on_current_node"),
+    (WandbLoggerCallback, "_start_logging_actor"),
+]
+INSTANCE_NAMES = [  # set by the class's __init__
+    (OptunaSearch, "_ot_trials", "ray"),
+    (OptunaSearch, "_completed_trials", "ray"),
+    (OptunaSearch, "_ot_study", "ray"),
+    (OptunaSearch, "_space", "ray"),
+    (WandbLoggerCallback, "_trial_logging_actors", "ray"),
+    (ASHAScheduler, "_trial_info", "ray"),
+    (optuna.study.Study, "_storage", "optuna"),
+    (optuna.trial.FrozenTrial, "_trial_id", "optuna"),
+]
+
+
+def _without_instance_attr(monkeypatch, cls, name):
+    """``cls`` whose __init__ no longer sets ``name``."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def without(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.__dict__.pop(name, None)
+
+    monkeypatch.setattr(cls, "__init__", without)
+
+
+def _check_message(e: PrivateAPIError, package: str, name: str) -> None:
+    text = str(e)
+    version, tested = (
+        (RAY, private_api.RAY_TESTED)
+        if package == "ray"
+        else (
+            OPTUNA,
+            private_api.OPTUNA_TESTED,
+        )
+    )
+    assert "\n" not in text and text.count("; ") == 1, text
+    assert f"{package} {version} has no " in text and f".{name}," in text, text
+    assert f"tested with {tested}" in text and f"pip install '{tested}'" in text, text
+
+
+def test_every_private_name_is_there_in_the_installed_versions():
+    private_api.check()
+    assert RAY.startswith("2.60.") and OPTUNA.startswith("5.0."), "update the tested ranges"
+
+
+@pytest.mark.parametrize(
+    ("owner", "name"), MODULE_AND_CLASS_NAMES, ids=[n for _, n in MODULE_AND_CLASS_NAMES]
+)
+def test_a_missing_module_or_class_name_fails_in_one_line(monkeypatch, owner, name):
+    monkeypatch.delattr(owner, name)
+    with pytest.raises(PrivateAPIError) as e:
+        private_api.check()
+    _check_message(e.value, "ray", name)
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "package"), INSTANCE_NAMES, ids=[n for _, n, _ in INSTANCE_NAMES]
+)
+def test_a_missing_instance_attribute_fails_in_one_line(monkeypatch, cls, name, package):
+    _without_instance_attr(monkeypatch, cls, name)
+    with pytest.raises(PrivateAPIError) as e:
+        private_api.check()
+    _check_message(e.value, package, name)
+
+
+def test_the_searcher_refuses_an_optuna_search_without_its_state(monkeypatch):
+    _without_instance_attr(monkeypatch, OptunaSearch, "_ot_trials")
+    with pytest.raises(PrivateAPIError, match="_ot_trials"):
+        TrialStateOptunaSearch(max_epochs=3)
+
+
+def test_the_credential_filter_fails_loudly_instead_of_letting_credentials_through(monkeypatch):
+    before = set(class_cache.ENV_VARS_TO_PROPAGATE)
+    assert "AWS_SECRET_ACCESS_KEY" in before  # what Tune copies into every trial's runtime_env
+    with ray_cluster.no_credentials_through_ray():
+        inside = set(class_cache.ENV_VARS_TO_PROPAGATE)
+    assert inside == {v for v in before if not v.startswith("AWS_")} and inside
+    assert before == class_cache.ENV_VARS_TO_PROPAGATE  # put back
+
+    monkeypatch.delattr(class_cache, "ENV_VARS_TO_PROPAGATE")
+    with pytest.raises(PrivateAPIError) as e, ray_cluster.no_credentials_through_ray():
+        pytest.fail("ran with no filter")
+    _check_message(e.value, "ray", "ENV_VARS_TO_PROPAGATE")
+
+
+def test_a_sweep_says_so_in_one_line_before_ray_starts(monkeypatch, tmp_path, capsys):
+    monkeypatch.delattr(_WandbLoggingActor, "_handle_result")
+    argv = ["--storage-path", str(tmp_path), "--name", "x", "--wandb-mode", "disabled"]
+    with pytest.raises(SystemExit) as e:
+        ae_sweep.main(argv)
+    assert e.value.code == 2 and not ray.is_initialized()
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ray ") and "_handle_result" in line
+    assert list(tmp_path.iterdir()) == []  # nothing written
