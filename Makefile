@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: setup data sweep test test-fast lint format clean
+.PHONY: setup data services sweep dashboard test test-fast lint format clean
 
 setup: $(STAMP) data
 
@@ -18,13 +18,26 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e '.[dev]'
 	touch $(STAMP)
 
-# FashionMNIST: Debian's package where apt exists; otherwise the first run downloads it.
+# FashionMNIST: found already, else Debian's package where apt can install it, else torchvision's
+# download; exits 1 with one line if none works.
 data:
 	@bash scripts/install_data.sh
+
+# The servers the tests start themselves on 127.0.0.1 (PostgreSQL), from Debian's packages.
+services:
+	@bash scripts/install_services.sh
 
 # The main job on local defaults: the autoencoder sweep over the report's search space.
 sweep: setup
 	$(BIN)/python sweeps/ae_sweep.py $(ARGS)
+
+# The Optuna study of a sweep in a browser, on 127.0.0.1 only: make dashboard DIR=runs/ae_sweep
+DIR  ?= runs/ae_sweep
+PORT ?= 8080
+dashboard: $(STAMP)
+	@test -f "$(DIR)/optuna.db" || { echo "error: no $(DIR)/optuna.db; pass DIR=<a sweep's experiment folder>"; exit 2; }
+	$(BIN)/pip install -q -e '.[dashboard]'
+	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $(PORT) "sqlite:///$(abspath $(DIR))/optuna.db"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,7 +49,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 # The test command (CI runs exactly this).
-test: setup lint
+test: setup services lint
 	WANDB_MODE=offline $(BIN)/python -m pytest -q $(ARGS)
 
 test-fast: $(STAMP)

@@ -152,6 +152,13 @@ class SweepFolder:
                 ) from None
         return self._cache["study"]
 
+    def trials(self) -> pd.DataFrame:
+        """Every COMPLETE or PRUNED trial of the study, at the last epoch it reached
+        (``trial_table``)."""
+        if "trials" not in self._cache:
+            self._cache["trials"] = trial_table(self.study())
+        return self._cache["trials"]
+
     def best_checkpoint(self) -> Path:
         """The best trial's checkpoint: best.json's ``checkpoint``, else ``<exp>/best``."""
         recorded = Path(self.best["checkpoint"]) if (self.best or {}).get("checkpoint") else None
@@ -164,6 +171,38 @@ class SweepFolder:
             f"no best checkpoint at {recorded or self.root / BEST_DIR}; the sweep writes it when "
             "it finishes, or pass --checkpoint"
         )
+
+
+def trial_table(study) -> pd.DataFrame:
+    """One row per COMPLETE or PRUNED trial of ``study``: ``number``, ``state``, ``epoch`` (the
+    last it reported), ``value`` (its metric there), ``curve`` ({epoch: value}) and
+    ``param/<name>`` for each searched hyperparameter. FAIL trials (errored, diverged, rewound)
+    hold no comparable value and are left out."""
+    from optuna.trial import TrialState
+
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        curve = dict(sorted(t.intermediate_values.items()))
+        epoch = max(curve, default=None)
+        value = t.value if t.value is not None else (curve[epoch] if curve else None)
+        if value is None:
+            continue
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "epoch": epoch,
+                "value": float(value),
+                "curve": curve,
+                **{f"param/{k}": v for k, v in t.params.items()},
+            }
+        )
+    if not rows:
+        raise MissingInput(
+            "the study has no COMPLETE or PRUNED trial with a value; run the sweep (or let it "
+            "report an epoch)"
+        )
+    return pd.DataFrame(rows).sort_values("number").reset_index(drop=True)
 
 
 # ---------------------------------------------------------------------------------------------

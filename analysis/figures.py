@@ -20,7 +20,7 @@ from analysis.experiment import MissingInput
 from analysis.inputs import Inputs
 from analysis.plotting import CLASSES, Figure, save
 from models import ConvAutoencoder
-from sweeps.layout import RESULTS_FILE
+from sweeps.layout import RESULTS_FILE, SWEEP_FILE
 from trainables import autoencoder, gan
 
 UNTRAINED_SEED = 0  # initialises the untrained latent-2 autoencoder
@@ -73,17 +73,39 @@ def sweep_figures(inputs: Inputs) -> list[Job]:
     metric = sweep.metric
     best_id = (sweep.best or {}).get("trial_id")
 
+    def milestones() -> list[int]:
+        asha = sweep.spec.get("scheduler") or {}
+        max_epochs = int(sweep.spec.get("max_epochs") or 0)
+        if not max_epochs or not asha.get("grace_period"):
+            raise MissingInput(f"{SWEEP_FILE} names no ASHA rungs (grace_period, max_epochs)")
+        return sf.rungs(int(asha["grace_period"]), float(asha["reduction_factor"]), max_epochs)
+
     def history():
-        fig = sf.optimization_history(sweep.study(), metric)
-        return fig, f"{metric} of each completed trial and the best so far."
+        fig = sf.optimization_history(sweep.trials(), metric, sweep.mode, sweep.name)
+        return fig, (
+            f"{metric} of every trial at the last epoch it reached (a cross: stopped early by "
+            "ASHA), and the best so far among the trials that ran all their epochs."
+        )
 
     def parallel():
-        fig = sf.parallel_coordinate(sweep.study(), metric)
-        return fig, f"Searched hyperparameters of each completed trial, coloured by {metric}."
+        fig = sf.parallel_coordinate(sweep.trials(), metric, sweep.mode, sweep.name)
+        return fig, (
+            f"Searched hyperparameters of every trial, coloured by {metric} at its last epoch "
+            "(dashed: stopped early)."
+        )
+
+    def rung_view():
+        fig = sf.rung_view(sweep.trials(), metric, sweep.mode, milestones())
+        return fig, f"{metric} of every trial at each rung it reached: what ASHA compared."
 
     def importances():
-        fig = sf.param_importances(sweep.study(), metric)
-        return fig, f"fANOVA importance of each searched hyperparameter for {metric}."
+        table = sweep.trials()
+        common = int(table["epoch"].min())  # every trial reached it: with ASHA, the first rung
+        fig = sf.param_importances(sweep.study(), table, metric, common)
+        return fig, (
+            f"fANOVA importance of each searched hyperparameter for {metric} at epoch {common}, "
+            "the last epoch every trial reached (with ASHA its first rung), over all trials."
+        )
 
     def curves():
         fig = sf.learning_curves(sweep.results(), metric, best_id)
@@ -107,6 +129,7 @@ def sweep_figures(inputs: Inputs) -> list[Job]:
     return [
         (Entry("optimization_history.png", s, "Optuna optimization history (fig. 10)"), history),
         (Entry("parallel_coordinate.png", s, "Parallel-coordinate plot (fig. 11)"), parallel),
+        (Entry("asha_rungs.png", s, "The metric at each ASHA rung"), rung_view),
         (Entry("param_importances.png", s, "Hyperparameter importances"), importances),
         (Entry("learning_curves.png", s, "Learning curves of all trials"), curves),
         (Entry("best_trial_curves.png", s, "Best trial's curves (fig. 5)"), best_curves),

@@ -1,6 +1,7 @@
-"""Figures of a whole sweep: Optuna's own plots of the study (optimization history, parallel
-coordinates, parameter importances), every trial's learning curve with the epoch where ASHA
-stopped it, and a run's training and validation curves.
+"""Figures of a whole sweep: the study over all its trials, pruned ones included (optimization
+history, parallel coordinates, the metric at each ASHA rung, parameter importances at a common
+rung), every trial's learning curve with the epoch where ASHA stopped it, and a run's training
+and validation curves.
 
 Each function takes what it draws (a study, a results frame, a metric history) and returns a
 matplotlib Figure; an input too thin to draw raises ``MissingInput`` with what would fix it.
@@ -8,9 +9,8 @@ matplotlib Figure; an input too thin to draw raises ``MissingInput`` with what w
 
 from __future__ import annotations
 
-import warnings
-
 import matplotlib
+import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
@@ -27,81 +27,225 @@ PANELS = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Optuna's plots of the study
+# The study, over all its trials
+#
+# With ASHA most trials end PRUNED, and Optuna's own plots draw only COMPLETE ones: a sweep of 20
+# trials showed 4. These figures draw every trial that reported an epoch, each at the last epoch
+# it reached (pruned ones marked), from ``analysis.experiment.trial_table``; importances compare all trials at one
+# epoch every trial reached (the first ASHA rung), as ASHA itself compares them.
+
+STATE_STYLE = {
+    "COMPLETE": dict(marker="o", s=36, label="ran all its epochs"),
+    "PRUNED": dict(marker="x", s=36, label="stopped early by ASHA (at its last epoch)"),
+}
 
 
-def _completed(study, at_least: int, figure: str):
-    from optuna.trial import TrialState
-
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(done) < at_least:
-        raise MissingInput(
-            f"the study has {len(done)} COMPLETE trial(s), {figure} needs {at_least}; "
-            "run more trials (or let the sweep finish)"
-        )
-    return done
+def _params(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c.startswith("param/")]
 
 
-def _optuna_figure(plot, study, size: tuple[float, float], **kwargs) -> Figure:
-    """Call one of ``optuna.visualization.matplotlib``'s plots without letting its style sheet
-    (ggplot) leak into the other figures, and resize its figure."""
-    from optuna.exceptions import ExperimentalWarning
-
-    with warnings.catch_warnings(), matplotlib.rc_context():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        ax = plot(study, **kwargs)
-        fig = ax.figure
-        fig.set_size_inches(*size)
-        fig.tight_layout()
-    return fig
+def _cmap(mode: str):
+    """viridis with the best trial dark (never white), whichever way the metric points."""
+    return plt.get_cmap("viridis" if mode == "min" else "viridis_r")
 
 
-def optimization_history(study, metric: str) -> Figure:
-    from optuna.visualization.matplotlib import plot_optimization_history
+def _state_counts(table: pd.DataFrame) -> str:
+    n_complete = int((table["state"] == "COMPLETE").sum())
+    n_pruned = int((table["state"] == "PRUNED").sum())
+    return f"{len(table)} trials: {n_complete} ran all epochs, {n_pruned} stopped early"
 
-    n = len(_completed(study, 1, "the optimization history"))
-    fig = _optuna_figure(plot_optimization_history, study, (9, 5.5), target_name=metric)
-    ax = fig.axes[0]
-    ax.set_title(f"Optimization history of {study.study_name} ({n} completed trials)")
+
+def optimization_history(table: pd.DataFrame, metric: str, mode: str, name: str) -> Figure:
+    """Each trial's metric at its last epoch, by trial number, pruned trials marked, and the best
+    so far among the trials that ran all their epochs."""
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    norm = matplotlib.colors.Normalize(table["epoch"].min(), max(table["epoch"].max(), 1))
+    for state, style in STATE_STYLE.items():
+        rows = table[table["state"] == state]
+        if not rows.empty:
+            ax.scatter(
+                rows["number"],
+                rows["value"],
+                c=rows["epoch"],
+                cmap="plasma",
+                norm=norm,
+                zorder=3,
+                **style,
+            )
+    complete = table[table["state"] == "COMPLETE"]
+    if not complete.empty:
+        best = complete["value"].cummin() if mode == "min" else complete["value"].cummax()
+        ax.step(complete["number"], best, where="post", color="tab:red", label="best so far")
+    fig.colorbar(ax.collections[0], ax=ax, label="last epoch reached")
+    ax.set_title(f"Optimization history of {name} ({_state_counts(table)})")
     ax.set_xlabel("trial number")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(f"{metric} at the trial's last epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
     return fig
 
 
-def parallel_coordinate(study, metric: str) -> Figure:
-    from optuna.visualization.matplotlib import plot_parallel_coordinate
+def _axis_values(column: pd.Series) -> tuple[pd.Series, list[float], list[str]]:
+    """A hyperparameter's values on a 0..1 axis (categories evenly spaced; a positive range over a
+    decade or more on a log scale), with tick positions and labels."""
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        categories = sorted(column.astype(str).unique())
+        position = {c: i / max(len(categories) - 1, 1) for i, c in enumerate(categories)}
+        return column.astype(str).map(position), list(position.values()), categories
+    values = column.astype(float)
+    log = (values > 0).all() and values.max() / values.min() >= 10
+    scaled = np.log10(values) if log else values
+    low, high = float(scaled.min()), float(scaled.max())
+    span = high - low or 1.0  # one value only: a flat axis, not a zero range
+    ticks = np.linspace(low, high, 3) if high > low else np.array([low])
+    labels = [f"{10**t:.2g}" if log else f"{t:.3g}" for t in ticks]
+    return (scaled - low) / span, list((ticks - low) / span), labels
 
-    done = _completed(study, 1, "the parallel-coordinate plot")
-    if not any(t.params for t in done):
+
+def parallel_coordinate(table: pd.DataFrame, metric: str, mode: str, name: str) -> Figure:
+    """Every trial as a line through its hyperparameters and its metric at its last epoch,
+    coloured by that metric (best dark); pruned trials dashed."""
+    params = _params(table)
+    if not params:
         raise MissingInput("the study's trials have no parameters; the sweep searched nothing")
-    fig = _optuna_figure(plot_parallel_coordinate, study, (12, 6), target_name=metric)
-    fig.axes[0].set_title(f"Parallel coordinates of {study.study_name}: {metric} per trial")
+    axes = [*params, "value"]
+    fig, ax = plt.subplots(figsize=(12, 6))
+    norm = matplotlib.colors.Normalize(table["value"].min(), table["value"].max())
+    cmap = _cmap(mode)
+    columns = {}
+    for i, column in enumerate(axes):
+        y, ticks, labels = _axis_values(table[column])
+        columns[column] = y
+        for tick, label in zip(ticks, labels, strict=True):
+            ax.text(i, tick, f" {label}", fontsize=8, va="center")
+    order = table["value"].argsort()[:: -1 if mode == "min" else 1]  # best drawn last, on top
+    for row in order:
+        pruned = table["state"].iloc[row] == "PRUNED"
+        ax.plot(
+            range(len(axes)),
+            [columns[c].iloc[row] for c in axes],
+            color=cmap(norm(table["value"].iloc[row])),
+            ls="--" if pruned else "-",
+            lw=1.0 if pruned else 1.8,
+            alpha=0.8,
+        )
+    for i in range(len(axes)):
+        ax.axvline(i, color="0.4", lw=0.8)
+    ax.set_xticks(range(len(axes)))
+    ax.set_xticklabels([c.removeprefix("param/") for c in params] + [metric])
+    ax.set_yticks([])
+    ax.set_ylim(-0.05, 1.05)
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=metric)
+    ax.legend(
+        handles=[
+            Line2D([], [], color="0.3", lw=1.8, label="ran all its epochs"),
+            Line2D([], [], color="0.3", lw=1.0, ls="--", label="stopped early (its last epoch)"),
+        ],
+        loc="upper left",
+        bbox_to_anchor=(0, -0.08),
+        ncol=2,
+    )
+    ax.set_title(f"Parallel coordinates of {name}: {metric} per trial ({_state_counts(table)})")
+    fig.tight_layout()
     return fig
 
 
-def param_importances(study, metric: str) -> Figure:
-    from optuna.importance import FanovaImportanceEvaluator
-    from optuna.visualization.matplotlib import plot_param_importances
+def at_epoch(table: pd.DataFrame, epoch: int) -> pd.DataFrame:
+    """The trials that reached ``epoch``, with ``value`` their metric there."""
+    rows = table[table["curve"].map(lambda c: epoch in c)].copy()
+    rows["value"] = rows["curve"].map(lambda c: float(c[epoch]))
+    return rows
 
-    done = _completed(study, 2, "parameter importances")
-    n_params = len({name for t in done for name in t.params})
-    try:
-        fig = _optuna_figure(
-            plot_param_importances,
-            study,
-            (9, max(4.0, 1.5 + 0.5 * n_params)),
-            evaluator=FanovaImportanceEvaluator(seed=0),  # a fixed forest: the same bars each run
-            target_name=metric,
+
+def rungs(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
+    """ASHA's rungs over epochs (grace * rf^k below max_epochs), then max_epochs."""
+    out, k = [], 0
+    while (epoch := int(round(grace_period * reduction_factor**k))) < max_epochs:
+        out.append(epoch)
+        k += 1
+    return [*out, max_epochs]
+
+
+def rung_view(table: pd.DataFrame, metric: str, mode: str, milestones: list[int]) -> Figure:
+    """At each ASHA rung, the metric of every trial that reached it (the comparison ASHA makes):
+    filled if the trial went on past the rung (or ran all its epochs), open if it stopped there."""
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    shown = 0
+    for i, epoch in enumerate(milestones):
+        rows = at_epoch(table, epoch)
+        if rows.empty:
+            continue
+        shown += 1
+        went_on = (rows["epoch"] > epoch) | (epoch == milestones[-1])  # the last: all passed
+        jitter = np.linspace(-0.15, 0.15, len(rows)) if len(rows) > 1 else np.zeros(1)
+        ax.scatter(i + jitter[went_on.to_numpy()], rows["value"][went_on], color="tab:blue", s=30)
+        ax.scatter(
+            i + jitter[~went_on.to_numpy()],
+            rows["value"][~went_on],
+            facecolors="none",
+            edgecolors="tab:red",
+            s=30,
         )
+    if not shown:
+        raise MissingInput("no trial reached the first ASHA rung; let the sweep run longer")
+    ax.set_xticks(range(len(milestones)))
+    ax.set_xticklabels([f"epoch {m}" for m in milestones])
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} at each ASHA rung, every trial that reached it")
+    ax.legend(
+        handles=[
+            Line2D([], [], ls="none", marker="o", color="tab:blue", label="went on (or finished)"),
+            Line2D([], [], ls="none", marker="o", mfc="none", mec="tab:red", label="stopped there"),
+        ],
+        loc="best",
+    )
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def param_importances(study, table: pd.DataFrame, metric: str, epoch: int) -> Figure:
+    """fANOVA importance (fixed seed) of each hyperparameter for ``metric`` at ``epoch``, over
+    every trial that reached that epoch (with ASHA: the first rung, which all trials reach)."""
+    import optuna
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    rows = at_epoch(table, epoch)
+    if len(rows) < 2:
+        raise MissingInput(
+            f"{len(rows)} trial(s) reached epoch {epoch}; importances need 2 or more"
+        )
+    distributions = {}
+    for t in study.get_trials(deepcopy=False):
+        distributions.update(t.distributions)
+    at_rung = optuna.create_study(direction=study.direction)
+    for _, row in rows.iterrows():
+        params = {c.removeprefix("param/"): row[c] for c in _params(table) if pd.notna(row[c])}
+        at_rung.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions={k: distributions[k] for k in params},
+                value=row["value"],
+            )
+        )
+    try:
+        importances = get_param_importances(at_rung, evaluator=FanovaImportanceEvaluator(seed=0))
     except (ValueError, RuntimeError) as e:
         raise MissingInput(
             f"Optuna cannot rank the parameters ({e}); run more trials with varied parameters"
         ) from None
-    ax = fig.axes[0]
-    ax.set_title("", loc="left")  # Optuna's own title, which ours replaces
-    ax.set_title(f"Hyperparameter importance for {metric} (fANOVA, {len(done)} trials)")
-    ax.set_xlabel(f"importance for {metric}")
+    names = list(importances)[::-1]
+    fig, ax = plt.subplots(figsize=(9, max(4.0, 1.5 + 0.5 * len(names))))
+    ax.barh(names, [importances[n] for n in names], color="tab:blue")
+    for i, n in enumerate(names):
+        ax.text(importances[n], i, f" {importances[n]:.2f}", va="center")
+    ax.set_xlim(0, 1.1)
+    ax.set_xlabel(f"importance for {metric} at epoch {epoch}")
     ax.set_ylabel("hyperparameter")
+    ax.set_title(f"Hyperparameter importance (fANOVA) at epoch {epoch}, {len(rows)} trials")
+    fig.tight_layout()
     return fig
 
 

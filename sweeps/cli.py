@@ -32,7 +32,8 @@ SMOKE = dict(
 )
 
 # Flags that may be given with --resume; everything else comes from the sweep's sweep.json.
-RESUME_FLAGS = ("resume", "address", "num_cpus", "wandb_mode")
+# (--study-storage: the database's full URL again, since its password is written nowhere.)
+RESUME_FLAGS = ("resume", "address", "num_cpus", "wandb_mode", "verbose", "study_storage")
 
 _UNSET = object()
 
@@ -168,6 +169,11 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         "--wandb-mode",
         choices=WANDB_MODES,
         help="default: $WANDB_MODE, else online if an API key is configured, else offline",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Ray's own progress table and the trials' log lines instead of the compact view",
     )
     p.add_argument(
         "--smoke-test",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import ray
 
+from sweeps import private_api
 from sweeps.experiment import Folder
 from sweeps.settings import Settings, SweepSpec
 from trainables.errors import UsageError
@@ -134,14 +135,16 @@ def warn_if_node_local(exp: Folder) -> None:
 
 
 @contextlib.contextmanager
-def tune_environment(wandb_mode: str) -> Iterator[None]:
-    """What ``Tuner.fit`` runs under: the classic progress table (CLIReporter); W&B's mode for
+def tune_environment(wandb_mode: str, verbose: bool) -> Iterator[None]:
+    """What ``Tuner.fit`` runs under: Tune's classic reporter interface, which the compact view
+    (or, with --verbose, Ray's table) implements (``sweeps/progress.py``); W&B's mode for
     the W&B callback; an experiment snapshot every 3 s at most (Tune's "auto" waits 10 s or
     more), which keeps --resume close to where the driver stopped: 1 s cost 15% of a 20-trial
     sweep's wall on 2 CPUs, 3 s 7% (BENCHMARKS.md); and no credentials through Ray."""
     with (
         environ(
             RAY_AIR_NEW_OUTPUT="0",
+            LATENTSWEEP_PROGRESS="verbose" if verbose else "compact",
             WANDB_MODE=wandb_mode,
             TUNE_GLOBAL_CHECKPOINT_S=os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", "3"),
         ),
@@ -156,18 +159,10 @@ def no_credentials_through_ray() -> Iterator[None]:
     there, and Ray's runtime-env agent logs every runtime_env in plain text (session logs, on
     every node). Trials need not get them that way: a local Ray's workers inherit the driver's
     environment, and a cluster's nodes have their own (instance role, ~/.aws, or the environment
-    `ray start` ran in; see docs/cluster.md)."""
-    from ray.tune.execution import class_cache
-
-    propagated = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
-    if propagated is None:  # another Ray version: nothing to filter
+    `ray start` ran in; see docs/cluster.md). Tune's list is a private name of Ray's: if it is
+    missing, this fails in one line (``sweeps/private_api.py``) rather than let them through."""
+    with private_api.tune_env_vars_propagated(keep=lambda name: not name.startswith("AWS_")):
         yield
-        return
-    class_cache.ENV_VARS_TO_PROPAGATE = {v for v in propagated if not v.startswith("AWS_")}
-    try:
-        yield
-    finally:
-        class_cache.ENV_VARS_TO_PROPAGATE = propagated
 
 
 @contextlib.contextmanager

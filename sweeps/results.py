@@ -9,6 +9,7 @@ sweep's results hold every trial of every driver that ran it.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import re
 import sys
@@ -19,11 +20,18 @@ from ray import tune
 from ray.air.constants import TRAINING_ITERATION
 
 from sweeps.experiment import Folder
-from sweeps.layout import BEST_CHECKPOINT, BEST_FILE, RESULTS_FILE, STUDY_FILE, SWEEP_FILE
+from sweeps.layout import (
+    BEST_CHECKPOINT,
+    BEST_FILE,
+    RESULTS_FILE,
+    STUDY_FILE,
+    SWEEP_FILE,
+    WANDB_DIR,
+)
 from sweeps.settings import Settings, SweepSpec
 from sweeps.study_storage import copy_study_up
 from sweeps.trainable import DIVERGED, ERROR, is_finite_number
-from sweeps.wandb_hub import wandb_root
+from sweeps.wandb_hub import wandb_key_configured, wandb_root
 from trainables import core
 
 # Keys Ray Tune adds to every result: not metrics of the model.
@@ -156,6 +164,7 @@ def finish(spec: SweepSpec, settings: Settings, exp: Folder, splits, module) -> 
     unfinished = [t for t in trials if t.status not in ("TERMINATED", "ERROR")]
     summary: dict[str, Any] = {
         "experiment": exp.uri,
+        "study_storage": record["study_storage"],  # its password masked
         "trials": len(trials),
         "errored": sum(t.status == "ERROR" for t in trials),
         "diverged": sum(map(diverged, trials)),
@@ -256,9 +265,43 @@ def print_summary(spec: SweepSpec, settings: Settings, summary: dict, wandb_mode
     print(f"{name}: " + ", ".join(parts))
     written = (RESULTS_FILE, BEST_FILE, BEST_CHECKPOINT) if best else (RESULTS_FILE,)
     print(f"{name}: results in {exp} ({', '.join(written)}, {STUDY_FILE})")
-    if wandb_mode == "offline":
-        wandb_dir = wandb_root(Folder(exp).local) / "wandb"
-        print(
-            f"{name}: W&B runs are offline; upload them with: wandb sync {wandb_dir}/offline-run-*"
-        )
+    steps = next_steps(summary, wandb_mode)
+    if steps:
+        print(f"{name}: next steps:")
+        for command, why in steps:
+            print(f"  {command}\n      {why}")
     sys.stdout.flush()
+
+
+def next_steps(summary: dict[str, Any], wandb_mode: str) -> list[tuple[str, str]]:
+    """What a user runs next, each a command that works as printed: the report, the Optuna
+    dashboard (on 127.0.0.1), and uploading offline W&B runs (logging in first if need be)."""
+    exp = Folder(summary["experiment"])
+    steps = []
+    if exp.local is not None:  # analysis/ reads local folders
+        steps.append((f"python analysis/report.py {exp.local}", "figures and an HTML report"))
+    storage = summary.get("study_storage") or ""
+    if storage.startswith("sqlite:"):
+        install = (
+            ""
+            if importlib.util.find_spec("optuna_dashboard")
+            else "pip install optuna-dashboard && "
+        )
+        steps.append(
+            (
+                f"{install}optuna-dashboard --host 127.0.0.1 {storage}",
+                "the Optuna study in a browser, at http://127.0.0.1:8080",
+            )
+        )
+    elif storage:
+        steps.append(
+            (
+                f"optuna-dashboard --host 127.0.0.1 '{storage}'",
+                "the Optuna study in a browser (put the password back where the URL shows ***)",
+            )
+        )
+    if wandb_mode == "offline":
+        runs = wandb_root(exp.local) / WANDB_DIR
+        login = "" if wandb_key_configured() else "wandb login && "
+        steps.append((f"{login}wandb sync {runs}/offline-run-*", "upload the offline W&B runs"))
+    return steps

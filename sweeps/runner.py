@@ -21,10 +21,11 @@ import optuna
 import ray
 from ray import tune
 
-from sweeps import ray_cluster, results
+from sweeps import private_api, ray_cluster, results
 from sweeps.checkpoint_pruner import CheckpointPruner
 from sweeps.experiment import Folder, check_new, check_writable
 from sweeps.layout import SWEEP_FILE
+from sweeps.progress import SweepProgress, quiet_driver_logs
 from sweeps.ray_cluster import TrialResources
 from sweeps.record import sweep_record
 from sweeps.resume import check_restorable, restore_tuner
@@ -34,7 +35,7 @@ from sweeps.searcher import TrialStateOptunaSearch, build_searcher
 from sweeps.settings import Settings, SweepSpec
 from sweeps.study_storage import open_study_storage, study_storage_url
 from sweeps.trainable import sweep_trainable, trial_dirname
-from sweeps.wandb_hub import SweepWandbCallback, resolve_wandb_mode
+from sweeps.wandb_hub import SweepWandbCallback, sweep_wandb_mode
 from trainables import module_for
 from trainables.data import load_splits
 from trainables.errors import UsageError
@@ -48,6 +49,9 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
     Everything a user can get wrong is checked before Ray starts and raised as UsageError;
     call this inside ``cli_errors()``."""
     t0 = time.time()
+    if not settings.verbose:
+        quiet_driver_logs()
+    private_api.check()  # the private names of Ray and Optuna this code uses are all there
     module = module_for(spec.kind)
     space = trial_space(spec, settings, module, param_space)
 
@@ -58,7 +62,9 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
     else:
         check_writable(Folder(settings.storage_path))
         check_new(exp, SWEEP_FILE)
-    wandb_mode = resolve_wandb_mode(settings.wandb_mode)
+    wandb_mode, wandb_note = sweep_wandb_mode(settings.wandb_mode, exp.local)
+    if wandb_note:  # online, but the W&B server cannot be reached: offline, said in one line
+        print(f"{spec.name}: {wandb_note}", flush=True)
 
     # 2. What each trial gets: decided here for a local Ray, after joining for a cluster.
     resources = None
@@ -87,7 +93,7 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
             )
             ray_cluster.warn_if_node_local(exp)
         trainable = sweep_trainable(
-            module.TRAINABLE, spec.metric, splits, resources.cpu, resources.gpu
+            module.TRAINABLE, spec.metric, splits, resources.cpu, resources.gpu, settings.verbose
         )
         if settings.resume:
             tuner = restore_tuner(exp, settings, trainable, space, wandb_mode)
@@ -96,7 +102,7 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
             exp.write_json(SWEEP_FILE, record)
             tuner = make_tuner(spec, settings, trainable, space, study_storage, wandb_mode)
         print(f"{spec.name}: {splits.describe()}; experiment {exp.uri}", flush=True)
-        with ray_cluster.tune_environment(wandb_mode):
+        with ray_cluster.tune_environment(wandb_mode, settings.verbose):
             tuner.fit()
         summary = results.finish(spec, settings, exp, splits, module)
     finally:
@@ -119,11 +125,14 @@ def make_tuner(
     callbacks: list[tune.Callback] = [CheckpointPruner(spec.metric, spec.mode)]
     if wandb_mode != "disabled":
         callbacks.append(SweepWandbCallback(project=settings.wandb_project, group=settings.name))
-    reporter = tune.CLIReporter(
-        metric_columns=["training_iteration", *spec.columns],
-        parameter_columns=searched_keys(space),
-        sort_by_metric=True,  # by TuneConfig's metric and mode
-        max_report_frequency=30,
+    reporter = SweepProgress(  # the compact view; Ray's table with --verbose
+        name=spec.name,
+        experiment=settings.experiment_uri,
+        metric=spec.metric,
+        mode=spec.mode,
+        max_epochs=settings.max_epochs,
+        searched=searched_keys(space),
+        columns=list(spec.columns),
     )
     return tune.Tuner(
         trainable,

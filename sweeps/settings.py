@@ -73,6 +73,7 @@ class Settings:
     wandb_project: str
     wandb_mode: str | None  # as given; sweeps.wandb_hub.resolve_wandb_mode decides
     smoke_test: bool
+    verbose: bool  # Ray's own progress table and the trials' logs, not the compact view
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod

@@ -5,6 +5,7 @@ ending a trial whose loss diverged with one last result instead of an error."""
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from typing import Any
 
@@ -17,12 +18,16 @@ from trainables import core
 DIVERGED, ERROR = "diverged", "error"
 
 
-def sweep_trainable(train, metric: str, splits, cpu: float, gpu: float):
+def sweep_trainable(train, metric: str, splits, cpu: float, gpu: float, verbose: bool = False):
     """``train`` ready for the Tuner: divergence ends a trial (``end_on_divergence``), the
-    driver's splits reach every trial through Ray's object store (put there once), and each trial
-    asks for ``cpu`` CPUs and ``gpu`` GPUs."""
+    driver's splits reach every trial through Ray's object store (put there once, without the
+    test images: only the driver's final evaluation reads them), each trial
+    asks for ``cpu`` CPUs and ``gpu`` GPUs, and (unless ``verbose``) its worker does not log a
+    line for every checkpoint it saves."""
     return tune.with_resources(
-        tune.with_parameters(end_on_divergence(train, metric), data=splits),
+        tune.with_parameters(
+            end_on_divergence(train, metric), data=splits.without_test(), quiet=not verbose
+        ),
         {"cpu": cpu, "gpu": gpu},
     )
 
@@ -35,7 +40,9 @@ def end_on_divergence(train, metric: str):
     the searcher tells Optuna FAIL with the reason; the results mark it DIVERGED."""
 
     @functools.wraps(train)  # keeps the name: Tune's trial folders and --resume depend on it
-    def trainable(config: dict[str, Any], **kwargs: Any) -> None:
+    def trainable(config: dict[str, Any], quiet: bool = False, **kwargs: Any) -> None:
+        if quiet:  # Ray Train's "Checkpoint successfully created at: ..." once per epoch
+            logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
         try:
             train(config, **kwargs)
         except core.DivergedError as e:

@@ -30,6 +30,7 @@ FAST = ["--max-test-images", "1000", "--tsne-samples", "150", "--fid-samples", "
 SWEEP_FIGURES = [
     "optimization_history.png",
     "parallel_coordinate.png",
+    "asha_rungs.png",
     "param_importances.png",
     "learning_curves.png",
     "best_trial_curves.png",
@@ -143,6 +144,12 @@ def make_sweep(root: Path, model: str, checkpoint: Path | None, with_study: bool
         "search_space": {"lr": "loguniform(1e-4, 1e-2)", "batch_size": "choice([64, 128, 256])"},
         "num_samples": len(plan),
         "max_epochs": 4,
+        "scheduler": {
+            "name": "ASHA, revising",
+            "time_attr": "training_iteration",
+            "grace_period": 1,
+            "reduction_factor": 2,
+        },
         "study_storage": storage,
         "study_name": root.name,
     }
@@ -313,6 +320,7 @@ def test_missing_inputs_are_skipped_with_a_reason(runs):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     skipped = ["optimization_history.png", "parallel_coordinate.png", "param_importances.png"]
+    skipped.append("asha_rungs.png")
     skipped.append("latent2_trained.png")
     drawn = [f for f in SWEEP_FIGURES + AE_FIGURES if f not in skipped]
     html = assert_report(sweep / "report", drawn, skipped)

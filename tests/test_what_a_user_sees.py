@@ -1,0 +1,88 @@
+"""What a user sees of a real smoke sweep (ASHA pruning some of its trials): the console (not a
+terminal here) says a line per trial and a fixed few more, names the experiment folder, ends with
+next steps that work as printed, and holds none of Ray's per-checkpoint noise; the report's
+sweep-level figures draw every trial, pruned ones included, not only the COMPLETE ones."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from analysis import sweep_figures as sf
+from analysis.experiment import SweepFolder
+
+REPO = Path(__file__).resolve().parents[1]
+TRIALS = 6
+
+
+@pytest.fixture(scope="module")
+def sweep(real_data_dir, tmp_path_factory):
+    storage = tmp_path_factory.mktemp("seen")
+    proc = subprocess.run(
+        [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--wandb-mode", "offline"]
+        + ["--storage-path", str(storage), "--name", "seen", "--num-samples", str(TRIALS)]
+        + ["--max-epochs", "3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return storage / "seen", proc
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_the_console_is_a_line_per_trial_and_names_the_experiment(sweep):
+    exp, proc = sweep
+    out = proc.stdout + proc.stderr
+    lines = [line for line in out.splitlines() if line.strip()]
+    # a line per trial as it ends, the data line, status lines (at start and end, every 30 s),
+    # the summary (best, totals, where) and the next steps (3 commands, 2 lines each)
+    assert len(lines) <= TRIALS + 16, "\n".join(lines)
+    assert "Checkpoint successfully created" not in out
+    assert "Ray deduplicates logs" not in out
+    assert "Token authentication is enabled" not in out
+    assert "Result logdir" not in out and "== Status ==" not in out  # Ray's table
+    assert str(exp) in proc.stdout
+    ended = [line for line in lines if line.startswith("ae_sweep: trial ")]
+    assert len(ended) == TRIALS
+    assert any("stopped early" in line for line in ended)
+    assert all(len(line) <= 100 for line in ended)
+    assert f"python analysis/report.py {exp}" in proc.stdout
+    assert f"optuna-dashboard --host 127.0.0.1 sqlite:///{exp}/optuna.db" in proc.stdout
+    assert f"wandb sync {exp}/wandb/offline-run-*" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_study_figures_draw_every_trial_pruned_ones_included(sweep):
+    exp, _ = sweep
+    folder = SweepFolder.open(exp)
+    study = optuna.load_study(study_name="seen", storage=f"sqlite:///{exp}/optuna.db")
+    counted = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert any(t.state == TrialState.PRUNED for t in counted), "ASHA pruned nothing"
+    table = folder.trials()
+    assert sorted(table["number"]) == sorted(t.number for t in counted)
+
+    history = sf.optimization_history(table, "val_mse", "min", "seen")
+    points = sum(len(c.get_offsets()) for c in history.axes[0].collections)
+    assert points == len(counted)  # every trial, not only the COMPLETE ones
+    assert f"{len(counted)} trials" in history.axes[0].get_title()
+
+    parallel = sf.parallel_coordinate(table, "val_mse", "min", "seen")
+    n_axes = sum(c.startswith("param/") for c in table.columns) + 1  # the params, the metric
+    lines = [ln for ln in parallel.axes[0].lines if len(ln.get_xdata()) == n_axes]
+    assert len(lines) == len(counted)
+    dashed = [ln for ln in lines if ln.get_linestyle() == "--"]
+    assert len(dashed) == sum(t.state == TrialState.PRUNED for t in counted)
+
+    spec = folder.spec["scheduler"]
+    milestones = sf.rungs(spec["grace_period"], spec["reduction_factor"], folder.spec["max_epochs"])
+    first = sf.at_epoch(table, milestones[0])
+    assert len(first) == len(counted)  # every trial reached the first rung: importances use all
+    importances = sf.param_importances(study, table, "val_mse", milestones[0])
+    assert f"{len(counted)} trials" in importances.axes[0].get_title()
