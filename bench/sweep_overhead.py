@@ -3,8 +3,9 @@
     python bench/sweep_overhead.py                                  # the issue's scale: 20 x 2 epochs, all data
     python bench/sweep_overhead.py --rounds 2 --ray-wandb-variant      # also Ray's own W&B callback
 
-One round runs these in this order (odd rounds: plain, nowandb, raywandb, sweep, so drifting
-machine load hits both sides):
+One round runs these, in a random order (seeded by ``--seed``; plain needs a sweep's trial
+configs, so in the first round it runs after the sweep), so drifting machine load hits every
+side; the summary gives each figure's median and range over the rounds:
 
   sweep   ``sweeps/ae_sweep.py``'s ``main`` (Ray Tune + Optuna TPE + ASHA, W&B offline, a
           checkpoint every epoch), ``--max-concurrent 2 --cpus-per-trial 1 --num-cpus 2``;
@@ -34,7 +35,9 @@ import concurrent.futures as cf
 import json
 import multiprocessing
 import os
+import random
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -219,7 +222,8 @@ def main(argv=None) -> dict:
     p.add_argument("--num-trials", type=int, default=20, help="trials of the timed sweep")
     p.add_argument("--epochs", type=int, default=2, help="epochs of each trial (no early stop)")
     p.add_argument("--subset", type=int, default=None, help="training images (default: all 55,000)")
-    p.add_argument("--rounds", type=int, default=1, help="A/B rounds (order flips each round)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds, each in a random order")
+    p.add_argument("--seed", type=int, default=0, help="seed of the order within each round")
     p.add_argument("--no-wandb-variant", action="store_true", help="skip the W&B-disabled sweep")
     p.add_argument(
         "--ray-wandb-variant",
@@ -235,15 +239,21 @@ def main(argv=None) -> dict:
         flush=True,
     )
     rounds, configs = [], None
+    order = random.Random(args.seed)
     try:
         for r in range(args.rounds):
             res: dict = {"load_before": load()}
-            # plain needs a sweep's configs: odd rounds reuse the previous round's (same seed)
-            steps = ["sweep", "plain", "nowandb"] if r % 2 == 0 else ["plain", "nowandb", "sweep"]
-            if args.no_wandb_variant:
-                steps.remove("nowandb")
+            steps = ["sweep", "plain"]
+            if not args.no_wandb_variant:
+                steps.append("nowandb")
             if args.ray_wandb_variant:
-                steps.insert(1 if r % 2 == 0 else 2, "raywandb")
+                steps.append("raywandb")
+            order.shuffle(steps)
+            if configs is None and steps.index("plain") < steps.index("sweep"):
+                # plain trains a sweep's configs (the same each round: TPE is seeded)
+                steps.remove("plain")
+                steps.insert(steps.index("sweep") + 1, "plain")
+            res["order"] = list(steps)
             for step in steps:
                 if step == "sweep":
                     res["sweep"] = run_sweep(args, root, f"sweep_r{r}", "offline")
@@ -271,6 +281,7 @@ def main(argv=None) -> dict:
         outside_fit = wall - sweep["fit_s"]
         in_trials = (sum(t["time_total_s"] for t in sweep["trials"]) - sum(plain["train_s"])) / 2
         row = {
+            "order": res["order"],
             "load_before": res["load_before"],
             "load_after": res["load_after"],
             "trial_epochs": trial_epochs,
@@ -298,6 +309,18 @@ def main(argv=None) -> dict:
             )
         out["rounds"].append(row)
         print(json.dumps(row, indent=2))
+    shares = [row["overhead_share"] for row in out["rounds"]]
+    out["overhead_share_median"] = round(statistics.median(shares), 3)
+    out["overhead_share_range"] = [min(shares), max(shares)]
+    print(
+        f"overhead over {len(shares)} rounds: median {out['overhead_share_median']:.1%}, "
+        f"range {min(shares):.1%}-{max(shares):.1%}",
+        flush=True,
+    )
+    if all("wandb_share" in row for row in out["rounds"]):
+        w = [row["wandb_share"] for row in out["rounds"]]
+        out["wandb_share_median"] = round(statistics.median(w), 3)
+        out["wandb_share_range"] = [min(w), max(w)]
     out["checkpoint_write_ms"] = round(ckpt_s * 1000, 1)
     out["checkpoint_bytes"] = ckpt_bytes
     out["optuna_ms_per_trial"] = round(opt_s * 1000, 1)

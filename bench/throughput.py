@@ -5,8 +5,9 @@
 
 For each model, one epoch over the 55,000 training images through the trainable's own
 ``train_epoch`` (data on the device, ``torch.randperm`` batches) and through the textbook loop
-(``DataLoader(TensorDataset(...), shuffle=True)``), alternating ``--rounds`` times; prints samples
-per second of the best round of each and their ratio. The classifier baseline runs its frozen
+(``DataLoader(TensorDataset(...), shuffle=True)``), ``--rounds`` times, the two in a random order
+in each round (seeded by ``--seed``); prints the median samples per second of each, and the
+ratio (plain epoch / ours) of each round: its median and range. The classifier baseline runs its frozen
 encoder on every batch, as a plain loop does; the trainable encodes the split once per trial.
 """
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
+import statistics
 import time
 
 import torch
@@ -37,6 +40,17 @@ def _timed(fn, device) -> float:
     fn()
     _sync(device)
     return time.perf_counter() - t0
+
+
+def _rounds(loops: dict, device, rounds: int, order: random.Random) -> dict[str, list[float]]:
+    """Each loop timed once per round, the loops in a random order in each round."""
+    times = {name: [] for name in loops}
+    for _ in range(rounds):
+        names = list(loops)
+        order.shuffle(names)
+        for name in names:
+            times[name].append(_timed(loops[name], device))
+    return times
 
 
 def loader(x01: torch.Tensor, y: torch.Tensor, batch_size: int) -> DataLoader:
@@ -152,8 +166,9 @@ def main(argv=None) -> dict:
         help="the trainables to time",
     )
     p.add_argument(
-        "--rounds", type=int, default=2, help="alternating rounds; the best of each is kept"
+        "--rounds", type=int, default=5, help="rounds; each times both loops, in a random order"
     )
+    p.add_argument("--seed", type=int, default=0, help="seed of the order within each round")
     p.add_argument("--device", default="auto", help="auto (cuda if present) | cpu | cuda")
     p.add_argument("--batch-size", type=int, default=None, help="override the per-model default")
     p.add_argument("--subset", type=int, default=None, help="training images (default: all 55,000)")
@@ -171,42 +186,53 @@ def main(argv=None) -> dict:
         f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} "
         f"cpu={platform.processor() or platform.machine()} images/epoch={n}"
     )
+    order = random.Random(args.seed)
     results = {}
     for name in args.models:
         bs = args.batch_size or BATCH[name]
         torch.manual_seed(0)
         ours, plain = BENCHES[name](splits, device, bs)
-        best = {"ours": float("inf"), "plain": float("inf")}
-        for _ in range(args.rounds):
-            best["ours"] = min(best["ours"], _timed(ours, device))
-            best["plain"] = min(best["plain"], _timed(plain, device))
+        times = _rounds({"ours": ours, "plain": plain}, device, args.rounds, order)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        ratios = [p_ / o for p_, o in zip(times["plain"], times["ours"], strict=True)]
         row = {
             "batch_size": bs,
-            "ours_samples_per_s": round(n / best["ours"]),
-            "plain_samples_per_s": round(n / best["plain"]),
-            "ratio": round(best["plain"] / best["ours"], 2),
+            "rounds": args.rounds,
+            "epoch_s": {k: [round(t, 3) for t in v] for k, v in times.items()},
+            "ours_samples_per_s": round(n / med["ours"]),
+            "plain_samples_per_s": round(n / med["plain"]),
+            "ratio": round(statistics.median(ratios), 3),
+            "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
         }
         if args.breakdown:
-            ours_data, plain_data = data_only(splits, device, bs)
-            data = {"ours": float("inf"), "plain": float("inf")}
-            for _ in range(args.rounds):
-                data["ours"] = min(data["ours"], _timed(ours_data, device))
-                data["plain"] = min(data["plain"], _timed(plain_data, device))
-            row["data_only_s"] = {k: round(v, 2) for k, v in data.items()}
-            row["epoch_s"] = {k: round(v, 2) for k, v in best.items()}
-            # the most any data path could win: the plain epoch without its DataLoader time
-            row["max_ratio_from_data"] = round(best["plain"] / (best["plain"] - data["plain"]), 2)
+            data = _rounds(
+                dict(zip(("ours", "plain"), data_only(splits, device, bs), strict=True)),
+                device,
+                args.rounds,
+                order,
+            )
+            data_med = {k: statistics.median(v) for k, v in data.items()}
+            row["data_only_s"] = {k: round(v, 3) for k, v in data_med.items()}
+            # the data path's share of each loop's epoch, and the most any data path could win:
+            # the plain epoch without its DataLoader time
+            row["data_share"] = {k: round(data_med[k] / med[k], 3) for k in med}
+            row["max_ratio_from_data"] = round(med["plain"] / (med["plain"] - data_med["plain"]), 3)
         results[name] = row
+        low, high = row["ratio_range"]
         print(
             f"{name:12s} batch {bs:4d}: ours {row['ours_samples_per_s']:>8d}/s  "
-            f"DataLoader {row['plain_samples_per_s']:>8d}/s  ratio {row['ratio']:.2f}x",
+            f"DataLoader {row['plain_samples_per_s']:>8d}/s  (medians of {args.rounds})  "
+            f"ratio median {row['ratio']:.3f}x, range {low:.3f}-{high:.3f}",
             flush=True,
         )
         if args.breakdown:
+            share = row["data_share"]
             print(
-                f"{'':12s} data alone per epoch: ours {row['data_only_s']['ours']:.2f} s, "
-                f"DataLoader {row['data_only_s']['plain']:.2f} s of a {best['plain']:.1f} s "
-                f"plain epoch: the data path can win at most {row['max_ratio_from_data']:.2f}x",
+                f"{'':12s} data alone per epoch: ours {row['data_only_s']['ours']:.2f} s "
+                f"({100 * share['ours']:.1f}% of its epoch), DataLoader "
+                f"{row['data_only_s']['plain']:.2f} s ({100 * share['plain']:.1f}% of a "
+                f"{med['plain']:.1f} s plain epoch): the data path can win at most "
+                f"{row['max_ratio_from_data']:.3f}x",
                 flush=True,
             )
     if args.json:
