@@ -81,7 +81,7 @@ def optimization_history(table: pd.DataFrame, metric: str, mode: str, name: str)
     ax.set_xlabel("trial number")
     ax.set_ylabel(f"{metric} at the trial's last epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(loc="best")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)  # below: hides no trial
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
