@@ -8,9 +8,9 @@ import os
 
 import pytest
 import torch
+from synthetic import synthetic_splits
 
 from trainables import autoencoder, classifier, core, gan
-from trainables.data import Splits
 
 
 @pytest.fixture(autouse=True)
@@ -35,17 +35,6 @@ def _state() -> tuple:
     )
 
 
-def _splits() -> Splits:
-    gen = torch.Generator().manual_seed(0)
-
-    def images(n):
-        x = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=gen)
-        return x, torch.arange(n) % 10
-
-    (train_x, train_y), (val_x, val_y), (test_x, test_y) = images(64), images(20), images(20)
-    return Splits(train_x, train_y, val_x, val_y, test_x, test_y, source="synthetic")
-
-
 def test_the_option_sets_every_flag_and_unsets_them(monkeypatch):
     torch.backends.cudnn.benchmark = True  # e.g. left on by a benchmark in the same process
     core.set_determinism(core.TrainConfig(deterministic=True))
@@ -60,7 +49,7 @@ def test_the_option_sets_every_flag_and_unsets_them(monkeypatch):
 
 
 def test_each_trainable_runs_under_it_and_says_so_in_its_checkpoint(tmp_path):
-    data = _splits()
+    data = synthetic_splits(train=64)
     common = {"epochs": 1, "device": "cpu", "deterministic": True}
     autoencoder.train_autoencoder(
         {**common, "latent_dim": 2}, data, core.FolderReporter(tmp_path / "ae", verbose=False)

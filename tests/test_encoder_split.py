@@ -4,22 +4,10 @@ real autoencoder checkpoint, written by ``train_autoencoder`` (one epoch on a fe
 images: the check reads only what the checkpoint records)."""
 
 import pytest
-import torch
+from synthetic import synthetic_splits
 
 from trainables import autoencoder, classifier, core
 from trainables.cli import main as trainable_cli
-from trainables.data import Splits
-
-
-def _splits() -> Splits:
-    gen = torch.Generator().manual_seed(0)
-
-    def images(n):
-        x = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=gen)
-        return x, torch.arange(n) % 10
-
-    (train_x, train_y), (val_x, val_y), (test_x, test_y) = images(40), images(20), images(20)
-    return Splits(train_x, train_y, val_x, val_y, test_x, test_y, source="synthetic")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +15,9 @@ def encoder(tmp_path_factory):
     """An autoencoder checkpoint trained with data_seed=1 and val_size=4000."""
     out = tmp_path_factory.mktemp("ae")
     config = {"epochs": 1, "latent_dim": 2, "data_seed": 1, "val_size": 4000, "device": "cpu"}
-    autoencoder.train_autoencoder(config, _splits(), core.FolderReporter(out, verbose=False))
+    autoencoder.train_autoencoder(
+        config, synthetic_splits(), core.FolderReporter(out, verbose=False)
+    )
     return out / "checkpoint.pt"
 
 
@@ -44,7 +34,7 @@ def test_the_trainable_refuses_an_encoder_of_another_split_before_training(
     out = tmp_path / "clf"
     reporter = core.FolderReporter(out, verbose=False)
     with pytest.raises(core.ConfigError) as e:
-        classifier.train_classifier(_classifier(encoder, **split), _splits(), reporter)
+        classifier.train_classifier(_classifier(encoder, **split), synthetic_splits(), reporter)
     message = str(e.value)
     assert "data_seed=1, val_size=4000" in message  # the encoder's
     assert f"data_seed={split['data_seed']}, val_size={split['val_size']}" in message  # ours
@@ -54,7 +44,9 @@ def test_the_trainable_refuses_an_encoder_of_another_split_before_training(
 
 def test_the_same_split_trains(encoder, tmp_path):
     config = _classifier(encoder, data_seed=1, val_size=4000)
-    classifier.train_classifier(config, _splits(), core.FolderReporter(tmp_path, verbose=False))
+    classifier.train_classifier(
+        config, synthetic_splits(), core.FolderReporter(tmp_path, verbose=False)
+    )
     assert core.load_checkpoint(tmp_path, classifier.KIND)["epoch"] == 1
 
 

@@ -42,10 +42,10 @@ import optuna
 import pyarrow.parquet as pq
 import pytest
 import test_sweeps as ts  # the sweep tests' helpers: reading studies and Tune snapshots
-import torch
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import TrialScheduler
+from synthetic import synthetic_splits
 
 from sweeps import (
     ae_sweep,
@@ -132,13 +132,6 @@ def test_results_mark_diverged_and_errored_trials_with_their_reason():
     assert results.trial_error(_Trial("f", "TERMINATED", {"val_mse": 0.1})) is None
 
 
-def _tiny_splits(n=40) -> data.Splits:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8, generator=g)
-    y = torch.arange(n) % 10
-    return data.Splits(x, y, x[:10], y[:10], x[:10], y[:10], source="synthetic")
-
-
 def _ae_checkpoint(directory: Path) -> Path:
     state = {"model": autoencoder.ConvAutoencoder(4).state_dict()}
     cfg = autoencoder.AutoencoderConfig(latent_dim=4)
@@ -163,17 +156,19 @@ def test_a_bad_checkpoint_is_an_error_naming_the_file(where, damage, tmp_path, m
     config = {"epochs": 2, "batch_size": 20, "latent_dim": 4}
     if where == "folder-resume":  # python -m trainables.autoencoder --resume --out DIR
         run = lambda: autoencoder.train_autoencoder(  # noqa: E731
-            config, data=_tiny_splits(), reporter=core.FolderReporter(bad.parent, resume=True)
+            config,
+            data=synthetic_splits(test=10),
+            reporter=core.FolderReporter(bad.parent, resume=True),
         )
     elif where == "tune-restore":  # a trial restored by Tune (a retry, or --resume)
         checkpoint = tune.Checkpoint.from_directory(str(bad.parent))
         monkeypatch.setattr(tune, "get_checkpoint", lambda: checkpoint)
         run = lambda: autoencoder.train_autoencoder(  # noqa: E731
-            config, data=_tiny_splits(), reporter=core.TuneReporter()
+            config, data=synthetic_splits(test=10), reporter=core.TuneReporter()
         )
     else:  # the classifier trainable loading its encoder
         run = lambda: classifier.train_classifier(  # noqa: E731
-            {"encoder_checkpoint": str(bad), "epochs": 1}, data=_tiny_splits()
+            {"encoder_checkpoint": str(bad), "epochs": 1}, data=synthetic_splits(test=10)
         )
     with pytest.raises(core.CheckpointError) as e:
         run()

@@ -3,13 +3,13 @@ run for real on a small subset of FashionMNIST."""
 
 import dataclasses
 import json
-import os
 import re
 import subprocess
 import sys
 
 import pytest
 import torch
+from test_help import run_help
 
 from trainables import autoencoder, classifier, core, gan, module_for
 
@@ -188,21 +188,6 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "no checkpoint.pt" in proc.stderr
 
 
-def help_entries(text: str) -> dict[str, str]:
-    """``--flag`` -> its help text, from argparse's ``--help`` output (continuation lines joined)."""
-    entries, flag = {}, None
-    for line in text.splitlines():
-        start = re.match(r"  (-\S+)(?: [A-Z_{},]+)?(.*)", line)
-        if start:
-            flag = start.group(1).rstrip(",")
-            entries[flag] = start.group(2).strip()
-        elif flag and line.startswith("   "):
-            entries[flag] = f"{entries[flag]} {line.strip()}".strip()
-        else:
-            flag = None
-    return entries
-
-
 @pytest.mark.parametrize(
     "command",
     [
@@ -213,16 +198,8 @@ def help_entries(text: str) -> dict[str, str]:
     ],
     ids=" ".join,
 )
-def test_help_describes_every_config_field(command):
-    proc = subprocess.run(
-        [sys.executable, "-m", *command, "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    entries = help_entries(proc.stdout)
+def test_help_describes_every_config_field(command, tmp_path):
+    entries = run_help(["-m", *command], tmp_path)
     for f in dataclasses.fields(module_for(command[-1].rpartition(".")[2]).CONFIG):
         flag = "--" + f.name.replace("_", "-")
         assert flag in entries, f"{flag} missing from --help"
