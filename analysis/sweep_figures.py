@@ -44,6 +44,16 @@ def _params(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c.startswith("param/")]
 
 
+def _norm(low: float, high: float) -> matplotlib.colors.Normalize:
+    """A colour scale from ``low`` to ``high``; equal bounds (one trial, or all alike) are widened,
+    or matplotlib's colour bar warns about identical low and high limits."""
+    low, high = float(low), float(high)
+    if high <= low:
+        pad = abs(low) * 1e-3 or 0.5
+        low, high = low - pad, high + pad
+    return matplotlib.colors.Normalize(low, high)
+
+
 def _cmap(mode: str):
     """viridis with the best trial dark (never white), whichever way the metric points."""
     return plt.get_cmap("viridis" if mode == "min" else "viridis_r")
@@ -59,7 +69,7 @@ def optimization_history(table: pd.DataFrame, metric: str, mode: str, name: str)
     """Each trial's metric at its last epoch, by trial number, pruned trials marked, and the best
     so far among the trials that ran all their epochs."""
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    norm = matplotlib.colors.Normalize(table["epoch"].min(), max(table["epoch"].max(), 1))
+    norm = _norm(table["epoch"].min(), table["epoch"].max())
     for state, style in STATE_STYLE.items():
         rows = table[table["state"] == state]
         if not rows.empty:
@@ -112,7 +122,7 @@ def parallel_coordinate(table: pd.DataFrame, metric: str, mode: str, name: str) 
         raise MissingInput("the study's trials have no parameters; the sweep searched nothing")
     axes = [*params, "value"]
     fig, ax = plt.subplots(figsize=(12, 6))
-    norm = matplotlib.colors.Normalize(table["value"].min(), table["value"].max())
+    norm = _norm(table["value"].min(), table["value"].max())
     cmap = _cmap(mode)
     columns = {}
     for i, column in enumerate(axes):

@@ -394,3 +394,30 @@ def test_not_a_sweep_is_a_one_line_error(tmp_path, make):
     err = proc.stderr.strip()
     assert err.startswith("error: ") and "\n" not in err and "; " in err, err
     assert not (target.parent / "report").exists() and not (target / "report").exists()
+
+
+def test_study_figures_of_a_single_trial_draw_without_warnings():
+    """One trial (or trials all alike): no warning at all. Optuna's own parallel-coordinate plot,
+    which these figures replace, warned 'identical low and high ylims' on such a study."""
+    import warnings
+
+    from analysis import sweep_figures as sf
+
+    table = pd.DataFrame(
+        [
+            {
+                "number": 0,
+                "state": "COMPLETE",
+                "epoch": 2,
+                "value": 0.1,
+                "curve": {1: 0.2, 2: 0.1},
+                "param/lr": 1e-3,
+                "param/optimizer": "adam",
+            }
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sf.optimization_history(table, "val_mse", "min", "one")
+        sf.parallel_coordinate(table, "val_mse", "min", "one")
+        sf.rung_view(table, "val_mse", "min", [1, 2])
