@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml
 data:
 	@bash scripts/install_data.sh
 
-# The servers the tests start themselves on 127.0.0.1 (PostgreSQL), from Debian's packages.
+# The servers the tests start themselves on 127.0.0.1 (PostgreSQL, a one-node Slurm with munge),
+# from Debian's packages.
 services:
 	@bash scripts/install_services.sh
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The real servers the tests start on 127.0.0.1: PostgreSQL (the Optuna study in a database).
+# The real servers the tests start on 127.0.0.1: PostgreSQL (the Optuna study in a database) and
+# a one-node Slurm (slurmctld, slurmd, munge) for the Slurm template.
 # Installed from Debian's packages where missing; the tests start and stop their own instances
 # (nothing is started here, and no system service is enabled). Fails loudly, with one line, when
 # a package cannot be installed: the tests that need it would fail anyway.
@@ -7,8 +8,10 @@ set -euo pipefail
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v runuser >/dev/null || need+=(util-linux)
+command -v slurmctld >/dev/null || [ -x /usr/sbin/slurmctld ] || need+=(slurm-wlm)
+command -v munged >/dev/null || [ -x /usr/sbin/munged ] || need+=(munge)
 if [ ${#need[@]} -eq 0 ]; then
-    echo "services: PostgreSQL found"
+    echo "services: PostgreSQL, Slurm and munge found"
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then
