@@ -431,7 +431,7 @@ def test_the_local_ray_of_a_sweep_serves_no_dashboard():
 def local_ray(real_data_dir):
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
 

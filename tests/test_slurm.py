@@ -5,6 +5,7 @@ storage folder. Slurm's and Ray's daemons are stopped afterwards."""
 
 import json
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,11 +33,13 @@ def _free_port_below_10000() -> int:
 def test_the_slurm_template_runs_a_sweep(real_data_dir, tmp_path):
     storage = tmp_path / "runs"
     exp = storage / "slurm_smoke"
+    ray_dir = Path(tempfile.mkdtemp(prefix="ray-slurm-"))  # short: Ray's socket paths must fit
     env = {
         "PROJECT": str(REPO),
         "STORAGE": str(storage),
         "HEAD_IP": "127.0.0.1",  # one node: Ray stays on the loopback address
         "RAY_PORT": str(_free_port_below_10000()),
+        "RAY_TMPDIR": str(ray_dir),  # Ray's session files, kept apart from other tests' Ray
     }
     batch = ["--nodes=1", "--cpus-per-task=2", f"--output={tmp_path}/job-%j.log"]
     batch.append(str(REPO / "cluster" / "slurm.sbatch"))
@@ -61,6 +64,8 @@ def test_the_slurm_template_runs_a_sweep(real_data_dir, tmp_path):
         assert state == "COMPLETED", f"job {again} {state}:\n{resumed[-3000:]}"
         assert f"results in {exp}" in resumed and "4 trials" in resumed
     print(f"sbatch to results: {seconds:.0f} s")
+    # the template removed its record of the stopped cluster (a later ray.init() would join it)
+    assert not (ray_dir / "ray" / "ray_current_cluster").exists()
     assert "Ray head on localhost (127.0.0.1:" in log
     assert f"results in {exp}" in log
     table = pq.read_table(exp / "results.parquet").to_pandas()

@@ -352,7 +352,7 @@ def local_ray(real_data_dir):
     """One local Ray (2 CPUs) for the in-process sweeps of this module: ~10 s saved per sweep."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
 
