@@ -29,7 +29,7 @@ import optuna
 from ray.air.constants import TRAINING_ITERATION
 from ray.tune import CLIReporter, ProgressReporter
 
-from sweeps.trainable import DIVERGED, is_finite_number
+from sweeps.trainable import diverged, is_finite_number, stopped_early
 
 PROGRESS_ENV = "LATENTSWEEP_PROGRESS"  # "verbose": Ray's own table
 WIDTH = 100
@@ -154,7 +154,7 @@ class SweepProgress(ProgressReporter):
         epochs, value = self._epochs(trial), self._value(trial)
         if trial.status == "ERROR":
             how = "errored"
-        elif (trial.last_result or {}).get(DIVERGED):
+        elif diverged(trial):
             how = "diverged"
         elif epochs < self.max_epochs:
             how = "stopped early"
@@ -171,14 +171,9 @@ class SweepProgress(ProgressReporter):
             "done": len(ended),
             "running": sum(t.status == "RUNNING" for t in trials),
             "pending": total - len(ended) - sum(t.status == "RUNNING" for t in trials),
-            "stopped_early": sum(
-                t.status == "TERMINATED"
-                and not (t.last_result or {}).get(DIVERGED)
-                and 0 < self._epochs(t) < self.max_epochs
-                for t in ended
-            ),
+            "stopped_early": sum(stopped_early(t, self._epochs(t), self.max_epochs) for t in ended),
             "errored": sum(t.status == "ERROR" for t in trials),
-            "diverged": sum(bool((t.last_result or {}).get(DIVERGED)) for t in trials),
+            "diverged": sum(map(diverged, trials)),
             "epochs": sum(self._epochs(t) for t in trials),
             "budget": total * self.max_epochs,
         }

@@ -30,7 +30,7 @@ from sweeps.layout import (
 )
 from sweeps.settings import Settings, SweepSpec
 from sweeps.study_storage import copy_study_up
-from sweeps.trainable import DIVERGED, ERROR, is_finite_number
+from sweeps.trainable import DIVERGED, ERROR, diverged, is_finite_number, stopped_early
 from sweeps.wandb_hub import wandb_key_configured, wandb_root
 from trainables import core
 
@@ -52,11 +52,6 @@ TUNE_KEYS = {
     "should_checkpoint",
     "config",
 }
-
-
-def diverged(trial) -> bool:
-    """The trial ended because its loss became NaN/inf (see ``end_on_divergence``)."""
-    return (trial.last_result or {}).get(DIVERGED) is True
 
 
 def trial_error(trial) -> str | None:
@@ -90,7 +85,7 @@ def trial_rows(trial, history, max_epochs: int, error: str | None = None) -> lis
     head = {
         "trial_id": trial.trial_id,
         "status": "DIVERGED" if ended else trial.status,
-        "stopped_early": trial.status == "TERMINATED" and not ended and 0 < last < max_epochs,
+        "stopped_early": stopped_early(trial, last, max_epochs),
     }
     config = {f"config/{k}": v for k, v in trial.config.items()}
     if not by_iteration:

@@ -52,6 +52,17 @@ def end_on_divergence(train, metric: str):
     return trainable
 
 
+def diverged(trial) -> bool:
+    """The trial ended because its loss became NaN/inf (see ``end_on_divergence``)."""
+    return (trial.last_result or {}).get(DIVERGED) is True
+
+
+def stopped_early(trial, epochs: int, max_epochs: int) -> bool:
+    """The scheduler ended the trial after ``epochs`` of its ``max_epochs`` (not an error, not a
+    divergence): what results.parquet's ``stopped_early`` and the progress view both say."""
+    return trial.status == "TERMINATED" and not diverged(trial) and 0 < epochs < max_epochs
+
+
 def is_finite_number(value: Any) -> bool:
     """A metric value that can rank a trial: a real number, not NaN or infinite."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
