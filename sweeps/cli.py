@@ -13,6 +13,7 @@ from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
+from sweeps.checkpoint_pruner import KEEP_CHOICES
 from sweeps.experiment import Folder
 from sweeps.layout import SWEEP_FILE
 from sweeps.record import read_sweep_file
@@ -142,6 +143,14 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
     )
     a("--name", default=None, help=f"experiment name (default {spec.name})")
     a("--resume", metavar="DIR", help="continue the interrupted sweep in experiment folder DIR")
+    a(
+        "--keep-checkpoints",
+        choices=KEEP_CHOICES,
+        default="best",
+        help="best (default): once a trial has ended, only the sweep's best trial keeps its "
+        "checkpoints (the others keep their metrics; an errored trial its latest, for --resume); "
+        "all: every trial keeps its best and latest checkpoint",
+    )
     a = p.add_argument_group("data").add_argument
     a(
         "--data-dir",

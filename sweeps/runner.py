@@ -122,7 +122,9 @@ def make_tuner(
     wandb_mode: str,
 ) -> tune.Tuner:
     """A new sweep's Tuner: the searcher, the scheduler, the callbacks and the progress table."""
-    callbacks: list[tune.Callback] = [CheckpointPruner(spec.metric, spec.mode)]
+    callbacks: list[tune.Callback] = [
+        CheckpointPruner(spec.metric, spec.mode, keep=settings.keep_checkpoints)
+    ]
     if wandb_mode != "disabled":
         callbacks.append(SweepWandbCallback(project=settings.wandb_project, group=settings.name))
     reporter = SweepProgress(  # the compact view; Ray's table with --verbose
@@ -149,8 +151,8 @@ def make_tuner(
         run_config=tune.RunConfig(
             name=settings.name,
             storage_path=settings.storage_path,
-            # Tune keeps every checkpoint; CheckpointPruner deletes all but each trial's best and
-            # latest once no snapshot --resume could read names them (Tune's num_to_keep deletes
+            # Tune keeps every checkpoint; CheckpointPruner deletes what --keep-checkpoints does
+            # not keep once no snapshot --resume could read names it (Tune's num_to_keep deletes
             # before the snapshot that stops naming them is written: a race on a killed driver).
             checkpoint_config=tune.CheckpointConfig(
                 checkpoint_score_attribute=spec.metric,

@@ -64,6 +64,7 @@ class Settings:
     storage_path: str
     name: str
     resume: str | None
+    keep_checkpoints: str  # best: ended trials but the best keep no checkpoint; all: each keeps
     # data
     data_dir: str | None
     val_size: int

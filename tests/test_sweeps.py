@@ -195,48 +195,132 @@ def test_revising_asha_judges_a_trial_as_if_it_reached_its_rung_last(revise):
     assert result("b", 3, 0.1) == TrialScheduler.CONTINUE  # ...and moves no cutoff
 
 
+class _PrunerTrials:
+    """Trials as the pruner sees them (id, status, last result), each saving checkpoints into
+    its own folder under ``root``, and the pruner's hooks called in Tune's order."""
+
+    def __init__(self, pruner, root: Path):
+        self.pruner, self.root, self.trials = pruner, root, {}
+
+    def save(self, trial_id: str, epoch: int, value: float, metric: str = "val_mse"):
+        trial = self.trials.setdefault(
+            trial_id, argparse.Namespace(trial_id=trial_id, status="RUNNING", last_result={})
+        )
+        path = self.root / trial_id / f"checkpoint_{epoch:06d}"
+        path.mkdir(parents=True)
+        trial.last_result = {metric: value, "training_iteration": epoch + 1}
+        trial.checkpoint = tune.Checkpoint(str(path))
+        self.pruner.on_checkpoint(0, [], trial, trial.checkpoint)
+
+    def end(self, trial_id: str, status: str = "TERMINATED"):
+        trial = self.trials[trial_id]
+        trial.status = status
+        hook = self.pruner.on_trial_error if status == "ERROR" else self.pruner.on_trial_complete
+        hook(0, [], trial)
+
+    def snapshots(self, n: int):
+        for _ in range(n):
+            self.pruner.get_state()
+
+    def kept(self, trial_id: str) -> list[int]:
+        return sorted(int(p.name[-6:]) for p in (self.root / trial_id).glob("checkpoint_*"))
+
+
 def test_checkpoint_pruner_keeps_what_a_snapshot_names_until_newer_snapshots_replace_it(tmp_path):
     from sweeps.checkpoint_pruner import CheckpointPruner
 
-    pruner = CheckpointPruner("val_mse", "min")
-    trial = argparse.Namespace(trial_id="t", status="RUNNING", last_result={})
+    t = _PrunerTrials(CheckpointPruner("val_mse", "min"), tmp_path)
+    t.save("t", 0, 0.5)
+    t.snapshots(1)  # a snapshot names checkpoint 0 (the latest then)
+    t.save("t", 1, 0.4)
+    t.save("t", 2, 0.45)
+    assert t.kept("t") == [0, 1, 2]  # 0: named by the snapshot; 1: the best; 2: the latest
+    t.save("t", 3, float("nan"))  # a NaN is never the best
+    assert t.kept("t") == [0, 1, 3]
+    t.snapshots(CheckpointPruner.SNAPSHOTS)  # newer snapshots name checkpoint 3
+    assert t.kept("t") == [1, 3]
+    t.save("t", 4, 0.2)
+    t.save("t", 5, 0.3)
+    assert t.kept("t") == [3, 4, 5]  # 3 is still named by the last snapshots
+    t.end("t")
+    t.snapshots(1)  # Tune's final snapshot, then the end of the experiment
+    t.pruner.on_experiment_end(list(t.trials.values()))
+    assert t.kept("t") == [4, 5]  # the best trial: its best and latest
 
-    def save(epoch, mse):
-        path = tmp_path / f"checkpoint_{epoch:06d}"
-        path.mkdir()
-        trial.last_result = {"val_mse": mse, "training_iteration": epoch + 1}
-        pruner.on_checkpoint(0, [trial], trial, tune.Checkpoint(str(path)))
-
-    def kept():
-        return sorted(int(p.name[-6:]) for p in tmp_path.glob("checkpoint_*"))
-
-    save(0, 0.5)
-    pruner.get_state()  # a snapshot names checkpoint 0 (the latest then)
-    save(1, 0.4)
-    save(2, 0.45)
-    assert kept() == [0, 1, 2]  # 0: named by the snapshot; 1: the best; 2: the latest
-    save(3, float("nan"))  # a NaN is never the best
-    assert kept() == [0, 1, 3]
-    for _ in range(CheckpointPruner.SNAPSHOTS):
-        pruner.get_state()  # newer snapshots name checkpoint 3
-    assert kept() == [1, 3]
-    save(4, 0.2)
-    save(5, 0.3)
-    assert kept() == [3, 4, 5]  # 3 is still named by the last snapshots
-    trial.status = "TERMINATED"
-    pruner.on_experiment_end([trial])  # a finished trial is never restored: best and latest
-    assert kept() == [4, 5]
-
-    maximise = CheckpointPruner("val_acc", "max")
+    maximise = _PrunerTrials(CheckpointPruner("val_acc", "max"), tmp_path / "acc")
     for epoch, acc in enumerate([0.5, 0.9, 0.7]):
-        path = tmp_path / "acc" / f"checkpoint_{epoch:06d}"
-        path.mkdir(parents=True)
-        trial.last_result = {"val_acc": acc}
-        maximise.on_checkpoint(0, [trial], trial, tune.Checkpoint(str(path)))
-    assert sorted(p.name for p in (tmp_path / "acc").iterdir()) == [
-        "checkpoint_000001",
-        "checkpoint_000002",
-    ]
+        maximise.save("m", epoch, acc, metric="val_acc")
+    assert maximise.kept("m") == [1, 2]
+
+
+@pytest.mark.parametrize("keep", ["best", "all"])
+def test_checkpoint_pruner_leaves_ended_trials_their_metrics_but_the_best_its_checkpoints(
+    tmp_path, keep
+):
+    """Ended trials lose their checkpoints (keep=best) once no recent snapshot shows them
+    running; the best so far keeps its own until another beats it; an errored trial keeps its
+    latest (--resume retries it); a trial still running keeps everything it had."""
+    from sweeps.checkpoint_pruner import CheckpointPruner
+
+    n = CheckpointPruner.SNAPSHOTS
+    t = _PrunerTrials(CheckpointPruner("val_mse", "min", keep=keep), tmp_path)
+    for trial_id in "abcde":
+        t.save(trial_id, 0, 0.5)
+        t.save(trial_id, 1, 0.3 if trial_id != "b" else 0.6)
+    t.snapshots(1)  # names every trial's epoch-1 checkpoint
+    t.end("a")  # the best so far
+    t.end("b")  # worse than a
+    t.end("d", status="ERROR")
+    t.save("e", 2, float("nan"))
+    t.trials["e"].last_result["diverged"] = True
+    t.end("e")  # diverged: never the best
+    # Still named by the snapshot, as running: best, latest (and that one) for now.
+    assert [t.kept(x) for x in "abde"] == [[1], [0, 1], [1], [1, 2]]
+    t.snapshots(n)
+    pruned = [] if keep == "best" else [1]
+    assert t.kept("a") == [1]  # the best's best and latest (one checkpoint here)
+    assert t.kept("b") == ([] if keep == "best" else [0, 1])
+    assert t.kept("d") == [1]  # errored: its latest, for --resume
+    assert t.kept("e") == ([] if keep == "best" else [1, 2])
+    assert t.kept("c") == [1]  # running: its best and latest, named by the snapshots
+    t.save("c", 2, 0.1)
+    t.end("c")  # beats a: a ended, so it is pruned; c is named by the snapshots yet
+    assert t.kept("a") == pruned and t.kept("c") == [1, 2]
+    t.snapshots(1)  # Tune's final snapshot, then the end of the experiment
+    t.pruner.on_experiment_end(list(t.trials.values()))
+    assert t.kept("c") == [2]  # its best and latest, now one
+    assert t.kept("a") == pruned
+
+    # A resumed sweep's pruner knows nothing of what ended before: at the end it prunes those.
+    again = _PrunerTrials(CheckpointPruner("val_mse", "min", keep=keep), tmp_path / "resumed")
+    for trial_id, mse in (("x", 0.2), ("y", 0.1)):
+        again.save(trial_id, 0, mse)
+    resumed = CheckpointPruner("val_mse", "min", keep=keep)
+    for trial in again.trials.values():
+        trial.status = "TERMINATED"
+    resumed.on_experiment_end(list(again.trials.values()))
+    assert again.kept("y") == [0] and again.kept("x") == ([] if keep == "best" else [0])
+
+
+def test_a_pruner_pickled_before_keep_checkpoints_keeps_every_trials_checkpoints(tmp_path):
+    """tuner.pkl of an older folder holds a pruner without ``keep``: resumed, it keeps what it
+    always kept (each trial's best and latest)."""
+    from ray import cloudpickle
+
+    from sweeps.checkpoint_pruner import CheckpointPruner
+
+    old = CheckpointPruner("val_mse", "min")
+    for name in ("keep", "_live", "_ended", "_settled", "_best"):
+        del old.__dict__[name]
+    restored = cloudpickle.loads(cloudpickle.dumps(old))
+    assert restored.keep == "all"
+    t = _PrunerTrials(restored, tmp_path)
+    t.save("a", 0, 0.1)
+    t.save("b", 0, 0.2)
+    t.end("a")
+    t.end("b")
+    t.pruner.on_experiment_end(list(t.trials.values()))
+    assert t.kept("a") == [0] and t.kept("b") == [0]
 
 
 def test_folder_writes_through_pyarrow_to_s3(tmp_path, monkeypatch):
@@ -442,18 +526,23 @@ def check_sweep_folder(exp: Path, summary: dict, metric: str, mode: str, metrics
     )
 
     check_wandb_runs(exp, table, metrics)
-    check_checkpoints_kept(exp, table, metric, mode)
+    check_checkpoints_kept(exp, table, metric, mode, best["trial_id"])
     return table, best
 
 
-def check_checkpoints_kept(exp: Path, table, metric: str, mode: str) -> None:
-    """Each trial keeps two checkpoints at most: its latest epoch's and its best epoch's (every
-    epoch writes one: checkpoint_000000 is epoch 1)."""
+def check_checkpoints_kept(
+    exp: Path, table, metric: str, mode: str, best_trial: str, keep: str = "best"
+) -> None:
+    """The sweep's best trial (with --keep-checkpoints all, every trial) keeps two checkpoints at
+    most: its latest epoch's and its best epoch's (every epoch writes one: checkpoint_000000 is
+    epoch 1); with the default, every other (ended) trial keeps none."""
     for trial_id, rows in table.groupby("trial_id"):
         (trial_dir,) = exp.glob(f"*_{trial_id}")
         rows = rows.sort_values("training_iteration").dropna(subset=[metric])
         best = rows[metric].idxmin() if mode == "min" else rows[metric].idxmax()
         epochs = {int(rows["training_iteration"].max()), int(rows.loc[best, "training_iteration"])}
+        if keep == "best" and trial_id != best_trial:
+            epochs = set()
         kept = {p.name for p in trial_dir.glob("checkpoint_*")}
         assert kept == {f"checkpoint_{e - 1:06d}" for e in epochs}, (trial_id, kept, epochs)
 
