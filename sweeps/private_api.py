@@ -151,6 +151,31 @@ def set_frozen_trial_user_attr(study: Any, trial: Any, key: str, value: Any) -> 
 
 
 # ---------------------------------------------------------------------------------------------
+# A local Ray on the loopback address only (sweeps/ray_cluster.py)
+
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def ray_on_loopback_only() -> None:
+    """Make the Ray this process starts next listen on 127.0.0.1 only.
+
+    On Linux Ray turns every node address, 127.0.0.1 included, into the machine's external IP,
+    and its GCS, raylet and workers listen on all interfaces: a laptop's sweep would accept
+    connections from its network. Ray's single-machine mode (what it uses on macOS and Windows,
+    switched by ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) keeps every server on 127.0.0.1. Ray reads
+    the variable once, into ``ray._private.ray_constants.ENABLE_RAY_CLUSTER``, when it is first
+    imported: set both, so the driver and the processes it starts (which inherit the variable)
+    agree. Such a Ray cannot take other nodes, which a local sweep never has."""
+    import os
+
+    from ray._private import ray_constants
+
+    private(ray_constants, "ENABLE_RAY_CLUSTER", "ray._private.ray_constants", "ray")
+    os.environ[LOOPBACK_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+# ---------------------------------------------------------------------------------------------
 # All of them, before a sweep starts
 
 
@@ -171,6 +196,9 @@ def check() -> None:
     actor = private(wandb, "_WandbLoggingActor", _WANDB, "ray")
     private(actor, "_handle_result", f"{_WANDB}._WandbLoggingActor", "ray")
     private(node, "_force_on_current_node", "ray.air.util.node", "ray")
+    from ray._private import ray_constants
+
+    private(ray_constants, "ENABLE_RAY_CLUSTER", "ray._private.ray_constants", "ray")
 
     class Probe(WandbLoggerCallback):  # Ray's __init__, without Ray's __del__ (it needs Ray)
         def __del__(self) -> None:

@@ -44,6 +44,7 @@ def start_ray(settings: Settings) -> bool:
                 "start the cluster (ray start --head, or ray up cluster.yaml) or fix --address",
             ) from None
     else:
+        private_api.ray_on_loopback_only()  # nothing of a local sweep listens beyond 127.0.0.1
         ray.init(
             address="local",  # a fresh local instance, never someone else's `ray start` cluster
             num_cpus=settings.num_cpus,
