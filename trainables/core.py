@@ -292,6 +292,33 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, cfg: TrainConfig, epoch: int)
         group["lr"] = group["base_lr"] * lr_factor(cfg, epoch)
 
 
+# What a config sets in an optimiser's param groups (those of them the optimiser has). Loading
+# an optimiser's state_dict brings back the values it was saved with; the config in force must
+# win, or a Population Based Training exploit silently trains on with the donor's values.
+HYPERPARAMETERS = ("lr", "betas", "weight_decay", "momentum")
+
+
+def hyperparameters(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Each param group's ``HYPERPARAMETERS`` (the unscheduled lr: ``base_lr`` once
+    ``set_epoch_lr`` has run)."""
+    return [
+        {
+            k: group.get("base_lr", group["lr"]) if k == "lr" else group[k]
+            for k in HYPERPARAMETERS
+            if k in group
+        }
+        for group in optimizer.param_groups
+    ]
+
+
+def set_hyperparameters(optimizer: torch.optim.Optimizer, values: list[dict[str, Any]]) -> None:
+    """Put ``values`` (``hyperparameters`` of an optimiser built from the config in force) into
+    ``optimizer``'s param groups, ``base_lr`` included, so ``set_epoch_lr`` schedules the new lr."""
+    for group, wanted in zip(optimizer.param_groups, values, strict=True):
+        group.update(wanted)
+        group["base_lr"] = wanted["lr"]
+
+
 def seed_epoch(cfg: TrainConfig, epoch: int, device: torch.device) -> torch.Generator:
     """Seed everything random in ``epoch`` from (seed, epoch); returns the shuffle generator.
     Epoch 0 seeds initialisation. A run resumed at epoch k replays epochs k+1.. exactly on a
@@ -452,13 +479,49 @@ def evaluate_checkpoint(
 
 
 # ---------------------------------------------------------------------------------------------
+# Lineage: which trial trained which epochs of a checkpoint's weights
+#
+# A checkpoint's ``lineage`` is a list of segments {"trial_id", "first_epoch", "last_epoch"}, in
+# epoch order. A trial that only ever restores its own checkpoints has one segment; one that
+# Population Based Training restored from another trial's checkpoint (an exploit) inherits that
+# trial's segments and adds its own. Its ``history`` then holds the donor's epochs up to the
+# clone: the lineage says which epochs of it were not this trial's.
+
+
+def extend_lineage(lineage: list[dict[str, Any]], trial_id: str | None, epoch: int) -> list:
+    """``lineage`` with ``epoch`` trained by ``trial_id`` (the restored checkpoint's lineage ends
+    at ``epoch - 1``)."""
+    out = [dict(segment) for segment in lineage]
+    if out and out[-1]["trial_id"] == trial_id:
+        out[-1]["last_epoch"] = epoch
+    else:
+        out.append({"trial_id": trial_id, "first_epoch": epoch, "last_epoch": epoch})
+    return out
+
+
+def clone_of(lineage: list[dict[str, Any]]) -> dict[str, Any]:
+    """The latest exploit in ``lineage`` (whose last segment is the trial itself):
+    ``cloned_from`` (the trial whose checkpoint it restored) and ``cloned_epoch`` (that
+    checkpoint's epoch); {} for weights one trial trained from the start."""
+    if len(lineage) < 2:
+        return {}
+    return {"cloned_from": lineage[-2]["trial_id"], "cloned_epoch": lineage[-1]["first_epoch"] - 1}
+
+
+# ---------------------------------------------------------------------------------------------
 # Reporters: where each epoch's metrics and checkpoint go
 
 
 class TuneReporter:
     """Inside a Ray Tune trial: restore from Tune's checkpoint, report through ``tune.report``.
     Each checkpoint also records where it was trained (``trained_on``: the Ray node, host, GPU
-    ids and torch device), which Tune's own result fields (one IP per machine) cannot tell."""
+    ids and torch device), which Tune's own result fields (one IP per machine) cannot tell, and
+    which trial trained which of its epochs (``lineage``). After Population Based Training has
+    restored this trial from another trial's checkpoint, every result also says so
+    (``cloned_from``, ``cloned_epoch``: ``clone_of``)."""
+
+    def __init__(self) -> None:
+        self.lineage: list[dict[str, Any]] = []
 
     def restore(self) -> dict[str, Any] | None:
         from ray import tune
@@ -467,14 +530,19 @@ class TuneReporter:
         if ckpt is None:
             return None
         with ckpt.as_directory() as d:
-            return load_checkpoint(d)
+            payload = load_checkpoint(d)
+        self.lineage = list(payload.get("lineage", []))
+        return payload
 
     def report(self, metrics: dict[str, Any], payload: dict[str, Any]) -> None:
         import ray
         from ray import tune
 
+        trial_id = tune.get_context().get_trial_id()
+        self.lineage = extend_lineage(self.lineage, trial_id, int(payload["epoch"]))
         payload = {
             **payload,
+            "lineage": self.lineage,
             "trained_on": {
                 "node_id": ray.get_runtime_context().get_node_id(),
                 "hostname": socket.gethostname(),
@@ -484,7 +552,10 @@ class TuneReporter:
         }
         with tempfile.TemporaryDirectory(prefix="latentsweep-ckpt-") as d:
             save_checkpoint(payload, d)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            tune.report(
+                {**metrics, **clone_of(self.lineage)},
+                checkpoint=tune.Checkpoint.from_directory(d),
+            )
 
 
 class FolderReporter:
@@ -494,6 +565,7 @@ class FolderReporter:
         self.out = Path(out)
         self.resume = resume
         self.verbose = verbose
+        self.lineage: list[dict[str, Any]] = []  # epochs run here have no trial id
 
     def restore(self) -> dict[str, Any] | None:
         if not self.resume:
@@ -502,9 +574,13 @@ class FolderReporter:
             raise CheckpointError(
                 f"--resume: {self.out / CHECKPOINT_FILE} does not exist; run without --resume first"
             )
-        return load_checkpoint(self.out)
+        payload = load_checkpoint(self.out)
+        self.lineage = list(payload.get("lineage", []))
+        return payload
 
     def report(self, metrics: dict[str, Any], payload: dict[str, Any]) -> None:
+        self.lineage = extend_lineage(self.lineage, None, int(payload["epoch"]))
+        payload = {**payload, "lineage": self.lineage}
         save_checkpoint(payload, self.out)
         # Rewrite from the checkpoint's history so the file matches it exactly after a resume.
         tmp = self.out / ".metrics.jsonl.tmp"
@@ -521,7 +597,13 @@ def restore_into(
     reporter, modules: dict[str, Any], kind: str
 ) -> tuple[int, list[dict[str, Any]], dict[str, Any]]:
     """Load the reporter's checkpoint (if any) into ``modules`` (models and optimisers by name);
-    returns (last finished epoch, metric history, the whole payload or {})."""
+    returns (last finished epoch, metric history, the whole payload or {}).
+
+    Optimisers keep their state (moments, step counts) but not the checkpoint's hyperparameters:
+    every param group's lr, betas, weight decay and momentum stay those of the optimiser as the
+    config in force built it. A trial that Population Based Training restored from another
+    trial's checkpoint with a perturbed config therefore trains with the perturbed values, and a
+    ``--resume`` with another ``--lr`` uses that lr."""
     payload = reporter.restore()
     if payload is None:
         return 0, [], {}
@@ -530,7 +612,12 @@ def restore_into(
             f"{payload['path']}: checkpoint of kind '{payload['kind']}' cannot resume a '{kind}' run"
         )
     for name, module in modules.items():
-        module.load_state_dict(payload["state"][name])
+        if isinstance(module, torch.optim.Optimizer):
+            in_force = hyperparameters(module)  # built from the config this run was given
+            module.load_state_dict(payload["state"][name])  # moments, step counts ... and the
+            set_hyperparameters(module, in_force)  # saved lr/betas/decay, which must not win
+        else:
+            module.load_state_dict(payload["state"][name])
     return int(payload["epoch"]), list(payload["history"]), payload
 
 
