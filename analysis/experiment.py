@@ -110,6 +110,11 @@ class SweepFolder:
         opened, because opening it would create an empty database."""
         if self.storage_override:
             return self.storage_override
+        if (self.spec.get("scheduler") or {}).get("name") == "PBT":
+            raise MissingInput(
+                "a PBT sweep (--scheduler pbt) has no Optuna study: Optuna has no part in PBT "
+                "(pbt_hyperparameters.png shows its trials)"
+            )
         url = self.spec.get("study_storage") or (self.best or {}).get("study_storage")
         local = self.root / STUDY_FILE
         if url and not url.startswith("sqlite:"):

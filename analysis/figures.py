@@ -73,8 +73,13 @@ def sweep_figures(inputs: Inputs) -> list[Job]:
     metric = sweep.metric
     best_id = (sweep.best or {}).get("trial_id")
 
+    scheduler = sweep.spec.get("scheduler") or {}
+    pbt = scheduler.get("name") == "PBT"
+
     def milestones() -> list[int]:
-        asha = sweep.spec.get("scheduler") or {}
+        asha = scheduler
+        if pbt:
+            raise MissingInput("a PBT sweep (--scheduler pbt) has no ASHA rungs")
         max_epochs = int(sweep.spec.get("max_epochs") or 0)
         if not max_epochs or not asha.get("grace_period"):
             raise MissingInput(f"{SWEEP_FILE} names no ASHA rungs (grace_period, max_epochs)")
@@ -125,8 +130,22 @@ def sweep_figures(inputs: Inputs) -> list[Job]:
         fig = sf.training_curves(rows, sweep.model, title)
         return fig, f"Training and validation curves of the best trial (from {source})."
 
+    def perturbed():
+        keys = list(scheduler.get("perturbations") or {})
+        fig = sf.pbt_hyperparameters(sweep.results(), keys, metric)
+        return fig, (
+            f"Each hyperparameter PBT perturbs ({', '.join(keys)}) and {metric}, as in force at "
+            "every epoch of every trial; a triangle where a trial restarted from another trial's "
+            "checkpoint with a perturbed config (dotted from the donor's value)."
+        )
+
     s = "Sweep"
-    return [
+    pbt_jobs = (
+        [(Entry("pbt_hyperparameters.png", s, "PBT: hyperparameters over epochs"), perturbed)]
+        if pbt
+        else []
+    )
+    return pbt_jobs + [
         (Entry("optimization_history.png", s, "Optuna optimization history (fig. 10)"), history),
         (Entry("parallel_coordinate.png", s, "Parallel-coordinate plot (fig. 11)"), parallel),
         (Entry("asha_rungs.png", s, "The metric at each ASHA rung"), rung_view),

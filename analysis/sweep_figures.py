@@ -357,3 +357,76 @@ def training_curves(history: pd.DataFrame, model: str, title: str) -> Figure:
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Population Based Training: the hyperparameters in force, epoch by epoch, and the exploits
+
+
+def _segments(trial: pd.DataFrame) -> list[pd.DataFrame]:
+    """A trial's rows (by epoch) cut where its lineage changes: each run between two exploits."""
+    donor = trial["cloned_from"].astype(object).where(trial["cloned_from"].notna(), "")
+    epoch = trial["cloned_epoch"].astype(float).fillna(-1)
+    key = donor.astype(str) + "@" + epoch.astype(str)
+    run = (key != key.shift()).cumsum()
+    return [rows for _, rows in trial.groupby(run, sort=True)]
+
+
+def pbt_hyperparameters(results: pd.DataFrame, perturbed: list[str], metric: str) -> Figure:
+    """Each perturbed hyperparameter in force at every epoch of every trial (one colour per
+    trial), and the metric below. An exploit, where a trial restarted from another trial's
+    epoch-k checkpoint with a perturbed config, is a dotted jump from the donor's value at epoch
+    k to the trial's new value at k + 1, with a triangle."""
+    columns = [f"config/{k}" for k in perturbed if f"config/{k}" in results]
+    if not columns or "cloned_from" not in results:
+        raise MissingInput(
+            "results.parquet has no PBT lineage (cloned_from) or perturbed hyperparameters; "
+            "run the sweep with --scheduler pbt"
+        )
+    rows = results.dropna(subset=["epoch"]).sort_values(["trial_id", "epoch"])
+    panels = [*columns, metric] if metric in rows else columns
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(10, 2.6 * len(panels) + 0.8), sharex=True, squeeze=False
+    )
+    colours = plt.get_cmap("tab10")
+    by_trial = {t: g for t, g in rows.groupby("trial_id", sort=True)}
+    exploits = 0
+    for i, (trial_id, trial) in enumerate(by_trial.items()):
+        colour = colours(i % 10)
+        segments = _segments(trial)
+        exploits += sum(pd.notna(s["cloned_from"].iloc[0]) for s in segments)
+        for ax, column in zip(axes[:, 0], panels, strict=True):
+            for segment in segments:
+                ax.plot(segment["epoch"], segment[column], color=colour, marker="o", ms=3, lw=1.5)
+                donor_id, k = segment["cloned_from"].iloc[0], segment["cloned_epoch"].iloc[0]
+                if pd.isna(donor_id):
+                    continue
+                first = segment.iloc[0]
+                donor = by_trial.get(donor_id)
+                at_k = donor[donor["epoch"] == k] if donor is not None else donor
+                if at_k is not None and not at_k.empty:
+                    ax.plot(
+                        [k, first["epoch"]],
+                        [at_k[column].iloc[0], first[column]],
+                        color=colour,
+                        ls=":",
+                        lw=1.2,
+                    )
+                ax.plot(first["epoch"], first[column], marker="^", ms=8, color=colour, ls="none")
+        axes[0, 0].plot([], [], color=colour, marker="o", ms=3, label=str(trial_id))
+    for ax, column in zip(axes[:, 0], panels, strict=True):
+        values = rows[column].astype(float)
+        if (values > 0).all() and values.max() / values.min() >= 10:
+            ax.set_yscale("log")
+        ax.set_ylabel(column.removeprefix("config/"))
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("epoch")
+    axes[-1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0, 0].plot([], [], marker="^", ms=8, color="0.3", ls="none", label="exploit")
+    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.suptitle(
+        f"PBT: hyperparameters in force per epoch, {len(by_trial)} trials, {exploits} exploits "
+        "(dotted: from the donor's value at the epoch cloned)"
+    )
+    fig.tight_layout()
+    return fig

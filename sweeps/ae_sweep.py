@@ -1,7 +1,9 @@
-"""Autoencoder sweep: minimise val_mse (per-pixel MSE on [0, 1]) with Optuna TPE and ASHA.
+"""Autoencoder sweep: minimise val_mse (per-pixel MSE on [0, 1]) with Optuna TPE and ASHA, or
+with Population Based Training (--scheduler pbt).
 
     python sweeps/ae_sweep.py                          # the report's space, 20 trials
     python sweeps/ae_sweep.py --space wide --num-samples 40
+    python sweeps/ae_sweep.py --scheduler pbt --num-samples 8   # PBT over PERTURBATIONS
     python sweeps/ae_sweep.py --latent-dim 2 --name ae_sweep_2d
     python sweeps/ae_sweep.py --smoke-test             # a quick look on 2,000 images
     python sweeps/ae_sweep.py --resume runs/ae_sweep   # continue after a crash
@@ -39,6 +41,22 @@ SPACES = {
     },
 }
 
+# What Population Based Training may change while a trial trains (--scheduler pbt), per space:
+# the optimiser's values and the batch size, never the network (latent_dim) or the optimiser's
+# kind. Axes are perturbed x0.8 or x1.2 within these bounds (or resampled); lists step to a
+# neighbour.
+PERTURBATIONS = {
+    "report": {
+        "lr": tune.loguniform(1e-4, 1e-3),
+        "weight_decay": tune.loguniform(1e-5, 1e-3),
+    },
+    "wide": {
+        "lr": tune.loguniform(1e-4, 1e-2),
+        "weight_decay": tune.loguniform(1e-5, 1e-3),
+        "batch_size": [64, 128, 256, 512],
+    },
+}
+
 SWEEP = SweepSpec(
     kind="autoencoder",
     name="ae_sweep",
@@ -55,8 +73,10 @@ SWEEP = SweepSpec(
         reduction_factor=3,
         max_concurrent=4,
         gpus_per_trial=0.25,  # four small conv nets share a GPU
+        perturbation_interval=4,  # PBT: five decisions in a 20-epoch trial
     ),
     description=__doc__,
+    perturbations=PERTURBATIONS,
 )
 
 

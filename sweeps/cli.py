@@ -28,9 +28,12 @@ SMOKE = dict(
     max_epochs=2,
     grace_period=1,
     reduction_factor=2,
+    perturbation_interval=1,
     cpus_per_trial=1,
     max_concurrent=2,
 )
+
+SCHEDULERS = ("asha", "pbt")  # --scheduler
 
 # Flags that may be given with --resume; everything else comes from the sweep's sweep.json.
 # (--study-storage: the database's full URL again, since its password is written nowhere.)
@@ -57,7 +60,14 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         default=d["num_samples"],
         help="trials to run (%(default)s)",
     )
-    a("--seed", type=int, metavar="N", default=0, help="seed of Optuna's TPE sampler (%(default)s)")
+    a(
+        "--seed",
+        type=int,
+        metavar="N",
+        default=0,
+        help="seed of Optuna's TPE sampler; with --scheduler pbt, of the random initial "
+        "population (%(default)s)",
+    )
     a(
         "--lr-range",
         type=float,
@@ -70,7 +80,15 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         metavar="URL",
         help="SQLAlchemy URL of the Optuna study (default sqlite:///<experiment>/optuna.db)",
     )
-    a = p.add_argument_group("ASHA early stopping (time unit: epochs)").add_argument
+    a = p.add_argument_group("scheduler: ASHA or PBT (time unit: epochs)").add_argument
+    a(
+        "--scheduler",
+        choices=SCHEDULERS,
+        default="asha",
+        help="asha (default): Optuna's TPE proposes trials, ASHA stops the poor ones early; "
+        "pbt: Population Based Training, a random population whose poor trials clone good "
+        "ones' checkpoints and perturb their hyperparameters (no Optuna; docs/sweeps.md)",
+    )
     a(
         "--max-epochs",
         type=int,
@@ -98,6 +116,21 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         default=True,
         help="judge a trial again at its passed rungs as more trials reach them (default: on); "
         "--no-asha-revise: Ray's ASHA, which decides once, when a trial reaches a rung",
+    )
+    a(
+        "--perturbation-interval",
+        type=int,
+        metavar="N",
+        default=d.get("perturbation_interval", 4),
+        help="PBT: epochs between a trial's exploit/explore decisions (%(default)s)",
+    )
+    a(
+        "--quantile-fraction",
+        type=float,
+        metavar="Q",
+        default=0.25,
+        help="PBT: the bottom Q of the trials clone checkpoints of the top Q (0 < Q <= 0.5; "
+        "%(default)s)",
     )
     a = p.add_argument_group("resources").add_argument
     a(
@@ -322,6 +355,8 @@ def validate(spec: SweepSpec, s: Settings) -> None:
         f"--name {s.name!r} is not a folder name",
         "pass a plain name such as ae_sweep_v2",
     )
+    if s.scheduler == "pbt":
+        validate_pbt(spec, s, need)
     if s.lr_range is not None:
         low, high = s.lr_range
         need(
@@ -334,3 +369,37 @@ def validate(spec: SweepSpec, s: Settings) -> None:
             f"--lr-range {low:g} {high:g} is reversed or empty",
             f"give the lower bound first: --lr-range {min(low, high):g} {max(low, high):g}",
         )
+
+
+def validate_pbt(spec: SweepSpec, s: Settings, need: Callable[[bool, str, str], None]) -> None:
+    """What --scheduler pbt needs: a perturbation space, a population, an interval it reaches."""
+    need(
+        s.space in spec.perturbations,
+        f"--scheduler pbt: {spec.script} has no perturbation space for --space {s.space}",
+        f"use --scheduler asha, or add PERTURBATIONS[{s.space!r}] beside SPACES in {spec.script}"
+        if spec.perturbations
+        else "use --scheduler asha (this sweep has no PERTURBATIONS)",
+    )
+    need(
+        s.num_samples >= 2,
+        f"--scheduler pbt with --num-samples {s.num_samples}: a population of one has no trial "
+        "to clone",
+        "pass --num-samples 4 or more",
+    )
+    need(
+        1 <= s.perturbation_interval < s.max_epochs,
+        f"--perturbation-interval {s.perturbation_interval} must be between 1 and --max-epochs "
+        f"{s.max_epochs} - 1 (PBT decides every N epochs of a trial, so N >= --max-epochs "
+        "never perturbs)",
+        "lower --perturbation-interval or raise --max-epochs",
+    )
+    need(
+        0 < s.quantile_fraction <= 0.5,
+        f"--quantile-fraction {s.quantile_fraction:g} must be above 0 and at most 0.5",
+        "pass e.g. --quantile-fraction 0.25 (the bottom quarter clones the top quarter)",
+    )
+    need(
+        s.study_storage is None,
+        "--study-storage with --scheduler pbt: PBT keeps no Optuna study",
+        "omit --study-storage, or use --scheduler asha",
+    )

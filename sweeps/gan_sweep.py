@@ -1,7 +1,9 @@
 """GAN sweep: minimise FID-FM of the MLP GAN's samples against validation images, with Optuna TPE
-and ASHA. FID-FM is computed every epoch so ASHA can compare trials at any rung.
+and ASHA, or with Population Based Training (--scheduler pbt). FID-FM is computed every epoch so
+ASHA (and PBT) can compare trials at any epoch.
 
     python sweeps/gan_sweep.py --num-samples 40        # one GPU: 4 trials share it
+    python sweeps/gan_sweep.py --scheduler pbt --num-samples 8 --max-concurrent 8
     python sweeps/gan_sweep.py --smoke-test
     python sweeps/gan_sweep.py --resume runs/gan_sweep
 
@@ -34,6 +36,19 @@ SPACES = {
     },
 }
 
+# What Population Based Training may change while a trial trains (--scheduler pbt): both Adam
+# learning rates, beta1, the batch size and D steps per G step, never the networks' sizes. Axes
+# are perturbed x0.8 or x1.2 within these bounds (or resampled); lists step to a neighbour.
+PERTURBATIONS = {
+    "default": {
+        "lr_g": tune.loguniform(5e-5, 1e-3),
+        "lr_d": tune.loguniform(5e-5, 1e-3),
+        "beta1": tune.uniform(0.0, 0.9),
+        "batch_size": [64, 128, 256],
+        "d_steps": [1, 2],
+    },
+}
+
 SWEEP = SweepSpec(
     kind="gan",
     name="gan_sweep",
@@ -49,8 +64,10 @@ SWEEP = SweepSpec(
         reduction_factor=3,
         max_concurrent=4,
         gpus_per_trial=0.25,
+        perturbation_interval=5,  # PBT: every 5 epochs, like ASHA's first rung
     ),
     description=__doc__,
+    perturbations=PERTURBATIONS,
 )
 
 

@@ -31,14 +31,33 @@ def sweep_record(
     settings: Settings,
     resources: TrialResources,
     space: dict[str, Any],
-    study_url: str,
+    study_url: str | None,
     wandb_mode: str,
+    perturbations: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """sweep.json: what analysis needs to recognise and read this sweep, and what --resume needs."""
+    """sweep.json: what analysis needs to recognise and read this sweep, and what --resume needs.
+    A PBT sweep (``study_url`` None) has no study: its study fields are null."""
     axes, fixed = describe_space(space)
     saved_args = {**settings.as_args(), "gpus_per_trial": resources.gpu}
     if settings.study_storage:
         saved_args["study_storage"] = masked_url(settings.study_storage)
+    if settings.scheduler == "pbt":
+        scheduler = {
+            "name": "PBT",
+            "time_attr": TRAINING_ITERATION,
+            "perturbation_interval": settings.perturbation_interval,
+            "quantile_fraction": settings.quantile_fraction,
+            "perturbations": describe_perturbations(perturbations or {}),
+        }
+        searcher = {"name": "random (Ray's BasicVariantGenerator)", "seed": settings.seed}
+    else:
+        scheduler = {
+            "name": "ASHA, revising" if settings.asha_revise else "ASHA",
+            "time_attr": TRAINING_ITERATION,
+            "grace_period": settings.grace_period,
+            "reduction_factor": settings.reduction_factor,
+        }
+        searcher = {"name": "optuna.TPESampler", "seed": settings.seed}
     return {
         "model": spec.kind,
         "script": spec.script,
@@ -51,25 +70,28 @@ def sweep_record(
         "fixed_config": fixed,
         "num_samples": settings.num_samples,
         "max_epochs": settings.max_epochs,
-        "scheduler": {
-            "name": "ASHA, revising" if settings.asha_revise else "ASHA",
-            "time_attr": TRAINING_ITERATION,
-            "grace_period": settings.grace_period,
-            "reduction_factor": settings.reduction_factor,
-        },
-        "searcher": {"name": "optuna.TPESampler", "seed": settings.seed},
+        "scheduler": scheduler,
+        "searcher": searcher,
         "max_concurrent": settings.max_concurrent,
         "resources_per_trial": {"cpu": resources.cpu, "gpu": resources.gpu},
-        "study_storage": masked_url(study_url),
-        "study_name": settings.name,
-        # the study as a SQLite file inside the experiment folder (None: only in study_storage)
-        "study_file": None if settings.study_storage else STUDY_FILE,
+        "study_storage": masked_url(study_url) if study_url else None,
+        "study_name": settings.name if study_url else None,
+        # the study as a SQLite file inside the experiment folder (None: only in study_storage,
+        # or no study: PBT)
+        "study_file": None if settings.study_storage or not study_url else STUDY_FILE,
         "wandb": {"project": settings.wandb_project, "group": settings.name, "mode": wandb_mode},
         "smoke_test": settings.smoke_test,
         "started": now(),
         "versions": {"ray": ray.__version__, "optuna": optuna.__version__},
         "args": saved_args,
     }
+
+
+def describe_perturbations(mutations: dict[str, Any]) -> dict[str, Any]:
+    """PBT's perturbation space as plain JSON: an axis as ``describe_space`` writes it, a list as
+    ``{"neighbours": [...]}`` (PBT steps to an adjacent value)."""
+    axes, lists = describe_space(mutations)
+    return {k: axes.get(k) or {"neighbours": list(lists[k])} for k in mutations}
 
 
 def read_sweep_file(spec: SweepSpec, directory: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import json
+import math
 import re
 import sys
 from typing import Any
@@ -72,10 +73,27 @@ def trial_error(trial) -> str | None:
     return (named or first or ["the trial errored"])[-1][:500]
 
 
+# What a trial Population Based Training restored from another trial's checkpoint reports in
+# every later result (``trainables.core.clone_of``): the donor's trial id and that checkpoint's
+# epoch. Null on a trial's own epochs before any exploit (and always with ASHA).
+LINEAGE = ("cloned_from", "cloned_epoch")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def trial_rows(trial, history, max_epochs: int, error: str | None = None) -> list[dict[str, Any]]:
     """One row per epoch of one trial (an epoch repeated by a restore keeps its latest row); a
     trial that never reported gets one row with empty metrics so it is not lost. A diverged
-    trial's status is DIVERGED (Ray says TERMINATED); ``error`` is why a trial failed."""
+    trial's status is DIVERGED (Ray says TERMINATED); ``error`` is why a trial failed.
+
+    Every row is an epoch this trial trained itself, with the config in force then (each
+    result's own ``config/*``: PBT changes a trial's config mid-run; the trial's final config
+    where a result has none) and ``cloned_from``/``cloned_epoch`` (``LINEAGE``). A trial PBT
+    restored from another trial's epoch-k checkpoint goes on at epoch k + 1: the donor's epochs
+    up to k are the donor's rows, not this trial's, and if this trial had already run past k,
+    its own earlier run of those epochs gives way to the run after the exploit."""
     by_iteration: dict[int, dict[str, Any]] = {}
     for record in history:
         if record.get(TRAINING_ITERATION) is not None:
@@ -88,8 +106,11 @@ def trial_rows(trial, history, max_epochs: int, error: str | None = None) -> lis
         "stopped_early": stopped_early(trial, last, max_epochs),
     }
     config = {f"config/{k}": v for k, v in trial.config.items()}
+    lineage = dict.fromkeys(LINEAGE)
     if not by_iteration:
-        return [{**head, "epoch": None, TRAINING_ITERATION: None, ERROR: error, **config}]
+        return [
+            {**head, "epoch": None, TRAINING_ITERATION: None, ERROR: error, **lineage, **config}
+        ]
     rows = []
     for iteration, record in sorted(by_iteration.items()):
         metrics = {
@@ -97,16 +118,24 @@ def trial_rows(trial, history, max_epochs: int, error: str | None = None) -> lis
             for k, v in record.items()
             if k not in TUNE_KEYS
             and not k.startswith("config/")
-            and k not in ("epoch", DIVERGED, ERROR)
+            and k not in ("epoch", DIVERGED, ERROR, *LINEAGE)
         }
+        in_force = {
+            key: value if _missing(record.get(key)) else record[key]
+            for key, value in config.items()
+        }
+        cloned = {k: None if _missing(record.get(k)) else record[k] for k in LINEAGE}
+        if cloned["cloned_epoch"] is not None:
+            cloned["cloned_epoch"] = int(cloned["cloned_epoch"])
         rows.append(
             {
                 **head,
                 "epoch": record.get("epoch", iteration),
                 TRAINING_ITERATION: iteration,
                 ERROR: error,
+                **cloned,
                 **metrics,
-                **config,
+                **in_force,
             }
         )
     return rows
@@ -142,17 +171,24 @@ def finish(spec: SweepSpec, settings: Settings, exp: Folder, splits, module) -> 
     copy_study_up(exp, record)
     analysis = tune.ExperimentAnalysis(exp.uri)
     trials = sorted(analysis.trials, key=lambda t: t.trial_id)
-    rows, failures = [], {}
+    rows, failures, epochs_trained = [], {}, {}
     for trial in trials:
         df = analysis.trial_dataframes.get(trial.trial_id)
         history = df.to_dict("records") if df is not None and len(df) else []
+        epochs_trained[trial.trial_id] = len(history)
         error = trial_error(trial)
         if error:
             failures[trial.trial_id] = ("diverged" if diverged(trial) else "errored", error)
         rows.extend(trial_rows(trial, history, settings.max_epochs, error))
     table = rows_to_table(rows)
-    table = table.set_column(  # a string column even when no trial failed
-        table.schema.get_field_index(ERROR), ERROR, table[ERROR].cast(pa.string())
+    for column, kind in ((ERROR, pa.string()), ("cloned_from", pa.string())):
+        table = table.set_column(  # typed even when no trial failed (or was cloned)
+            table.schema.get_field_index(column), column, table[column].cast(kind)
+        )
+    table = table.set_column(
+        table.schema.get_field_index("cloned_epoch"),
+        "cloned_epoch",
+        table["cloned_epoch"].cast(pa.int64()),
     )
     exp.write_parquet(RESULTS_FILE, table)
 
@@ -165,7 +201,16 @@ def finish(spec: SweepSpec, settings: Settings, exp: Folder, splits, module) -> 
         "diverged": sum(map(diverged, trials)),
         "failures": failures,  # trial id -> (errored | diverged, why)
         "stopped_early": len({r["trial_id"] for r in rows if r["stopped_early"]}),
-        "trial_epochs": sum(int((t.last_result or {}).get(TRAINING_ITERATION, 0)) for t in trials),
+        # the epochs trained: a PBT trial's last iteration counts its donors' epochs too, so
+        # there it is every result a trial reported (its epochs redone after an exploit too)
+        "trial_epochs": sum(epochs_trained.values())
+        if settings.scheduler == "pbt"
+        else sum(int((t.last_result or {}).get(TRAINING_ITERATION, 0)) for t in trials),
+        "study_file": record.get("study_file"),
+        # PBT: the (trial, donor, epoch) clones its results show
+        "exploits": len(
+            {(r["trial_id"], r["cloned_from"], r["cloned_epoch"]) for r in rows if r["cloned_from"]}
+        ),
         "trial_epochs_budget": settings.num_samples * settings.max_epochs,
         "complete": not unfinished and len(trials) >= settings.num_samples,
         "best": None,
@@ -243,7 +288,9 @@ def print_summary(spec: SweepSpec, settings: Settings, summary: dict, wandb_mode
         f"{summary['trials']} trials",
         f"{summary['errored']} errored",
         f"{summary['diverged']} diverged",
-        f"{summary['stopped_early']} stopped early",
+        f"{summary['stopped_early']} stopped early"
+        if settings.scheduler != "pbt"
+        else f"{summary['exploits']} PBT exploits",
     ]
     if best:
         parts.append(f"best {spec.metric} {best['val'][spec.metric]:.5g}")
@@ -259,7 +306,9 @@ def print_summary(spec: SweepSpec, settings: Settings, summary: dict, wandb_mode
     ]
     print(f"{name}: " + ", ".join(parts))
     written = (RESULTS_FILE, BEST_FILE, BEST_CHECKPOINT) if best else (RESULTS_FILE,)
-    print(f"{name}: results in {exp} ({', '.join(written)}, {STUDY_FILE})")
+    if summary.get("study_file", STUDY_FILE):
+        written = (*written, STUDY_FILE)
+    print(f"{name}: results in {exp} ({', '.join(written)})")
     steps = next_steps(summary, wandb_mode)
     if steps:
         print(f"{name}: next steps:")

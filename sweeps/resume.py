@@ -107,7 +107,9 @@ def restore_tuner(
 ) -> tune.Tuner:
     """The interrupted sweep's Tuner, restored from ``exp`` (and only from there)."""
     record = exp.read_json(SWEEP_FILE)
-    if record.get("study_file"):
+    if not record.get("study_storage"):  # no study (PBT): nothing pickled opens one
+        study_url = None
+    elif record.get("study_file"):
         study_url = study_storage_url(settings, exp)  # <exp>/optuna.db, or its local copy
         fetch_study_copy(exp, study_url)
     else:  # a database of its own (--study-storage), its password given again

@@ -24,13 +24,14 @@ from ray import tune
 from sweeps import private_api, ray_cluster, results
 from sweeps.checkpoint_pruner import CheckpointPruner
 from sweeps.experiment import Folder, check_new, check_writable
-from sweeps.layout import SWEEP_FILE
+from sweeps.layout import STUDY_FILE, SWEEP_FILE
+from sweeps.pbt import PBTCheckpointPruner, result_loggers
 from sweeps.progress import SweepProgress, quiet_driver_logs
 from sweeps.ray_cluster import TrialResources
 from sweeps.record import sweep_record
 from sweeps.resume import check_restorable, restore_tuner
 from sweeps.schedulers import RevisingASHAScheduler, build_scheduler
-from sweeps.search_space import searched_keys, trial_space
+from sweeps.search_space import searched_keys, trial_perturbations, trial_space
 from sweeps.searcher import TrialStateOptunaSearch, build_searcher
 from sweeps.settings import Settings, SweepSpec
 from sweeps.study_storage import open_study_storage, study_storage_url
@@ -54,6 +55,7 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
     private_api.check()  # the private names of Ray and Optuna this code uses are all there
     module = module_for(spec.kind)
     space = trial_space(spec, settings, module, param_space)
+    perturbations = trial_perturbations(spec, settings, module, space)
 
     # 1. The experiment folder: a new one that must not exist yet, or one to resume.
     exp = Folder(settings.experiment_uri)
@@ -78,10 +80,18 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
     splits = load_splits(settings.data_dir, settings.val_size, settings.data_seed, settings.subset)
     space["data_dir"] = splits.source  # checkpoints then name the files they were trained on
     study_url = study_storage = None
+    if settings.scheduler == "pbt":  # PBT refuses a searcher: no Optuna, no study
+        print(
+            f"{spec.name}: --scheduler pbt: Optuna has no part in Population Based Training; "
+            f"{settings.num_samples} trials sampled at random (seed {settings.seed}), no "
+            f"{STUDY_FILE}",
+            flush=True,
+        )
     if not settings.resume:
-        study_url = study_storage_url(settings, exp)
         exp.make()
-        study_storage = open_study_storage(study_url, settings.name)
+        if settings.scheduler != "pbt":
+            study_url = study_storage_url(settings, exp)
+            study_storage = open_study_storage(study_url, settings.name)
 
     # 4. Ray, the Tuner, the fit, the results.
     started_ray = ray_cluster.start_ray(settings)
@@ -98,9 +108,13 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
         if settings.resume:
             tuner = restore_tuner(exp, settings, trainable, space, wandb_mode)
         else:
-            record = sweep_record(spec, settings, resources, space, study_url, wandb_mode)
+            record = sweep_record(
+                spec, settings, resources, space, study_url, wandb_mode, perturbations
+            )
             exp.write_json(SWEEP_FILE, record)
-            tuner = make_tuner(spec, settings, trainable, space, study_storage, wandb_mode)
+            tuner = make_tuner(
+                spec, settings, trainable, space, study_storage, wandb_mode, perturbations
+            )
         print(f"{spec.name}: {splits.describe()}; experiment {exp.uri}", flush=True)
         with ray_cluster.tune_environment(wandb_mode, settings.verbose):
             tuner.fit()
@@ -118,13 +132,25 @@ def make_tuner(
     settings: Settings,
     trainable,
     space: dict[str, Any],
-    study_storage: optuna.storages.BaseStorage,
+    study_storage: optuna.storages.BaseStorage | None,
     wandb_mode: str,
+    perturbations: dict[str, Any] | None = None,
 ) -> tune.Tuner:
-    """A new sweep's Tuner: the searcher, the scheduler, the callbacks and the progress table."""
-    callbacks: list[tune.Callback] = [
-        CheckpointPruner(spec.metric, spec.mode, keep=settings.keep_checkpoints)
-    ]
+    """A new sweep's Tuner: the searcher, the scheduler, the callbacks and the progress table.
+    With --scheduler pbt, ``perturbations`` is what PBT may change (``trial_perturbations``)."""
+    pruner = (
+        PBTCheckpointPruner(
+            spec.metric,
+            spec.mode,
+            settings.perturbation_interval,
+            keep=settings.keep_checkpoints,
+        )
+        if settings.scheduler == "pbt"
+        else CheckpointPruner(spec.metric, spec.mode, keep=settings.keep_checkpoints)
+    )
+    callbacks: list[tune.Callback] = [pruner]
+    if settings.scheduler == "pbt":
+        callbacks += result_loggers()  # every epoch kept through PBT's pauses and restarts
     if wandb_mode != "disabled":
         callbacks.append(SweepWandbCallback(project=settings.wandb_project, group=settings.name))
     reporter = SweepProgress(  # the compact view; Ray's table with --verbose
@@ -143,7 +169,7 @@ def make_tuner(
             metric=spec.metric,
             mode=spec.mode,
             search_alg=build_searcher(settings, study_storage),
-            scheduler=build_scheduler(settings),
+            scheduler=build_scheduler(settings, perturbations),
             num_samples=settings.num_samples,
             trial_dirname_creator=trial_dirname,
             reuse_actors=True,  # a new trial reuses a finished trial's worker: no restart cost

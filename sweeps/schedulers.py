@@ -1,12 +1,16 @@
-"""The trial schedulers a sweep can use: ASHA as Ray has it, and ``RevisingASHAScheduler``, this
+"""The trial schedulers a sweep can use: ASHA as Ray has it, ``RevisingASHAScheduler``, this
 project's default, which judges a trial again at the rungs it has passed as more trials reach
-them. ``build_scheduler`` picks one from the settings."""
+them, and Ray's Population Based Training (``--scheduler pbt``; its parts of our own are in
+``sweeps/pbt.py``). ``build_scheduler`` picks one from the settings."""
 
 from __future__ import annotations
 
-from ray.air.constants import TRAINING_ITERATION
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from typing import Any
 
+from ray.air.constants import TRAINING_ITERATION
+from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining, TrialScheduler
+
+from sweeps.pbt import KeepInBounds
 from sweeps.settings import Settings
 
 
@@ -41,8 +45,21 @@ class RevisingASHAScheduler(ASHAScheduler):
         return action
 
 
-def build_scheduler(settings: Settings) -> TrialScheduler:
-    """ASHA over epochs (``training_iteration``): revising unless --no-asha-revise."""
+def build_scheduler(
+    settings: Settings, perturbations: dict[str, Any] | None = None
+) -> TrialScheduler:
+    """Over epochs (``training_iteration``): with --scheduler pbt, Ray's Population Based
+    Training over ``perturbations`` (``search_space.trial_perturbations``), a trial checked every
+    --perturbation-interval epochs; else ASHA, revising unless --no-asha-revise."""
+    if settings.scheduler == "pbt":
+        return PopulationBasedTraining(
+            time_attr=TRAINING_ITERATION,
+            perturbation_interval=settings.perturbation_interval,
+            quantile_fraction=settings.quantile_fraction,
+            hyperparam_mutations=dict(perturbations or {}),
+            custom_explore_fn=KeepInBounds(perturbations or {}),
+            log_config=True,  # pbt_global.txt and pbt_policy_<trial>.txt in the experiment
+        )
     return (RevisingASHAScheduler if settings.asha_revise else ASHAScheduler)(
         time_attr=TRAINING_ITERATION,
         max_t=settings.max_epochs,

@@ -5,6 +5,7 @@ every trial needs (epochs, data), checked against the trainable's typed config b
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ray import tune
@@ -35,6 +36,39 @@ def trial_space(spec: SweepSpec, settings: Settings, module, space: dict[str, An
             f"fix {flag} if you gave it, else the space in {spec.script}",
         ) from None
     return full
+
+
+def trial_perturbations(
+    spec: SweepSpec, settings: Settings, module, space: dict[str, Any]
+) -> dict[str, Any]:
+    """What PBT may change mid-trial (``PERTURBATIONS[--space]`` of the script, with --lr-range
+    applied to its lr axes), each value checked to make a valid config over ``space`` (the trial
+    space). A continuous axis is a ``tune.uniform``/``loguniform`` (PBT multiplies it by 0.8 or
+    1.2, kept inside the bounds: ``sweeps.pbt.KeepInBounds``); a discrete one a list (PBT steps
+    to a neighbour). {} unless --scheduler pbt."""
+    if settings.scheduler != "pbt":
+        return {}
+    mutations = dict(spec.perturbations[settings.space])
+    if settings.lr_range is not None and any(isinstance(v, Float) for v in mutations.values()):
+        with contextlib.suppress(UsageError):  # no lr axis among them: nothing to replace
+            mutations = with_lr_range(mutations, settings.lr_range)
+    base = {k: _extremes(v)[0] if isinstance(v, Domain) else v for k, v in space.items()}
+    for key, values in mutations.items():
+        if isinstance(values, Categorical) or not isinstance(values, Float | Integer | list):
+            raise UsageError(
+                f"PERTURBATIONS[{settings.space!r}][{key!r}] in {spec.script} is {values!r}",
+                "write a continuous axis as tune.uniform/tune.loguniform and a discrete one as "
+                "a plain list (PBT steps to a neighbouring value)",
+            )
+        for value in values if isinstance(values, list) else _extremes(values):
+            try:
+                module.CONFIG.from_dict({**base, key: value})
+            except core.ConfigError as e:
+                raise UsageError(
+                    f"{e} (in PERTURBATIONS[{settings.space!r}] of {spec.script})",
+                    f"fix PERTURBATIONS in {spec.script}",
+                ) from None
+    return mutations
 
 
 def with_lr_range(space: dict[str, Any], lr_range: tuple[float, float] | None) -> dict[str, Any]:

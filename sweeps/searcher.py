@@ -1,7 +1,8 @@
 """The searcher: Ray Tune's ``OptunaSearch`` (TPE, seeded, on an RDB study) made to tell the
 Optuna study each trial's real state, and kept in step with Tune across restores.
 
-``build_searcher`` makes it from the settings, behind Tune's ``ConcurrencyLimiter``.
+``build_searcher`` makes it from the settings, behind Tune's ``ConcurrencyLimiter``; with
+``--scheduler pbt`` there is no Optuna, and it makes Ray's random sampler instead.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 from ray.air.constants import TRAINING_ITERATION
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps import private_api
@@ -235,10 +236,16 @@ class TrialStateOptunaSearch(OptunaSearch):
 
 
 def build_searcher(
-    settings: Settings, study_storage: optuna.storages.BaseStorage
-) -> ConcurrencyLimiter:
+    settings: Settings, study_storage: optuna.storages.BaseStorage | None
+) -> SearchAlgorithm:
     """TPE seeded with --seed, on the study named like the experiment, at most
-    --max-concurrent trials at once."""
+    --max-concurrent trials at once. With --scheduler pbt: no Optuna (Ray's PBT refuses a
+    searcher; it makes the configs itself once trials run), the initial population sampled at
+    random from the space by Ray's ``BasicVariantGenerator``, seeded with --seed."""
+    if settings.scheduler == "pbt":
+        return BasicVariantGenerator(
+            max_concurrent=settings.max_concurrent, random_state=settings.seed
+        )
     searcher = TrialStateOptunaSearch(
         max_epochs=settings.max_epochs,
         study_name=settings.name,

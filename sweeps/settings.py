@@ -28,6 +28,9 @@ class SweepSpec:
     # num_samples, max_epochs, grace_period, reduction_factor, max_concurrent, gpus_per_trial
     defaults: dict[str, Any]
     description: str = ""  # the script's docstring (--help)
+    # per space: what Population Based Training may change mid-trial (--scheduler pbt); a space
+    # without an entry cannot be run with PBT
+    perturbations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def script(self) -> str:
@@ -45,14 +48,17 @@ class Settings:
     # search
     space: str
     num_samples: int
-    seed: int  # Optuna TPE's seed
+    seed: int  # Optuna TPE's seed; with --scheduler pbt, the random initial population's
     lr_range: tuple[float, float] | None  # replaces the bounds of the space's lr axes
     study_storage: str | None  # SQLAlchemy URL; None: <experiment>/optuna.db
-    # ASHA (time unit: epochs)
+    # the scheduler (time unit: epochs)
+    scheduler: str  # asha | pbt
     max_epochs: int
-    grace_period: int
-    reduction_factor: float
-    asha_revise: bool
+    grace_period: int  # ASHA
+    reduction_factor: float  # ASHA
+    asha_revise: bool  # ASHA
+    perturbation_interval: int  # PBT: epochs between a trial's exploit/explore decisions
+    quantile_fraction: float  # PBT: the bottom fraction clones the top fraction
     # resources
     max_concurrent: int
     cpus_per_trial: float

@@ -41,8 +41,10 @@ def end_on_divergence(train, metric: str):
 
     @functools.wraps(train)  # keeps the name: Tune's trial folders and --resume depend on it
     def trainable(config: dict[str, Any], quiet: bool = False, **kwargs: Any) -> None:
-        if quiet:  # Ray Train's "Checkpoint successfully created at: ..." once per epoch
+        if quiet:  # Ray Train's "Checkpoint successfully created at: ..." once per epoch, and
+            # "Restored on ... from checkpoint" each time PBT restarts a trial in this worker
             logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+            logging.getLogger("ray.tune.trainable.trainable").setLevel(logging.WARNING)
         try:
             train(config, **kwargs)
         except core.DivergedError as e:

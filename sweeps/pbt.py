@@ -1,0 +1,126 @@
+"""What Population Based Training (``--scheduler pbt``) needs beyond Ray's scheduler: perturbed
+values kept inside the bounds the script wrote (``KeepInBounds``), and checkpoints kept while PBT
+may still restore a trial from them (``PBTCheckpointPruner``), and every epoch's result kept
+through the pauses and restarts PBT makes (``result_loggers``).
+
+Ray's ``PopulationBasedTraining`` (``sweeps/schedulers.py`` builds it) checks a trial every
+``--perturbation-interval`` epochs: a trial in the bottom ``--quantile-fraction`` is paused and
+restarted from the latest checkpoint a trial of the top fraction saved at its own last check
+(the *exploit*), with that trial's config perturbed (the *explore*: a continuous value times 0.8
+or 1.2, or resampled; a list value moved to a neighbour). The trainables apply the new config to
+the restored optimiser (``trainables.core.restore_into``) and say in every later result which
+trial they were cloned from (``trainables.core.clone_of``).
+"""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+from typing import Any
+
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, LoggerCallback
+from ray.tune.search.sample import Float, Integer
+
+from sweeps import private_api
+from sweeps.checkpoint_pruner import CheckpointPruner
+
+
+class KeepInBounds:
+    """PBT's ``custom_explore_fn``: a perturbed continuous value (x0.8 or x1.2, again and again)
+    clipped to its axis's bounds, so beta1 stays below 1 and a learning rate in the range the
+    script wrote; an integer axis's upper bound is exclusive, as in ``tune.randint``."""
+
+    def __init__(self, mutations: dict[str, Any]) -> None:
+        self.bounds = {
+            key: (axis.lower, axis.upper - 1 if isinstance(axis, Integer) else axis.upper)
+            for key, axis in mutations.items()
+            if isinstance(axis, Float | Integer)
+        }
+
+    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
+        for key, (low, high) in self.bounds.items():
+            if key in config:
+                config[key] = type(config[key])(min(max(config[key], low), high))
+        return config
+
+
+class PBTCheckpointPruner(CheckpointPruner):
+    """``CheckpointPruner``, but a checkpoint PBT may still restore a trial from is not deleted.
+
+    A trial PBT exploits is restarted from the checkpoint its donor saved at the donor's last
+    check, which is at most ``perturbation_interval - 1`` epochs older than the donor's latest:
+    each trial's last ``perturbation_interval`` checkpoints stay while it runs. A trial told to
+    restart from another trial's checkpoint may wait for a free worker while the donor trains on
+    (or ends): the checkpoint every trial that has not ended will restore (``trial.checkpoint``)
+    stays too. A checkpoint refused here stays recorded and is deleted by a later pruning, once
+    nothing needs it."""
+
+    def __init__(self, metric: str, mode: str, perturbation_interval: int, **kwargs: Any):
+        super().__init__(metric, mode, **kwargs)
+        self.window = max(int(perturbation_interval), 1)
+        self._recent: dict[str, collections.deque] = {}  # trial id -> its last `window` paths
+        self._trials: list = []  # every trial of the sweep, as Tune's hooks hand them over
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self._trials = trials
+        super().on_trial_start(iteration, trials, trial, **info)
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
+        self._trials = trials
+        recent = self._recent.setdefault(trial.trial_id, collections.deque(maxlen=self.window))
+        recent.append(checkpoint.path)
+        super().on_checkpoint(iteration, trials, trial, checkpoint, **info)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self._recent.pop(trial.trial_id, None)  # an ended trial is never a donor
+        super().on_trial_complete(iteration, trials, trial, **info)
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self._recent.pop(trial.trial_id, None)
+        super().on_trial_error(iteration, trials, trial, **info)
+
+    def needed(self) -> set[str]:
+        """The checkpoint paths PBT may still restore a trial from."""
+        paths = {path for recent in self._recent.values() for path in recent}
+        for trial in self._trials:
+            if trial.status not in ("TERMINATED", "ERROR") and trial.checkpoint is not None:
+                paths.add(trial.checkpoint.path)
+        return paths
+
+    def _rm(self, checkpoint) -> bool:
+        if checkpoint.path in self.needed():
+            return False
+        return super()._rm(checkpoint)
+
+
+class _KeepThisDriversResults:
+    """Ray's result loggers (``result.json``, ``progress.csv``), but a trial restarted by this
+    driver appends to the file this driver has been writing.
+
+    On every start of a trial that has a checkpoint, Ray's loggers copy the trial's file from
+    the experiment folder over the driver's own copy (``LoggerCallback._restore_from_remote``),
+    and the experiment folder's copy is only as new as Tune's last sync. PBT pauses and restarts
+    trials every few epochs, so each restart dropped the epochs reported since that sync (4 of
+    16 rows were left in a 4-trial smoke sweep). The folder's copy is still what a new driver
+    (``--resume``) starts from."""
+
+    def _restore_from_remote(self, file_name: str, trial) -> None:
+        if Path(trial.local_path, file_name).exists():
+            return  # this driver's copy: every result it has logged
+        super()._restore_from_remote(file_name, trial)
+
+
+class KeepResultsJson(_KeepThisDriversResults, JsonLoggerCallback):
+    pass
+
+
+class KeepResultsCsv(_KeepThisDriversResults, CSVLoggerCallback):
+    pass
+
+
+def result_loggers() -> list[LoggerCallback]:
+    """The loggers a PBT sweep passes to Tune in place of its default JSON and CSV ones."""
+    private_api.private(
+        LoggerCallback, "_restore_from_remote", "ray.tune.logger.LoggerCallback", "ray"
+    )
+    return [KeepResultsJson(), KeepResultsCsv()]
