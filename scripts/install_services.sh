@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The real servers the tests start on 127.0.0.1: PostgreSQL (the Optuna study in a database) and
-# a one-node Slurm (slurmctld, slurmd, munge) for the Slurm template.
+# The real servers the tests start on 127.0.0.1: PostgreSQL (the Optuna study in a database),
+# a one-node Slurm (slurmctld, slurmd, munge) for the Slurm template, and an SSH server with rsync
+# for `ray up` of the on-premise cluster config.
 # Installed from Debian's packages where missing; the tests start and stop their own instances
 # (nothing is started here, and no system service is enabled). Fails loudly, with one line, when
 # a package cannot be installed: the tests that need it would fail anyway.
@@ -10,8 +11,11 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 command -v runuser >/dev/null || need+=(util-linux)
 command -v slurmctld >/dev/null || [ -x /usr/sbin/slurmctld ] || need+=(slurm-wlm)
 command -v munged >/dev/null || [ -x /usr/sbin/munged ] || need+=(munge)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v rsync >/dev/null || need+=(rsync)
 if [ ${#need[@]} -eq 0 ]; then
-    echo "services: PostgreSQL, Slurm and munge found"
+    echo "services: PostgreSQL, Slurm, munge, sshd and rsync found"
     exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -24,8 +24,7 @@ CLUSTER_YAML = ROOT / "cluster.yaml"
 CLUSTER_DOC = ROOT / "docs" / "cluster.md"
 HEAD = "ray.head.cpu"
 GPU_WORKER = "ray.worker.gpu"
-LOCAL_BEGIN = "# --- BEGIN local-provider example ---"
-LOCAL_END = "# --- END local-provider example ---"
+ONPREM_YAML = ROOT / "cluster-onprem.yaml"
 LOOPBACK_DASHBOARD = re.compile(r"--dashboard-host[= ]127\.0\.0\.1\b")
 
 
@@ -45,14 +44,8 @@ def load() -> dict:
 
 
 def local_example() -> dict:
-    """The commented `provider: type: local` example, with the leading "# " removed."""
-    lines = CLUSTER_YAML.read_text().splitlines()
-    begin, end = lines.index(LOCAL_BEGIN), lines.index(LOCAL_END)
-    body = []
-    for line in lines[begin + 1 : end]:
-        assert line.startswith("#"), f"uncommented line inside the local example: {line!r}"
-        body.append(line[2:] if line.startswith("# ") else line[1:])
-    return yaml.safe_load("\n".join(body))
+    """cluster-onprem.yaml: the `provider: type: local` config for machines a user has."""
+    return yaml.safe_load(ONPREM_YAML.read_text())
 
 
 def ray_validates(config: dict) -> dict:
@@ -161,7 +154,7 @@ SECRET_PATTERNS = {
 }
 
 
-@pytest.mark.parametrize("path", [CLUSTER_YAML, CLUSTER_DOC], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [CLUSTER_YAML, ONPREM_YAML, CLUSTER_DOC], ids=lambda p: p.name)
 def test_no_secrets_in_file(path):
     if not path.exists():
         pytest.skip(f"{path.name} not present")
@@ -193,3 +186,6 @@ def test_local_provider_example_passes_rays_validator():
     prepared = ray_validates(example)
     assert prepared["max_workers"] <= len(example["provider"]["worker_ips"])
     assert LOOPBACK_DASHBOARD.search(" ".join(example["head_start_ray_commands"]))
+    for key in ("head_ip", "worker_ips"):
+        line = next(x for x in ONPREM_YAML.read_text().splitlines() if x.strip().startswith(key))
+        assert "# EDIT:" in line, f"{key} is not marked EDIT"
