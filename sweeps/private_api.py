@@ -197,8 +197,11 @@ def check() -> None:
     private(actor, "_handle_result", f"{_WANDB}._WandbLoggingActor", "ray")
     private(node, "_force_on_current_node", "ray.air.util.node", "ray")
     from ray._private import ray_constants
+    from ray.tune.logger import LoggerCallback
 
     private(ray_constants, "ENABLE_RAY_CLUSTER", "ray._private.ray_constants", "ray")
+    # overridden by sweeps/pbt.py's result loggers
+    private(LoggerCallback, "_restore_from_remote", "ray.tune.logger.LoggerCallback", "ray")
 
     class Probe(WandbLoggerCallback):  # Ray's __init__, without Ray's __del__ (it needs Ray)
         def __del__(self) -> None:
