@@ -733,9 +733,14 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
     assert finished and _finished_trials(exp) < 6
     results_before = {name: (exp / name / "result.json").read_text() for name in finished}
 
-    # What --resume will restore from is all there: every checkpoint the snapshot names.
+    # What --resume will restore from is all there: every checkpoint the snapshot names for a
+    # trial it restores (not the finished ones, which --keep-checkpoints best may have pruned).
     snapshot = _snapshot_trials(exp)
-    named = {t: trial.checkpoint.path for t, (_, trial) in snapshot.items() if trial.checkpoint}
+    named = {
+        t: trial.checkpoint.path
+        for t, (status, trial) in snapshot.items()
+        if trial.checkpoint and status != "TERMINATED"
+    }
     assert named
     for trial_id, path in named.items():
         assert (Path(path) / core.CHECKPOINT_FILE).is_file(), (trial_id, path)
