@@ -56,35 +56,58 @@ def shm_used() -> int:
     return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
-class Sampler(threading.Thread):
+class PeakSampler(threading.Thread):
+    """Peaks over a run of what ``probe()`` returns (name -> value), sampled every ``interval``
+    seconds in a daemon thread until ``stop`` is set; ``bench/scale.py`` samples with it too."""
+
+    def __init__(self, interval: float):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.peak: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def probe(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def run(self):
+        while not self.stop.is_set():
+            for key, value in self.probe().items():
+                self.peak[key] = max(self.peak.get(key, 0), value)
+            self.stop.wait(self.interval)
+
+    def finish(self) -> dict[str, float]:
+        self.stop.set()
+        self.join()
+        return self.peak
+
+
+class Sampler(PeakSampler):
     """Peaks, over the run, of: busy workers, the workers' summed RSS and PSS, the raylet's RSS
     (it hosts the object store; its pages of stored objects count there), and /dev/shm above
     what it held when the sampler started (other Ray sessions on this machine add noise)."""
 
     def __init__(self, raylet: int, interval: float):
-        super().__init__(daemon=True)
-        self.raylet, self.interval = raylet, interval
+        super().__init__(interval)
+        self.raylet = raylet
         self.shm0 = shm_used()
-        self.peak = {"workers": 0, "rss": 0.0, "pss": 0.0, "raylet_rss": 0.0, "shm": 0.0}
-        self.stop = threading.Event()
 
-    def run(self):
-        while not self.stop.is_set():
-            rss = pss = 0.0
-            busy = 0
-            for w in workers(self.raylet):
-                try:
-                    info = w.memory_full_info()
-                    rss, pss = rss + info.rss, pss + info.pss
-                    busy += "IDLE" not in " ".join(w.cmdline())
-                except psutil.Error:
-                    pass
-            p = self.peak
-            p["workers"] = max(p["workers"], busy)
-            p["rss"], p["pss"] = max(p["rss"], rss), max(p["pss"], pss)
-            p["raylet_rss"] = max(p["raylet_rss"], psutil.Process(self.raylet).memory_info().rss)
-            p["shm"] = max(p["shm"], shm_used() - self.shm0)
-            self.stop.wait(self.interval)
+    def probe(self) -> dict[str, float]:
+        rss = pss = 0.0
+        busy = 0
+        for w in workers(self.raylet):
+            try:
+                info = w.memory_full_info()
+                rss, pss = rss + info.rss, pss + info.pss
+                busy += "IDLE" not in " ".join(w.cmdline())
+            except psutil.Error:
+                pass
+        return {
+            "workers": busy,
+            "rss": rss,
+            "pss": pss,
+            "raylet_rss": psutil.Process(self.raylet).memory_info().rss,
+            "shm": shm_used() - self.shm0,
+        }
 
 
 def measure(trials: int, args, storage: Path) -> dict:
@@ -107,9 +130,7 @@ def measure(trials: int, args, storage: Path) -> dict:
         if args.subset:
             argv.append(f"--subset={args.subset}")
         ae_sweep.main(argv)
-        sampler.stop.set()
-        sampler.join()
-        return sampler.peak
+        return sampler.finish()
     finally:
         ray.shutdown()
 

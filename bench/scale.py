@@ -1,0 +1,361 @@
+"""Scale: what the framework costs per trial at 10, 100 and 1,000 trials, against plain Ray Tune.
+
+    python bench/scale.py --sizes 10,100,1000 --json scale.json   # the issue's run: alone on the
+                                                                  # machine, ~1 h on 2 CPUs (estimate)
+    python bench/scale.py --sizes 10                              # a check: about a minute
+    python bench/scale.py --sizes 3 --json /tmp/scale.json        # what tests/test_bench_scale.py runs
+
+For each size N, in a random order (seeded by ``--seed``), on a fresh local Ray of ``--num-cpus``
+CPUs each time, with 2 trials of 1 CPU at a time:
+
+  ours   ``sweeps/ae_sweep.py``'s ``main`` as a user runs it: Optuna TPE on the SQLite study,
+         revising ASHA (grace 1, reduction factor 3), W&B offline through the W&B actor, a
+         checkpoint every epoch and the checkpoint pruner, the compact progress lines, and at the
+         end results.parquet and the best checkpoint evaluated on the test split;
+  plain  plain Ray Tune: a ``Tuner`` over the same trial space (Tune's random search, no
+         scheduler, no W&B, no checkpoints, ``verbose=0``, ``reuse_actors=True`` as ours), whose
+         function trainable runs the same ``train_autoencoder`` loop and only ``tune.report``s.
+
+The workload is the real autoencoder on a tiny budget (``--subset 2048``, whose validation
+split shrinks with it, and ``--epochs 2``: about a second of training per trial here), so the framework's own cost
+dominates. Each trial times its own training (the time outside its reports, ``bench_train_s``),
+so ideal = summed training time / 2 and overhead per trial = (wall - ideal) / N, for each side
+from its own trials (ASHA stops some of ours early: both are per trial). Wall is the side's
+whole run: Ray's start, the data, the fit, the results, Ray's shutdown.
+
+Per size it also records: the driver's CPU seconds (this process: Tune's loop, the searcher, the
+callbacks) and peak RSS; the experiment folder's size and file count; the last experiment
+snapshot's time (Tune's ``save_to_dir``, the final one, holding every trial) and the mean of all
+of them; ``results.finish`` (results.parquet, best.json: reading the experiment back and testing
+the best checkpoint) and ``write_best`` alone; Optuna TPE ask+tell on a study of that size
+(alone: the mean of its last tenth of trials); and the W&B actor's peak RSS (the ``WandbHub``
+actor and its W&B service).
+
+Output: a table, ``--json PATH``, and one last line for the largest size:
+``scale: N trials, overhead per trial X s (plain Ray Y s), ratio R``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import ray
+from memory import PeakSampler, raylet_pid, workers
+from ray import tune
+from ray.tune.execution.tune_controller import TuneController
+from sweep_overhead import _Timer, load, optuna_times
+
+from sweeps import ae_sweep, cli, results, runner
+from sweeps.search_space import trial_space
+from trainables import autoencoder, core
+from trainables.data import load_splits
+
+os.environ.setdefault("RAY_ADDRESS", "local")  # a fresh local Ray, never one found on the machine
+CONCURRENT = 2
+MB = 1e6
+TRAIN_S = "bench_train_s"
+
+
+# --- the trial's own training time --------------------------------------------------------------
+
+
+class TimedReporter:
+    """Wraps a trainable's reporter: adds to each report the seconds the trial spent outside its
+    reports since it started (model, data on the device, epochs), i.e. its training time."""
+
+    def __init__(self, inner):
+        self.inner, self.train_s, self.since = inner, 0.0, time.perf_counter()
+
+    def restore(self):
+        return self.inner.restore()
+
+    def report(self, metrics, payload):
+        self.train_s += time.perf_counter() - self.since
+        self.inner.report({**metrics, TRAIN_S: self.train_s}, payload)
+        self.since = time.perf_counter()
+
+
+class ReportOnly:
+    """Plain Ray Tune's reporter: ``tune.report`` of the metrics, no checkpoint."""
+
+    def restore(self):
+        return None
+
+    def report(self, metrics, payload):
+        tune.report(metrics)
+
+
+@functools.wraps(autoencoder.train_autoencoder)  # the name: Tune's trial folders follow it
+def timed_train_autoencoder(config, data=None, reporter=None):
+    inner = reporter or core.TuneReporter()
+    autoencoder.train_autoencoder(config, data=data, reporter=TimedReporter(inner))
+
+
+def plain_trainable(config, data=None):
+    timed_train_autoencoder(config, data=data, reporter=ReportOnly())
+
+
+class TimedAutoencoder:
+    """``trainables.autoencoder`` with the timed trainable (what ``runner.module_for`` hands out)."""
+
+    def __getattr__(self, name):
+        return getattr(autoencoder, name)
+
+    TRAINABLE = staticmethod(timed_train_autoencoder)
+
+
+# --- measuring one side ---------------------------------------------------------------------------
+
+
+class DriverSampler(PeakSampler):
+    """This process's RSS, and the W&B actor's (``ray::WandbHub`` and its children: the W&B
+    service), each sampled."""
+
+    def __init__(self, interval: float):
+        super().__init__(interval)
+        self.me, self.raylet = psutil.Process(), raylet_pid()
+
+    def probe(self) -> dict[str, float]:
+        wandb = 0.0
+        for w in workers(self.raylet):
+            try:
+                if " ".join(w.cmdline()).startswith("ray::WandbHub"):
+                    wandb += sum(p.memory_info().rss for p in [w, *w.children(recursive=True)])
+            except psutil.Error:
+                pass
+        return {"driver_rss": self.me.memory_info().rss, "wandb_actor_rss": wandb}
+
+
+def folder_stats(path: Path) -> tuple[int, int]:
+    files = [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files), len(files)
+
+
+def measured(side, args, n: int, storage: Path) -> dict:
+    """Run one side on a fresh local Ray; its wall, driver CPU and peaks, snapshot times, and its
+    trials' training times (what ``side`` returns)."""
+    snapshots = []
+    save = TuneController.save_to_dir
+
+    def timed_save(self):
+        t0 = time.perf_counter()
+        try:
+            return save(self)
+        finally:
+            snapshots.append(time.perf_counter() - t0)
+
+    TuneController.save_to_dir = timed_save
+    cpu0, t0 = os.times(), time.perf_counter()
+    try:
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level="WARNING")
+        sampler = DriverSampler(args.interval)
+        sampler.start()
+        try:
+            out = side(args, n, storage)
+        finally:
+            peak = sampler.finish()
+            ray.shutdown()
+    finally:
+        TuneController.save_to_dir = save
+    wall, cpu1 = time.perf_counter() - t0, os.times()
+    train = out.pop("train_s")
+    ideal = sum(train) / CONCURRENT
+    size, files = folder_stats(out.pop("folder"))
+    return {
+        "trials": len(train),
+        "wall_s": round(wall, 2),
+        "ideal_s": round(ideal, 2),
+        "train_s_per_trial": round(sum(train) / max(len(train), 1), 3),
+        "overhead_per_trial_s": round((wall - ideal) / n, 3),
+        "driver_cpu_s": round(cpu1.user + cpu1.system - cpu0.user - cpu0.system, 2),
+        "driver_peak_rss_mb": round(peak.get("driver_rss", 0) / MB, 1),
+        "folder_mb": round(size / MB, 2),
+        "folder_files": files,
+        "snapshots": len(snapshots),
+        "last_snapshot_s": round(snapshots[-1], 4) if snapshots else None,
+        "mean_snapshot_s": round(sum(snapshots) / len(snapshots), 4) if snapshots else None,
+        **out,
+        **(
+            {"wandb_actor_peak_rss_mb": round(peak.get("wandb_actor_rss", 0) / MB, 1)}
+            if side is ours
+            else {}
+        ),
+    }
+
+
+def sweep_argv(args, n: int, storage: Path, name: str) -> list[str]:
+    return [
+        f"--num-samples={n}",
+        f"--max-epochs={args.epochs}",
+        f"--max-concurrent={CONCURRENT}",
+        "--cpus-per-trial=1",
+        f"--subset={args.subset}",
+        f"--storage-path={storage}",
+        f"--name={name}",
+        "--wandb-mode=offline",
+        f"--seed={args.seed}",
+    ]
+
+
+def ours(args, n: int, storage: Path) -> dict:
+    name = f"ours_{n}"
+    finish, write_best = _Timer(results.finish), _Timer(results.write_best)
+    module_for = runner.module_for
+    results.finish, results.write_best = finish, write_best
+    runner.module_for = lambda kind: (
+        TimedAutoencoder() if kind == "autoencoder" else module_for(kind)
+    )
+    try:
+        summary = ae_sweep.main(sweep_argv(args, n, storage, name))
+    finally:
+        results.finish, results.write_best, runner.module_for = finish.fn, write_best.fn, module_for
+    if not summary["complete"] or summary["trials"] != n:
+        raise SystemExit(f"scale: the {n}-trial sweep did not finish: {summary}")
+    analysis = tune.ExperimentAnalysis(str(storage / name))
+    train = [float(t.last_result[TRAIN_S]) for t in analysis.trials]
+    return {
+        "train_s": train,
+        "folder": storage / name,
+        "trial_epochs": summary["trial_epochs"],
+        "stopped_early": summary["stopped_early"],
+        "finish_s": round(finish.seconds, 3),
+        "write_best_s": round(write_best.seconds, 3),
+    }
+
+
+def plain(args, n: int, storage: Path) -> dict:
+    name = f"plain_{n}"
+    parser = cli.build_parser(ae_sweep.SWEEP)
+    parser.add_argument("--latent-dim", type=int)
+    settings = cli.parse_settings(ae_sweep.SWEEP, parser, sweep_argv(args, n, storage, name))
+    space = trial_space(ae_sweep.SWEEP, settings, autoencoder, dict(ae_sweep.SPACES["report"]))
+    splits = load_splits(settings.data_dir, settings.val_size, settings.data_seed, settings.subset)
+    tuner = tune.Tuner(
+        tune.with_resources(
+            tune.with_parameters(plain_trainable, data=splits.without_test()), {"cpu": 1}
+        ),
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            num_samples=n, max_concurrent_trials=CONCURRENT, reuse_actors=True
+        ),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0),
+    )
+    grid = tuner.fit()
+    errors = [r.error for r in grid if r.error]
+    if errors:
+        raise SystemExit(f"scale: plain Ray Tune's trials failed: {errors[0]}")
+    train = [float(r.metrics[TRAIN_S]) for r in grid]
+    return {"train_s": train, "folder": storage / name, "trial_epochs": n * args.epochs}
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+COLUMNS = [  # (key, header, of the sides)
+    ("wall_s", "wall s", "both"),
+    ("ideal_s", "ideal s", "both"),
+    ("train_s_per_trial", "train s/trial", "both"),
+    ("overhead_per_trial_s", "overhead s/trial", "both"),
+    ("driver_cpu_s", "driver CPU s", "both"),
+    ("driver_peak_rss_mb", "driver RSS MB", "both"),
+    ("folder_mb", "folder MB", "both"),
+    ("folder_files", "files", "both"),
+    ("last_snapshot_s", "last snapshot s", "both"),
+    ("finish_s", "results+best s", "ours"),
+    ("write_best_s", "best.json s", "ours"),
+    ("optuna_ask_tell_ms", "Optuna ms/trial", "ours"),
+    ("wandb_actor_peak_rss_mb", "W&B actor MB", "ours"),
+]
+
+
+def table(sizes: list[dict]) -> str:
+    header = ["trials", "side", *(h for _, h, _ in COLUMNS)]
+    rows = []
+    for size in sizes:
+        for side in ("ours", "plain"):
+            r = size[side]
+            cells = [str(size["trials"]), side]
+            cells += ["" if r.get(k) is None else f"{r[k]:g}" for k, _, _ in COLUMNS]
+            rows.append(cells)
+    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
+    return "\n".join(
+        "  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in [header, *rows]
+    )
+
+
+def sizes_arg(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of trial counts; pass e.g. --sizes 10,100,1000"
+        )
+    return sizes
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=sizes_arg, default=[10, 100, 1000], help="trial counts")
+    p.add_argument("--epochs", type=int, default=2, help="epochs of a full trial (%(default)s)")
+    p.add_argument("--subset", type=int, default=2048, help="training images (%(default)s)")
+    p.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray (%(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the order and of TPE")
+    p.add_argument("--interval", type=float, default=0.5, help="seconds between memory samples")
+    p.add_argument("--keep", action="store_true", help="keep the experiment folders (printed)")
+    p.add_argument("--json", help="also write the results to this file")
+    args = p.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="bench_scale-"))
+    order = random.Random(args.seed)
+    print(
+        f"scale: sizes {args.sizes}, {args.epochs} epochs on {args.subset} images, {CONCURRENT} trials of 1 CPU at a time, {args.num_cpus} CPUs; "
+        f"load {load()}",
+        flush=True,
+    )
+    out = {"settings": vars(args), "sizes": []}
+    try:
+        for n in args.sizes:
+            entry = {"trials": n, "load_before": load()}
+            sides = {"ours": ours, "plain": plain}
+            entry["order"] = order.sample(list(sides), 2)
+            for side in entry["order"]:
+                entry[side] = measured(sides[side], args, n, root / f"{side}_{n}_runs")
+                print(f"  {n} trials: {side} done in {entry[side]['wall_s']} s", flush=True)
+            (root / f"optuna_{n}").mkdir()
+            times = optuna_times(n, args.epochs, root / f"optuna_{n}")
+            last = times[-max(1, n // 10) :]
+            entry["ours"]["optuna_ask_tell_ms"] = round(1000 * sum(last) / len(last), 2)
+            entry["load_after"] = load()
+            entry["ratio"] = round(
+                entry["ours"]["overhead_per_trial_s"] / entry["plain"]["overhead_per_trial_s"], 2
+            )
+            out["sizes"].append(entry)
+    finally:
+        if args.keep:
+            print(f"scale: experiment folders kept in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    print(table(out["sizes"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    big = max(out["sizes"], key=lambda e: e["trials"])
+    print(
+        f"scale: {big['trials']} trials, overhead per trial {big['ours']['overhead_per_trial_s']:.3f}"
+        f" s (plain Ray {big['plain']['overhead_per_trial_s']:.3f} s), ratio {big['ratio']:.2f}",
+        flush=True,
+    )
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

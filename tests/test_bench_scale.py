@@ -1,0 +1,72 @@
+"""bench/scale.py end to end at a tiny size: both sides run (our sweep, plain Ray Tune), every
+figure is in the json, and the last line is the one the issue asks for. About 30 s on 2 CPUs."""
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+BOTH = [
+    "trials",
+    "wall_s",
+    "ideal_s",
+    "train_s_per_trial",
+    "overhead_per_trial_s",
+    "driver_cpu_s",
+    "driver_peak_rss_mb",
+    "folder_mb",
+    "folder_files",
+    "snapshots",
+    "last_snapshot_s",
+    "mean_snapshot_s",
+    "trial_epochs",
+]
+OURS_ONLY = [
+    "stopped_early",
+    "finish_s",
+    "write_best_s",
+    "optuna_ask_tell_ms",
+    "wandb_actor_peak_rss_mb",
+]
+
+
+@pytest.mark.realdata
+def test_bench_scale_measures_both_sides_and_ends_with_the_scale_line(tmp_path):
+    out = tmp_path / "scale.json"
+    proc = subprocess.run(
+        [sys.executable, "bench/scale.py", "--sizes", "3", "--json", str(out)],
+        cwd=REPO,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"scale: 3 trials, overhead per trial (-?[\d.]+) s \(plain Ray (-?[\d.]+) s\), "
+        r"ratio (-?[\d.]+)",
+        last,
+    )
+    assert match, last
+    (size,) = json.loads(out.read_text())["sizes"]
+    assert size["trials"] == 3 and sorted(size["order"]) == ["ours", "plain"]
+    for side, keys in (("ours", BOTH + OURS_ONLY), ("plain", BOTH)):
+        missing = [k for k in keys if size[side].get(k) is None]
+        assert not missing, (side, missing)
+        assert size[side]["trials"] == 3
+        assert 0 < size[side]["ideal_s"] < size[side]["wall_s"]
+        assert size[side]["driver_peak_rss_mb"] > 50 and size[side]["folder_files"] > 0
+    assert size["ours"]["wandb_actor_peak_rss_mb"] > 0  # the W&B actor was found and sampled
+    assert size["ours"]["folder_mb"] > size["plain"]["folder_mb"]  # study, W&B, best checkpoint
+    ours, plain = (float(g) for g in match.groups()[:2])
+    assert ours == pytest.approx(size["ours"]["overhead_per_trial_s"], abs=1e-3)
+    assert plain == pytest.approx(size["plain"]["overhead_per_trial_s"], abs=1e-3)
+    assert math.isclose(float(match.group(3)), size["ratio"], abs_tol=0.01)
