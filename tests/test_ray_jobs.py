@@ -2,17 +2,13 @@
 job server), a sweep submitted to it with ``ray job submit`` and the project as the job's working
 directory (``cluster/job-runtime-env.yaml``), its results checked in the storage folder and its
 driver's output in the job's logs; a job stopped with ``ray job stop`` mid-sweep, and the sweep
-completed by ``--resume`` in a second job. Also: no process of that Ray, nor of the Ray a local
-sweep starts, listens beyond 127.0.0.1."""
+completed by ``--resume`` in a second job. No process of that Ray listens beyond 127.0.0.1 (a
+local sweep's own Ray: tests/test_reliability.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -117,42 +113,3 @@ def test_a_sweep_runs_as_a_ray_job_and_resumes_after_ray_job_stop(real_data_dir,
         table = pq.read_table(stopped / "results.parquet").to_pandas()
         assert table["trial_id"].nunique() == 12
     print(f"ray job submit to results (smoke sweep): {seconds:.0f} s")
-
-
-LOCAL_RAY = textwrap.dedent(
-    """
-    import json, os, sys
-    import psutil, ray
-    sys.path.insert(0, sys.argv[1])
-    from ray_head import listening_beyond_loopback
-    from sweeps import ae_sweep, cli, ray_cluster
-
-    parser = cli.build_parser(ae_sweep.SWEEP)
-    argv = ["--smoke-test", "--num-cpus", "1", "--storage-path", sys.argv[2]]
-    settings = cli.parse_settings(ae_sweep.SWEEP, parser, argv)
-    ray_cluster.start_ray(settings)
-    ray.get(ray.remote(lambda: 1).remote())  # a worker process too
-    me = psutil.Process()
-    print(json.dumps(listening_beyond_loopback([me, *me.children(recursive=True)])))
-    ray.shutdown()
-    """
-)
-
-
-@pytest.mark.slow
-def test_a_local_sweeps_ray_listens_only_on_loopback(tmp_path):
-    """The Ray a sweep starts without --address: its GCS, raylet, agents and workers all on
-    127.0.0.1 (Ray's default would be every interface, under the machine's external IP)."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
-    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="ray-local-")  # short: Ray's socket paths
-    out = subprocess.run(
-        [sys.executable, "-c", LOCAL_RAY, str(Path(__file__).parent), str(tmp_path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    wide = json.loads(out.stdout.strip().splitlines()[-1])
-    assert wide == [], f"a local sweep's Ray listens beyond 127.0.0.1: {wide}"

@@ -23,6 +23,7 @@ import contextlib
 import functools
 import hashlib
 import io
+import ipaddress
 import json
 import math
 import os
@@ -398,11 +399,14 @@ ray.shutdown()
 def test_the_local_ray_of_a_sweep_serves_no_dashboard():
     """A sweep's local Ray has its dashboard off: Ray reports no dashboard URL and nothing
     listens on the dashboard's port, on any address. Ray 2.60 still starts its dashboard
-    process, in its minimal form (no web frontend): it listens on no port, and start_ray tells
-    it 127.0.0.1. (Ray's own gRPC servers listen on every interface: the README says so.)"""
+    process (minimal without ray[default]), without its web frontend and told 127.0.0.1. And
+    every server of that Ray (GCS, raylet, agents, workers) listens on 127.0.0.1 only
+    (sweeps/private_api.py: Ray's default is every interface, under the external IP)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
     proc = subprocess.run(
         [sys.executable, "-c", RAY_OF_A_SWEEP],
         cwd=REPO,
+        env=env,  # without the tests' own loopback switch (conftest.py): start_ray's alone
         capture_output=True,
         text=True,
         timeout=180,
@@ -418,9 +422,16 @@ def test_the_local_ray_of_a_sweep_serves_no_dashboard():
         for cmd, listening in seen["processes"]
         if any(arg.endswith("dashboard/dashboard.py") for arg in cmd)
     ]
-    for cmd, listening in dashboards:
-        assert {"--minimal", "--disable-frontend", "--host=127.0.0.1"} <= set(cmd), cmd
-        assert listening == [], (cmd, listening)
+    assert dashboards, "no dashboard process found: the listing is not seeing the session"
+    for cmd, _ in dashboards:
+        assert {"--disable-frontend", "--host=127.0.0.1"} <= set(cmd), cmd
+    wide = [
+        (cmd[:2], ip, port)
+        for cmd, listening in seen["processes"]
+        for ip, port in listening
+        if not ipaddress.ip_address(ip.removeprefix("::ffff:")).is_loopback
+    ]
+    assert wide == [], f"a local sweep's Ray listens beyond 127.0.0.1: {wide}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -541,8 +552,8 @@ class _RecordingASHA(schedulers.RevisingASHAScheduler):
         return action
 
 
-def _recording_scheduler(settings):
-    scheduler = schedulers.build_scheduler(settings)
+def _recording_scheduler(settings, perturbations=None):
+    scheduler = schedulers.build_scheduler(settings, perturbations)
     scheduler.__class__ = _RecordingASHA  # a subclass that adds no state: only records
     return scheduler
 
