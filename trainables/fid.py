@@ -214,16 +214,15 @@ def real_stats(
     return activation_stats(features(_subset(images01, n, seed), net, batch_size))
 
 
-def fid_from_generator(
+def generator_stats(
     generator: torch.nn.Module,
     latent_size: int,
     n: int,
-    real_stats: tuple[np.ndarray, np.ndarray],
     device: str | torch.device = "cpu",
     seed: int = FID_SEED,
     batch_size: int = 1000,
-) -> float:
-    """FID-FM of ``n`` images from ``generator`` (tanh output in [-1, 1]) against ``real_stats``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """FID-FM (mu, sigma) of ``n`` images from ``generator`` (tanh output in [-1, 1]).
 
     The noise is drawn on the CPU from a torch.Generator seeded with ``seed``, so every trial, epoch
     and device (CUDA generators give other numbers) scores the same latent vectors, and the
@@ -244,7 +243,21 @@ def fid_from_generator(
         generator.train(was_training)
     # All n images (n x 3 kB) stay on the device and are featurised in the same batches: one
     # range check and one copy to the host for the whole set, not one per batch.
-    mu, sigma = activation_stats(features(torch.cat(fakes), net, batch_size))
+    return activation_stats(features(torch.cat(fakes), net, batch_size))
+
+
+def fid_from_generator(
+    generator: torch.nn.Module,
+    latent_size: int,
+    n: int,
+    real_stats: tuple[np.ndarray, np.ndarray],
+    device: str | torch.device = "cpu",
+    seed: int = FID_SEED,
+    batch_size: int = 1000,
+) -> float:
+    """FID-FM of ``n`` images from ``generator`` against ``real_stats``, from the noise seeded
+    with ``seed`` (``generator_stats``)."""
+    mu, sigma = generator_stats(generator, latent_size, n, device, seed, batch_size)
     return frechet_distance(mu, sigma, *real_stats)
 
 
@@ -273,6 +286,7 @@ __all__ = [
     "features",
     "fid_fm",
     "fid_from_generator",
+    "generator_stats",
     "frechet_distance",
     "full_float32",
     "load_reference",
