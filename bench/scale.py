@@ -55,7 +55,7 @@ from ray import tune
 from ray.tune.execution.tune_controller import TuneController
 from sweep_overhead import _Timer, load, optuna_times
 
-from sweeps import ae_sweep, cli, results, runner
+from sweeps import ae_sweep, cli, private_api, results, runner
 from sweeps.search_space import trial_space
 from trainables import autoencoder, core
 from trainables.data import load_splits
@@ -157,6 +157,7 @@ def measured(side, args, n: int, storage: Path) -> dict:
     TuneController.save_to_dir = timed_save
     cpu0, t0 = os.times(), time.perf_counter()
     try:
+        private_api.ray_on_loopback_only()  # as a sweep's own local Ray, for both sides
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, logging_level="WARNING")
         sampler = DriverSampler(args.interval)
         sampler.start()
