@@ -237,9 +237,11 @@ def write_best(
     checkpoint_uri = exp.copy_in(checkpoint.filesystem, source, BEST_CHECKPOINT)
     if exp.local is not None:
         test = module.evaluate_checkpoint(exp.local / BEST_CHECKPOINT, data=splits)
+        trained_on = core.load_checkpoint(exp.local / BEST_CHECKPOINT).get("trained_on")
     else:
         with checkpoint.as_directory() as d:
             test = module.evaluate_checkpoint(d, data=splits)
+            trained_on = core.load_checkpoint(d).get("trained_on")
     last = best.last_result
     val = {k: v for k, v in last.items() if k not in TUNE_KEYS or k == TRAINING_ITERATION}
     val = {k: v for k, v in val.items() if not k.startswith("config/")}
@@ -254,6 +256,7 @@ def write_best(
         "val": val,
         "test": test,
         "checkpoint": checkpoint_uri,
+        "trained_on": trained_on,  # node, host, GPU ids, CUDA_VISIBLE_DEVICES, torch device
         "study_storage": record["study_storage"],
         "study_name": record["study_name"],
         "study_file": record.get("study_file"),
@@ -284,6 +287,9 @@ def print_summary(spec: SweepSpec, settings: Settings, summary: dict, wandb_mode
         print(f"{name}: {len(failures) - 5} more failed; see the error column of {RESULTS_FILE}")
     if best:
         print(f"{name}: best trial {best['trial_id']}: " + json.dumps(best["config"]))
+    note = cpu_fallback_note(best)
+    if note:
+        print(f"{name}: {note}")
     parts = [
         f"{summary['trials']} trials",
         f"{summary['errored']} errored",
@@ -315,6 +321,20 @@ def print_summary(spec: SweepSpec, settings: Settings, summary: dict, wandb_mode
         for command, why in steps:
             print(f"  {command}\n      {why}")
     sys.stdout.flush()
+
+
+def cpu_fallback_note(best: dict[str, Any] | None) -> str | None:
+    """One line when the trials were granted GPUs but trained on the CPU (torch saw no CUDA
+    where they ran: Ray grants GPUs a node declares, real or not), read from where the best
+    trial's checkpoint records it was trained (``trained_on``); None otherwise."""
+    trained_on = (best or {}).get("trained_on") or {}
+    if not trained_on.get("gpu_ids") or trained_on.get("device") != "cpu":
+        return None
+    return (
+        "note: trials were granted GPUs but trained on the CPU (torch sees no CUDA on "
+        f"{trained_on.get('hostname')}, where the best trial ran with GPU "
+        f"{','.join(map(str, trained_on['gpu_ids']))})"
+    )
 
 
 def next_steps(summary: dict[str, Any], wandb_mode: str) -> list[tuple[str, str]]:

@@ -515,10 +515,10 @@ def clone_of(lineage: list[dict[str, Any]]) -> dict[str, Any]:
 class TuneReporter:
     """Inside a Ray Tune trial: restore from Tune's checkpoint, report through ``tune.report``.
     Each checkpoint also records where it was trained (``trained_on``: the Ray node, host, GPU
-    ids and torch device), which Tune's own result fields (one IP per machine) cannot tell, and
-    which trial trained which of its epochs (``lineage``). After Population Based Training has
-    restored this trial from another trial's checkpoint, every result also says so
-    (``cloned_from``, ``cloned_epoch``: ``clone_of``)."""
+    ids, ``CUDA_VISIBLE_DEVICES`` and torch device), which Tune's own result fields (one IP per
+    machine) cannot tell, and which trial trained which of its epochs (``lineage``). After
+    Population Based Training has restored this trial from another trial's checkpoint, every
+    result also says so (``cloned_from``, ``cloned_epoch``: ``clone_of``)."""
 
     def __init__(self) -> None:
         self.lineage: list[dict[str, Any]] = []
@@ -547,6 +547,8 @@ class TuneReporter:
                 "node_id": ray.get_runtime_context().get_node_id(),
                 "hostname": socket.gethostname(),
                 "gpu_ids": ray_gpu_ids() or [],
+                # what Ray set for this worker: the granted GPUs' ids (None with no GPU granted)
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                 "device": str(resolve_device(payload["config"].get("device", "auto"))),
             },
         }
