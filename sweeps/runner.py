@@ -148,9 +148,10 @@ def make_tuner(
         if settings.scheduler == "pbt"
         else CheckpointPruner(spec.metric, spec.mode, keep=settings.keep_checkpoints)
     )
-    callbacks: list[tune.Callback] = [pruner]
-    if settings.scheduler == "pbt":
-        callbacks += result_loggers()  # every epoch kept through PBT's pauses and restarts
+    # Every epoch's result kept through a trial's restarts in this driver: PBT's pauses, and a
+    # trial restored after a failure (a node lost mid-sweep: Ray's own loggers would put back
+    # the experiment folder's older copy of result.json, and results.parquet lose those epochs).
+    callbacks: list[tune.Callback] = [pruner, *result_loggers()]
     if wandb_mode != "disabled":
         callbacks.append(SweepWandbCallback(project=settings.wandb_project, group=settings.name))
     reporter = SweepProgress(  # the compact view; Ray's table with --verbose
