@@ -257,6 +257,8 @@ def test_a_node_that_leaves_costs_only_the_epochs_in_progress(gpu_cluster, real_
 
     table = pq.read_table(exp / "results.parquet").to_pandas()
     assert table["trial_id"].nunique() == trials, output[-5000:]
+    # Every epoch of every trial, the restored ones' too (Ray's own result loggers lost those
+    # reported since Tune's last sync of the trial's result.json: sweeps/runner.py)
     assert set(table["status"]) == {"TERMINATED"} and len(table) == trials * epochs
     assert "Trial task failed" in output and "its node has died" in output  # as Ray saw it
 
