@@ -246,7 +246,8 @@ def test_sweep_spreads_trials_over_the_worker_nodes(cluster, real_data_dir, tmp_
     storage, study = tmp_path / "runs", f"sqlite:///{tmp_path}/study.db"
     argv = ["--smoke-test", "--address", cluster.address, "--storage-path", str(storage)]
     argv += ["--cpus-per-trial", "1", "--gpus-per-trial", "0", "--study-storage", study]
-    argv += ["--wandb-mode", "disabled"]
+    # every trial's checkpoints kept: each records the node it trained on (trained_on)
+    argv += ["--wandb-mode", "disabled", "--keep-checkpoints", "all"]
     env = dict(os.environ, LATENTSWEEP_DATA=str(real_data_dir))  # the driver has the data
     output = run_sweep(argv, tmp_path, env, tmp_path / "sweep.log")
 
