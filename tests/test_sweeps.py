@@ -597,17 +597,25 @@ def test_classifier_sweep_on_the_ae_sweeps_best_encoder(ae_run, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_gan_sweep_reports_fid_every_epoch(local_ray, tmp_path):
+def test_gan_sweep_reports_fid_at_every_rung(local_ray, tmp_path):
+    """FID-FM is computed at the first epoch, at each ASHA rung (multiples of the grace period)
+    and at the last epoch; the epochs between repeat the last value, with its epoch."""
     from trainables import fid
 
     try:
         fid.load_reference()
     except fid.FIDError as e:
         pytest.skip(f"FID-FM reference weights unavailable: {e}")
-    summary = gan_sweep.main([*SMOKE, "--storage-path", str(tmp_path), "--num-samples", "3"])
+    argv = [*SMOKE, "--storage-path", str(tmp_path), "--num-samples", "3"]
+    argv += ["--grace-period", "3", "--max-epochs", "4"]  # rungs at epoch 3 (and 6: past the end)
+    summary = gan_sweep.main(argv)
     exp = tmp_path / "gan_sweep_smoke"
     table, best = check_sweep_folder(exp, summary, "fid", "min", ["d_loss", "g_loss", "fid"])
-    assert table["fid"].notna().all() and (table["fid_epoch"] == table["epoch"]).all()
+    assert table["fid"].notna().all()
+    fresh = table["epoch"].isin([1, 3, 4])
+    assert (table.loc[fresh, "fid_epoch"] == table.loc[fresh, "epoch"]).all()
+    assert (table.loc[table["epoch"] == 2, "fid_epoch"] == 1).all()
+    assert (table["epoch"] == 2).any()  # the stale epoch was run at all
     check_study_matches(exp, table, "fid", 2)
     assert math.isfinite(best["test"]["test_fid"])
 
