@@ -49,9 +49,11 @@ def trial_dirs(exp: Path) -> set[str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--trials", type=int, default=1000)
+    p.add_argument(
+        "--trials", type=int, default=1000, help="the sweep's --num-samples (%(default)s)"
+    )
     p.add_argument("--interrupt-after", type=int, default=500, help="finished trials before Ctrl-C")
-    p.add_argument("--json", default=None)
+    p.add_argument("--json", default=None, help="also write the figures here")
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="resume_scale-"))
     exp = root / "resume_scale"
