@@ -4,28 +4,16 @@ inside the job, the sweep's driver joining it with ``--address``, and the result
 storage folder. Slurm's and Ray's daemons are stopped afterwards."""
 
 import json
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from ray_head import free_port
 from slurm_cluster import SlurmCluster
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port_below_10000() -> int:
-    """Ray's head port must stay clear of the worker ports Ray takes (10002-19999)."""
-    for port in range(6400, 9999):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below 10000")
 
 
 @pytest.mark.slow
@@ -38,7 +26,7 @@ def test_the_slurm_template_runs_a_sweep(real_data_dir, tmp_path):
         "PROJECT": str(REPO),
         "STORAGE": str(storage),
         "HEAD_IP": "127.0.0.1",  # one node: Ray stays on the loopback address
-        "RAY_PORT": str(_free_port_below_10000()),
+        "RAY_PORT": str(free_port()),  # below 10000: clear of the worker ports Ray takes
         "RAY_TMPDIR": str(ray_dir),  # Ray's session files, kept apart from other tests' Ray
     }
     batch = ["--nodes=1", "--cpus-per-task=2", f"--output={tmp_path}/job-%j.log"]
