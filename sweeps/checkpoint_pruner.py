@@ -43,7 +43,7 @@ import posixpath
 import pyarrow.fs as pafs
 from ray import tune
 
-from sweeps.trainable import diverged, is_finite_number
+from sweeps.trainable import best_key
 
 logger = logging.getLogger(__name__)
 
@@ -137,10 +137,9 @@ class CheckpointPruner(tune.Callback):
     def _rank(self, trial, errored: bool) -> tuple[float, str] | None:
         """How ``sweeps/results.py`` ranks the candidates for the best trial (lower is better);
         None for a trial that cannot be the best."""
-        value = (trial.last_result or {}).get(self.metric)
-        if errored or trial.status == "ERROR" or diverged(trial) or not is_finite_number(value):
+        if errored or trial.status == "ERROR":
             return None
-        return (self.sign * value, trial.trial_id)
+        return best_key(trial, self.metric, self.sign)
 
     def _named(self, trial_id: str) -> bool:
         return any(trial_id in snapshot for snapshot in self._snapshots)

@@ -31,7 +31,7 @@ from sweeps.layout import (
 )
 from sweeps.settings import Settings, SweepSpec
 from sweeps.study_storage import copy_study_up
-from sweeps.trainable import DIVERGED, ERROR, diverged, is_finite_number, stopped_early
+from sweeps.trainable import DIVERGED, ERROR, best_key, diverged, stopped_early
 from sweeps.wandb_hub import wandb_key_configured, wandb_root
 from trainables import core
 
@@ -215,16 +215,14 @@ def finish(spec: SweepSpec, settings: Settings, exp: Folder, splits, module) -> 
         "complete": not unfinished and len(trials) >= settings.num_samples,
         "best": None,
     }
+    sign = 1.0 if spec.mode == "min" else -1.0
     candidates = [
-        t
+        (key, t)
         for t in trials
-        if t.status == "TERMINATED"
-        and not diverged(t)
-        and is_finite_number((t.last_result or {}).get(spec.metric))
+        if t.status == "TERMINATED" and (key := best_key(t, spec.metric, sign)) is not None
     ]
     if summary["complete"] and candidates:
-        sign = 1 if spec.mode == "min" else -1
-        best = min(candidates, key=lambda t: sign * t.last_result[spec.metric])
+        best = min(candidates, key=lambda c: c[0])[1]
         summary["best"] = write_best(spec, settings, exp, record, analysis, best, splits, module)
     return summary
 

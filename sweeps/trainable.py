@@ -70,6 +70,18 @@ def is_finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def best_key(trial, metric: str, sign: float) -> tuple[float, str] | None:
+    """How a trial ranks for the sweep's best (lower is better; ``sign`` 1 for a metric to
+    minimise, -1 to maximise): its last value of ``metric`` signed, then its trial id, so a tie
+    goes to the lowest id. None for a trial that cannot be the best: diverged, or without a finite
+    last value. ``results.finish`` picks ``best.json``'s trial by it, and the checkpoint pruner
+    keeps that trial's checkpoints by it."""
+    value = (trial.last_result or {}).get(metric)
+    if diverged(trial) or not is_finite_number(value):
+        return None
+    return (sign * value, trial.trial_id)
+
+
 def trial_dirname(trial) -> str:
     """Tune's ``trial_dirname_creator``: ``<trainable>_<trial_id>`` (``sweeps/layout.py``)."""
     return layout.trial_dirname(trial.trainable_name, trial.trial_id)
