@@ -181,15 +181,11 @@ def finish(spec: SweepSpec, settings: Settings, exp: Folder, splits, module) -> 
             failures[trial.trial_id] = ("diverged" if diverged(trial) else "errored", error)
         rows.extend(trial_rows(trial, history, settings.max_epochs, error))
     table = rows_to_table(rows)
-    for column, kind in ((ERROR, pa.string()), ("cloned_from", pa.string())):
+    typed = ((ERROR, pa.string()), ("cloned_from", pa.string()), ("cloned_epoch", pa.int64()))
+    for column, kind in typed:
         table = table.set_column(  # typed even when no trial failed (or was cloned)
             table.schema.get_field_index(column), column, table[column].cast(kind)
         )
-    table = table.set_column(
-        table.schema.get_field_index("cloned_epoch"),
-        "cloned_epoch",
-        table["cloned_epoch"].cast(pa.int64()),
-    )
     exp.write_parquet(RESULTS_FILE, table)
 
     unfinished = [t for t in trials if t.status not in ("TERMINATED", "ERROR")]
