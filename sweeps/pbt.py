@@ -1,7 +1,8 @@
 """What Population Based Training (``--scheduler pbt``) needs beyond Ray's scheduler: perturbed
 values kept inside the bounds the script wrote (``KeepInBounds``), and checkpoints kept while PBT
-may still restore a trial from them (``PBTCheckpointPruner``), and every epoch's result kept
-through the pauses and restarts PBT makes (``result_loggers``).
+may still restore a trial from them (``PBTCheckpointPruner``). Every epoch's result is kept
+through the pauses and restarts PBT makes by the result loggers every sweep uses
+(``sweeps/result_loggers.py``).
 
 Ray's ``PopulationBasedTraining`` (``sweeps/schedulers.py`` builds it) checks a trial every
 ``--perturbation-interval`` epochs: a trial in the bottom ``--quantile-fraction`` is paused and
@@ -15,13 +16,10 @@ trial they were cloned from (``trainables.core.clone_of``).
 from __future__ import annotations
 
 import collections
-from pathlib import Path
 from typing import Any
 
-from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, LoggerCallback
 from ray.tune.search.sample import Float, Integer
 
-from sweeps import private_api
 from sweeps.checkpoint_pruner import CheckpointPruner
 
 
@@ -91,36 +89,3 @@ class PBTCheckpointPruner(CheckpointPruner):
         if checkpoint.path in self.needed():
             return False
         return super()._rm(checkpoint)
-
-
-class _KeepThisDriversResults:
-    """Ray's result loggers (``result.json``, ``progress.csv``), but a trial restarted by this
-    driver appends to the file this driver has been writing.
-
-    On every start of a trial that has a checkpoint, Ray's loggers copy the trial's file from
-    the experiment folder over the driver's own copy (``LoggerCallback._restore_from_remote``),
-    and the experiment folder's copy is only as new as Tune's last sync. PBT pauses and restarts
-    trials every few epochs, so each restart dropped the epochs reported since that sync (4 of
-    16 rows were left in a 4-trial smoke sweep). The folder's copy is still what a new driver
-    (``--resume``) starts from."""
-
-    def _restore_from_remote(self, file_name: str, trial) -> None:
-        if Path(trial.local_path, file_name).exists():
-            return  # this driver's copy: every result it has logged
-        super()._restore_from_remote(file_name, trial)
-
-
-class KeepResultsJson(_KeepThisDriversResults, JsonLoggerCallback):
-    pass
-
-
-class KeepResultsCsv(_KeepThisDriversResults, CSVLoggerCallback):
-    pass
-
-
-def result_loggers() -> list[LoggerCallback]:
-    """The loggers a PBT sweep passes to Tune in place of its default JSON and CSV ones."""
-    private_api.private(
-        LoggerCallback, "_restore_from_remote", "ray.tune.logger.LoggerCallback", "ray"
-    )
-    return [KeepResultsJson(), KeepResultsCsv()]

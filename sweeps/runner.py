@@ -25,10 +25,11 @@ from sweeps import private_api, ray_cluster, results
 from sweeps.checkpoint_pruner import CheckpointPruner
 from sweeps.experiment import Folder, check_new, check_writable
 from sweeps.layout import STUDY_FILE, SWEEP_FILE
-from sweeps.pbt import PBTCheckpointPruner, result_loggers
+from sweeps.pbt import PBTCheckpointPruner
 from sweeps.progress import SweepProgress, quiet_driver_logs
 from sweeps.ray_cluster import TrialResources
 from sweeps.record import sweep_record
+from sweeps.result_loggers import result_loggers
 from sweeps.resume import check_restorable, restore_tuner
 from sweeps.schedulers import RevisingASHAScheduler, build_scheduler
 from sweeps.search_space import searched_keys, trial_perturbations, trial_space
