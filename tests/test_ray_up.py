@@ -13,6 +13,9 @@ run beside other tests that use Ray (pytest runs tests one at a time, as CI does
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -56,8 +59,6 @@ def onprem_config(ssh: SSHServer, name: str, port: int, dashboard: int, agent: i
 def test_ray_up_runs_a_sweep_on_the_onprem_config_and_ray_down_leaves_the_head_running(
     real_data_dir, tmp_path
 ):
-    import tempfile
-
     ray_dir = tempfile.mkdtemp(prefix="ray-up-")  # short: Ray's socket paths must fit
     env = {
         "RAY_TMPDIR": ray_dir,  # every Ray process the head starts carries it: found by it below
@@ -111,9 +112,6 @@ def test_ray_up_runs_a_sweep_on_the_onprem_config_and_ray_down_leaves_the_head_r
 
 
 def ssh_run(cmd: list[str], timeout: float):
-    import os
-    import subprocess
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
