@@ -23,7 +23,8 @@ from trainables.errors import UsageError, cli_errors
 METRIC, MODE = "fid", "min"
 
 SPACES = {
-    # Both Adam learning rates and beta1, the networks' sizes, batch size and D steps per G step.
+    # Both Adam learning rates and beta1, the networks' sizes, batch size, D steps per G step and
+    # the decay of the generator's weight average.
     "default": {
         "lr_g": tune.loguniform(5e-5, 1e-3),
         "lr_d": tune.loguniform(5e-5, 1e-3),
@@ -32,13 +33,16 @@ SPACES = {
         "latent_size": tune.choice([32, 64, 100, 128]),
         "batch_size": tune.choice([64, 128, 256]),
         "d_steps": tune.choice([1, 2]),
+        # the generator's weight average (0: none), which FID-FM then scores (trainables/gan.py)
+        "g_ema": tune.choice([0.0, 0.99, 0.999]),
         # fid_every: not here; main() sets it to the scheduler's period (fid_every below)
     },
 }
 
 # What Population Based Training may change while a trial trains (--scheduler pbt): both Adam
-# learning rates, beta1, the batch size and D steps per G step, never the networks' sizes. Axes
-# are perturbed x0.8 or x1.2 within these bounds (or resampled); lists step to a neighbour.
+# learning rates, beta1, the batch size and D steps per G step, never the networks' sizes or the
+# weight average's decay (a clone keeps its donor's). Axes are perturbed x0.8 or x1.2 within
+# these bounds (or resampled); lists step to a neighbour.
 PERTURBATIONS = {
     "default": {
         "lr_g": tune.loguniform(5e-5, 1e-3),

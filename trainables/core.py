@@ -450,14 +450,17 @@ def load_model(
     path: str | os.PathLike,
     kind: str,
     build: typing.Callable[[dict[str, Any]], torch.nn.Module],
-    state_key: str = "model",
+    state_key: str | tuple[str, ...] = "model",
     map_location: str | torch.device = "cpu",
 ) -> tuple[Any, dict[str, Any]]:
     """The trained module of a ``kind`` checkpoint, in eval mode, and the checkpoint's payload:
-    ``build(payload["model_args"])`` makes it untrained, ``payload["state"][state_key]`` fills it."""
+    ``build(payload["model_args"])`` makes it untrained, ``payload["state"][state_key]`` fills it
+    (of a tuple of keys, the first the checkpoint holds)."""
     payload = load_checkpoint(path, kind, map_location)
     model = build(payload["model_args"])
-    model.load_state_dict(payload["state"][state_key])
+    keys = (state_key,) if isinstance(state_key, str) else state_key
+    key = next((k for k in keys if k in payload["state"]), keys[-1])
+    model.load_state_dict(payload["state"][key])
     return model.eval(), payload
 
 

@@ -11,6 +11,7 @@ Checkpoints also keep 64 fixed-noise samples every ``sample_every`` epochs for t
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,12 @@ class GANConfig(core.TrainConfig):
     sample_every: int = core.param(
         10, "keep a 64-image fixed-noise grid every N epochs (and epochs 1 and last)"
     )
+    g_ema: float = core.param(
+        0.0,
+        "decay of an exponential moving average of the generator's weights, updated after every "
+        "generator step; when > 0 the average is what FID-FM, the samples and load_model use "
+        "(0.999 is usual; 0 = off)",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -65,6 +72,7 @@ class GANConfig(core.TrainConfig):
         _c(self, self.fid_every >= 1, "fid_every", "must be at least 1")
         _c(self, self.fid_samples >= 2, "fid_samples", "must be at least 2")
         _c(self, self.sample_every >= 1, "sample_every", "must be at least 1")
+        _c(self, 0 <= self.g_ema < 1, "g_ema", "must be in [0, 1) (0 = no average)")
 
 
 # The report's section III.B: latent 100, hidden 784, lr 1e-4, 300 epochs (Adam; beta1 unstated,
@@ -79,10 +87,27 @@ def _adam(cfg: GANConfig, params, lr: float) -> torch.optim.Optimizer:
     return opt(params, lr=lr, betas=(cfg.beta1, 0.999), weight_decay=cfg.weight_decay)
 
 
+def ema_steps_before(n: int, cfg: GANConfig, epoch: int) -> int:
+    """Generator steps before ``epoch`` at the config in force (PBT may have changed the batch
+    size or D steps since: then approximately), for the average's warm-up."""
+    return (epoch - 1) * (-(-n // cfg.batch_size) // cfg.d_steps)
+
+
+def ema_decay(cfg: GANConfig, g_step: int) -> float:
+    """The average's decay at generator step ``g_step`` (from 0): ``g_ema`` with the usual
+    warm-up, min(g_ema, (1 + t) / (10 + t)), so that early on it follows the generator closely
+    (an average still mostly of the random initial weights would lose every early ASHA rung)."""
+    return min(cfg.g_ema, (1 + g_step) / (10 + g_step))
+
+
 def train_epoch(
-    generator, discriminator, opt_g, opt_d, data: DeviceSplit, cfg, rng, device
+    generator, discriminator, opt_g, opt_d, data: DeviceSplit, cfg, rng, device, ema=None, epoch=1
 ) -> dict[str, float]:
-    """Non-saturating GAN losses; a generator step after every ``d_steps`` discriminator steps."""
+    """Non-saturating GAN losses; a generator step after every ``d_steps`` discriminator steps,
+    each followed by an update of ``ema`` (the generator's weight average, if any)."""
+    if ema is not None:
+        averaged, live = list(ema.parameters()), list(generator.parameters())
+        g_step = ema_steps_before(len(data), cfg, epoch)
     generator.train()
     discriminator.train()
     d_total, g_total = torch.zeros((), device=device), torch.zeros((), device=device)
@@ -111,6 +136,9 @@ def train_epoch(
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
+            if ema is not None:  # on the device, no host sync (as torch.optim.swa_utils does)
+                torch._foreach_lerp_(averaged, live, 1.0 - ema_decay(cfg, g_step))
+                g_step += 1
             g_total += g_loss.detach()
             g_n += 1
     return {"d_loss": (d_total / max(d_n, 1)).item(), "g_loss": (g_total / max(g_n, 1)).item()}
@@ -149,6 +177,13 @@ def train_gan(config: dict[str, Any], data: Splits | None = None, reporter=None)
         "opt_d": opt_d,
     }
     start, history, restored = core.restore_into(reporter, modules, KIND)
+    ema = None
+    if cfg.g_ema > 0:  # the generator's weight average: never trained, only averaged
+        ema = copy.deepcopy(generator).requires_grad_(False).eval()  # as initialised or restored
+        if "generator_ema" in restored.get("state", {}):  # else a checkpoint trained without one
+            ema.load_state_dict(restored["state"]["generator_ema"])
+        modules["generator_ema"] = ema
+    shown = generator if ema is None else ema  # what FID-FM and the sample grids see
     samples = dict(restored.get("samples", {}))
     model_args = {"latent_size": cfg.latent_size, "hidden_size": cfg.hidden_size}
 
@@ -158,19 +193,21 @@ def train_gan(config: dict[str, Any], data: Splits | None = None, reporter=None)
         core.set_epoch_lr(opt_d, cfg, epoch)
         metrics = {
             "epoch": epoch,
-            **train_epoch(generator, discriminator, opt_g, opt_d, train, cfg, rng, device),
+            **train_epoch(
+                generator, discriminator, opt_g, opt_d, train, cfg, rng, device, ema, epoch
+            ),
         }
         core.check_finite(metrics, epoch)
         if epoch % cfg.fid_every == 0 or epoch == cfg.epochs or not history:
             metrics["fid"] = fid.fid_from_generator(
-                generator, cfg.latent_size, n_fid, reference, device
+                shown, cfg.latent_size, n_fid, reference, device
             )
             metrics["fid_epoch"] = epoch
         else:  # keep the key at every report so ASHA can compare at any rung
             metrics["fid"], metrics["fid_epoch"] = history[-1]["fid"], history[-1]["fid_epoch"]
         core.check_finite(metrics, epoch)
         if epoch == 1 or epoch % cfg.sample_every == 0 or epoch == cfg.epochs:
-            samples[epoch] = fixed_samples(generator, cfg.latent_size, device)
+            samples[epoch] = fixed_samples(shown, cfg.latent_size, device)
         history.append(metrics)
         payload = core.checkpoint_payload(
             KIND, cfg, model_args, epoch, history, core.state_of(modules), samples=samples
@@ -183,8 +220,10 @@ TRAINABLE = train_gan
 
 
 def load_model(path, map_location="cpu") -> tuple[Generator, dict[str, Any]]:
-    """The trained generator in a checkpoint (eval mode) and the checkpoint's payload."""
-    return core.load_model(path, KIND, lambda args: Generator(**args), "generator", map_location)
+    """The trained generator in a checkpoint (eval mode) and the checkpoint's payload: its
+    weight average when it was trained with ``g_ema`` > 0, the generator FID-FM scored."""
+    keys = ("generator_ema", "generator")
+    return core.load_model(path, KIND, lambda args: Generator(**args), keys, map_location)
 
 
 def score_test(generator, test: DeviceSplit, cfg: GANConfig) -> dict[str, float]:
