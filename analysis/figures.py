@@ -22,6 +22,7 @@ from analysis.plotting import CLASSES, Figure, save
 from models import ConvAutoencoder
 from sweeps.layout import RESULTS_FILE, SWEEP_FILE
 from trainables import autoencoder, gan
+from trainables.fid import FID_SPREAD_SD
 
 UNTRAINED_SEED = 0  # initialises the untrained latent-2 autoencoder
 
@@ -242,8 +243,12 @@ def gan_figures(inputs: Inputs) -> list[Job]:
 
     def fid():
         test_fid = inputs.test_metrics().get("test_fid")
-        fig = mf.gan_fid(inputs.history(), test_fid)
-        return fig, "FID-FM of generated samples against validation images, per epoch."
+        fig = mf.gan_fid(inputs.history(), test_fid, FID_SPREAD_SD)
+        return fig, (
+            "FID-FM of generated samples against validation images, per epoch; the error bars "
+            f"are one value's spread over its seeds (sd {FID_SPREAD_SD:g}, docs/fid.md): "
+            "epochs whose bars overlap are not told apart."
+        )
 
     def samples():
         fig = mf.gan_samples(inputs.checkpoint().get("samples", {}), args.sample_grids)

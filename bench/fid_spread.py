@@ -3,17 +3,19 @@
 
     python bench/fid_spread.py                       # 3 epochs of each config, 5 seeds
     python bench/fid_spread.py --epochs 2 --seeds 3 --json runs/fid_spread.json
+    python bench/fid_spread.py --epochs 0 --checkpoint runs/gan_sweep/best   # a trained generator
 
 Generators: one untrained (the default GAN's networks, ``torch.manual_seed(0)``) and, after each
 of ``--epochs`` epochs on all 55,000 training images, the default config's (lr 2e-4, beta1 0.5)
-and the report's settings' (``--preset report``) generator. For every generator and each of
+and the report's settings' (``--preset report``) generator (``--epochs 0``: none), and the generator
+of each ``--checkpoint`` (a GAN checkpoint or folder; its weight average if it has one). For every generator and each of
 ``--seeds`` noise seeds (the first is ``FID_SEED``, what sweeps use) the 5,000 generated images'
 FID-FM statistics are computed once and compared with:
 
   test     5,000 test images, seeded by the same list of seeds (the first: ``test_fid``'s);
   val      the 5,000 validation images (all of them: ``fid`` during a sweep);
 
-giving, for the untrained and the last trained default generator, the spread over noise seeds
+giving, for the untrained, the last trained default and each checkpoint's generator, the spread over noise seeds
 (real side fixed), over real-sample seeds (noise fixed) and over both; the floor (5,000 training
 images against 5,000 test images, over the seeds) and the ceiling (5,000 uniform-noise images
 against the test images); and for every generator ``fid`` - ``test_fid`` at the standard seed,
@@ -67,6 +69,12 @@ def main() -> None:
     p.add_argument("--data-dir", default=None, help="FashionMNIST folder (default: found)")
     p.add_argument("--subset", type=int, default=None, help="training images (a quick check)")
     p.add_argument("--json", default=None, help="also write the figures here")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        help="also measure the generator of this GAN checkpoint (repeatable)",
+    )
     args = p.parse_args()
     t0 = time.time()
     data = load_splits(args.data_dir, subset=args.subset)
@@ -79,6 +87,8 @@ def main() -> None:
     generators["untrained"] = Generator(latent, hidden)
     train_seconds = {}
     for name, overrides in (("default", {}), ("report", gan.PRESETS["report"])):
+        if args.epochs == 0:
+            break
         cfg = {**overrides, "epochs": args.epochs, "fid_every": 10**6, "sample_every": 10**6}
         keep = EpochGenerators()
         start = time.time()
@@ -89,13 +99,18 @@ def main() -> None:
             g.load_state_dict(state)
             generators[f"{name}@{epoch}"] = g
         print(f"trained {name}: {args.epochs} epochs in {train_seconds[name]:.0f} s", flush=True)
+    checkpoints = {}
+    for path in args.checkpoint:
+        g, payload = gan.load_model(path)
+        name = f"checkpoint@{payload['epoch']}:{path}"
+        generators[name], checkpoints[name] = g, g.latent_size
 
     start = time.time()
     test = {s: fid.real_stats(data.test_x, n=n, seed=s) for s in seeds}
     val = fid.real_stats(data.val_x, n=n)  # the whole 5,000-image validation split
     train = {s: fid.real_stats(data.train_x, n=n, seed=s) for s in seeds}
     fake = {
-        (name, s): fid.generator_stats(g, latent, n, seed=s)
+        (name, s): fid.generator_stats(g, checkpoints.get(name, latent), n, seed=s)
         for name, g in generators.items()
         for s in seeds
     }
@@ -106,8 +121,9 @@ def main() -> None:
         return fid.frechet_distance(*a, *b)
 
     last = f"default@{args.epochs}"
-    out: dict = {"epochs": args.epochs, "seeds": seeds, "samples": n}
-    for name in ("untrained", last):
+    measured = ["untrained", *([last] if args.epochs else []), *checkpoints]
+    out: dict = {"epochs": args.epochs, "seeds": seeds, "samples": n, "measured": measured}
+    for name in measured:
         out[name] = {
             "noise_seeds": spread([d(fake[name, s], test[std]) for s in seeds]),
             "real_seeds": spread([d(fake[name, std], test[s]) for s in seeds]),
@@ -132,7 +148,7 @@ def main() -> None:
     out["same_order"] = by_fid == by_test
     out["order_by_fid"], out["order_by_test_fid"] = by_fid, by_test
     # Orders of pairs closer than the spread over both seeds decide nothing: count them.
-    noise = out[last]["both"]["range"]
+    noise = max(out[name]["both"]["range"] for name in measured)
     out["pairs_within_spread"] = sum(
         abs(rows[a]["test_fid"] - rows[b]["test_fid"]) < noise
         for i, a in enumerate(by_test)
@@ -145,7 +161,7 @@ def main() -> None:
     out["load_average"] = os.getloadavg()
 
     print(f"\nFID-FM spread over {len(seeds)} seeds, {n} samples a side (median [min, max], sd)")
-    for name in ("untrained", last):
+    for name in measured:
         for kind in ("noise_seeds", "real_seeds", "both"):
             s = out[name][kind]
             print(

@@ -421,3 +421,22 @@ def test_study_figures_of_a_single_trial_draw_without_warnings():
         sf.optimization_history(table, "val_mse", "min", "one")
         sf.parallel_coordinate(table, "val_mse", "min", "one")
         sf.rung_view(table, "val_mse", "min", [1, 2])
+
+
+def test_the_fid_figure_draws_one_values_spread_as_error_bars():
+    """gan_fid.png: an error bar of +-FID_SPREAD_SD at every epoch where FID-FM was computed, and
+    none at the epochs that only repeat the last value."""
+    from matplotlib.container import ErrorbarContainer
+
+    from analysis import model_figures
+    from trainables.fid import FID_SPREAD_SD
+
+    history = pd.DataFrame(
+        {"epoch": [1, 2, 3, 4], "fid": [900.0, 900.0, 700.0, 650.0], "fid_epoch": [1, 1, 3, 4]}
+    )
+    fig = model_figures.gan_fid(history, 640.0, FID_SPREAD_SD)
+    (bars,) = [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)]
+    segments = bars.lines[2][0].get_segments()
+    assert [s[0][0] for s in segments] == [1, 3, 4]
+    for ((_, low), (_, high)), value in zip(segments, [900, 700, 650], strict=True):
+        assert (low, high) == pytest.approx((value - FID_SPREAD_SD, value + FID_SPREAD_SD))

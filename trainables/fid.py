@@ -35,6 +35,10 @@ WEIGHTS_PATH = Path(__file__).resolve().parent / "assets" / "fm_reference.pt"
 REFERENCE_SHA256 = "289db5ee4ae1c369f31f094fc586e6ad118e2561a4c742bb1f2e0e261ad7ee85"
 FID_SAMPLES = 5000  # images on each side; FID is biased by sample size, so keep it fixed
 FID_SEED = 1234  # seeds the generator's noise and the choice of real images
+# The standard deviation of one FID-FM value over the seeds of the generator's noise and of the
+# choice of real images, both moved (bench/fid_spread.py; docs/fid.md "How noisy is one value"):
+# the largest measured. A difference between two values smaller than about twice it decides nothing.
+FID_SPREAD_SD = 8.5
 
 _CACHE: dict[tuple[str, str], FMReferenceCNN] = {}
 
