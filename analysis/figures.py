@@ -276,13 +276,44 @@ def gan_figures(inputs: Inputs) -> list[Job]:
         caption = f"{n} generated samples beside the same samples passed through the autoencoder"
         return fig, f"{caption} {inputs.ae['path']}; {scored}."
 
+    def compare():
+        if not inputs.compared_gans:
+            raise MissingInput(
+                "no GAN to compare with; pass --compare-gan runs/gan_report (any GAN checkpoint "
+                "or sweep folder, repeatable)"
+            )
+        this = "this sweep's best" if inputs.sweep and not args.checkpoint else "this GAN"
+        given = [(this, inputs.checkpoint(), inputs.test_metrics())]
+        panels = [
+            (_sample_title(name, payload, test), _last_samples(name, payload))
+            for name, payload, test in given + inputs.compared_gans
+        ]
+        return mf.gan_sample_comparison(panels), (
+            "The last sample grid of each generator (the same fixed noise, "
+            f"{gan.SAMPLE_COUNT} images each), titled with its epochs and test_fid."
+        )
+
     s = "GAN"
     return [
         (Entry("gan_losses.png", s, "Generator and discriminator losses (fig. 7)"), losses),
         (Entry("gan_fid.png", s, "FID-FM over epochs"), fid),
         (Entry("gan_samples.png", s, "Samples at several epochs (fig. 8)"), samples),
+        (Entry("gan_compare.png", s, "Samples beside other GANs' (--compare-gan)"), compare),
         (Entry("gan_autoencoder.png", s, "Samples through the autoencoder (fig. 9)"), through_ae),
     ]
+
+
+def _last_samples(name: str, payload: dict) -> torch.Tensor:
+    samples = payload.get("samples") or {}
+    if not samples:
+        raise MissingInput(f"{name}: its checkpoint holds no sample grids")
+    return samples[max(samples)]
+
+
+def _sample_title(name: str, payload: dict, test: dict) -> str:
+    """'<name>\n<epoch> epochs, test_fid <x>' (no test_fid when none was recorded)."""
+    score = f", test_fid {test['test_fid']:.1f}" if "test_fid" in test else ""
+    return f"{name}\n{payload['epoch']} epochs{score}"
 
 
 def fid_fm_pair(inputs: Inputs, raw, cleaned, real) -> tuple[str, str]:

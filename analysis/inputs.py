@@ -28,7 +28,8 @@ from analysis.experiment import (
     test_metrics_beside,
 )
 from models import ConvAutoencoder
-from trainables import autoencoder, classifier
+from sweeps.layout import SWEEP_FILE
+from trainables import autoencoder, classifier, gan
 from trainables.data import DeviceSplit
 from trainables.errors import UsageError
 
@@ -36,6 +37,17 @@ LATENT2_HINT = (
     "train one (python -m trainables.autoencoder --latent-dim 2 --out runs/ae_latent2) and pass "
     "--latent2-checkpoint runs/ae_latent2"
 )
+
+
+def compared_gan(path: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A --compare-gan input: (its path as given, its checkpoint, its test metrics: best.json's
+    for a sweep folder, else the test_metrics.json beside the checkpoint)."""
+    payload = load_input_checkpoint(path, gan.KIND)
+    folder = Path(path)
+    if (folder / SWEEP_FILE).is_file():
+        best = SweepFolder.open(folder).best or {}
+        return path, payload, dict(best.get("test") or {})
+    return path, payload, test_metrics_beside(payload["path"])
 
 
 class Inputs:
@@ -63,6 +75,7 @@ class Inputs:
             if args.ae_checkpoint
             else None
         )
+        self.compared_gans = [compared_gan(path) for path in args.compare_gan]
         if self.sweep and self.given_checkpoint:
             kind = self.given_checkpoint["kind"]
             if kind != self.sweep.model:

@@ -312,6 +312,18 @@ def gan_fid(
     return fig
 
 
+def gan_sample_comparison(panels: list[tuple[str, torch.Tensor]]) -> Figure:
+    """Several generators' fixed-noise sample grids side by side, each under its title."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 5.4), squeeze=False)
+    for ax, (title, grid) in zip(axes[0], panels, strict=True):
+        ax.imshow(image_grid(grid), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    fig.suptitle("Generated samples from fixed noise, each generator at its last epoch")
+    fig.tight_layout()
+    return fig
+
+
 def gan_samples(samples: dict[int, torch.Tensor], max_grids: int = 4) -> Figure:
     """The checkpoint's fixed-noise sample grids at up to ``max_grids`` epochs, first and last
     included: the same noise at each epoch, so the panels show one generator learning."""

@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="autoencoder (checkpoint or sweep folder) to pass GAN samples through",
     )
     parser.add_argument(
+        "--compare-gan",
+        metavar="PATH",
+        action="append",
+        default=[],
+        help="a GAN checkpoint or sweep folder whose last samples gan_compare.png draws beside "
+        "this GAN's, with both test_fid values (repeatable)",
+    )
+    parser.add_argument(
         "--study-storage",
         metavar="URL",
         help="Optuna storage URL to use instead of sweep.json's (whose password is masked)",

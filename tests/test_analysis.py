@@ -45,6 +45,7 @@ AE_FIGURES = [
 ]
 CLASSIFIER_FIGURES = ["confusion_matrix.png", "per_class_accuracy.png"]
 GAN_FIGURES = ["gan_losses.png", "gan_fid.png", "gan_samples.png", "gan_autoencoder.png"]
+GAN_FIGURES += ["gan_compare.png"]
 METRICS = {
     "autoencoder": ("val_mse", "min", ("train_mse", "val_mse")),
     "classifier": ("val_acc", "max", ("train_loss", "val_loss", "val_acc")),
@@ -287,9 +288,11 @@ def test_classifier_and_gan_sweep_reports(runs, monkeypatch):
 
     monkeypatch.setattr(fid, "WEIGHTS_PATH", runs["fid_weights"][0])
     monkeypatch.setattr(fid, "REFERENCE_SHA256", runs["fid_weights"][1])
-    report.main([str(runs["gan_sweep"]), "--ae-checkpoint", str(runs["ae_sweep"]), *FAST])
+    ae, other = ["--ae-checkpoint", str(runs["ae_sweep"])], ["--compare-gan", str(runs["gan"])]
+    report.main([str(runs["gan_sweep"]), *ae, *other, *FAST])
     out = runs["gan_sweep"] / "report"
     html = assert_report(out, SWEEP_FIGURES + GAN_FIGURES)
+    assert "Skipped figures" not in html
     assert "FID-FM against 200 test images" in html, html[-3000:]
     assert "FID-FM not computed" not in html
     assert "test_fid" in html
