@@ -155,6 +155,9 @@ class WandbHub:
             return
         try:
             run = self._wandb.init(**{**init_kwargs, "reinit": "create_new"})
+            # Charts against the epoch, not W&B's own step (``log`` below says why).
+            run.define_metric(TRAINING_ITERATION)
+            run.define_metric("*", step_metric=TRAINING_ITERATION)
             run.config.update({"trial_log_path": logdir}, allow_val_change=True)
             private_api.wandb_run_info_hook(run)
         except Exception:
@@ -165,6 +168,11 @@ class WandbHub:
         self._runs[trial_id] = (run, keys)
 
     def log(self, trial_id: str, result: dict) -> None:
+        """One W&B row per result, at W&B's own step, which only grows. A trial's epochs can go
+        back: Population Based Training clones a donor's checkpoint from an earlier epoch, a
+        retried trial restarts from its last checkpoint. W&B drops a row logged at a step below
+        its current one, so the epoch (``training_iteration``) is the charts' x-axis instead
+        (``define_metric`` in ``start``) and a rewound epoch is a new row, as in results.parquet."""
         if trial_id not in self._runs:
             logger.warning("W&B: no run for trial %s; result dropped", trial_id)
             return
@@ -172,7 +180,7 @@ class WandbHub:
         try:
             row, config_update = private_api.wandb_row(keys, result)
             run.config.update(config_update, allow_val_change=True)
-            run.log(row, step=row.get(TRAINING_ITERATION))
+            run.log(row)
         except Exception:
             logger.warning("W&B: could not log a result of trial %s", trial_id, exc_info=True)
 

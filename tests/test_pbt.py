@@ -292,3 +292,27 @@ def test_a_finished_pbt_sweep_resumes(pbt_run, capsys):
     after = pd.read_parquet(exp / "results.parquet")
     pd.testing.assert_frame_equal(before, after)
     assert "Optuna has no part in Population Based Training" in capsys.readouterr().out
+
+
+def test_wandb_keeps_every_result_of_a_trial_that_goes_back_to_an_earlier_epoch(tmp_path):
+    """A PBT clone of a donor's earlier checkpoint (or a retried trial) reports epochs it reported
+    before. W&B drops a row logged at a step below its current one; the sweep's W&B hub logs at
+    W&B's own step with the epoch as the charts' x-axis, so a real offline run keeps them all."""
+    import test_sweeps as ts
+
+    from sweeps.wandb_hub import WandbHub
+
+    hub = WandbHub()
+    init = {"mode": "offline", "dir": str(tmp_path), "project": "t", "id": "rewound"}
+    hub.start(
+        "rewound", str(tmp_path), exclude=["time_this_iter_s"], to_config=[], init_kwargs=init
+    )
+    results = [(1, 1.0), (2, 0.9), (3, 0.8), (2, 0.7), (3, 0.6), (4, 0.5)]  # cloned at epoch 1
+    for epoch, loss in results:
+        hub.log("rewound", {"training_iteration": epoch, "loss": loss, "time_this_iter_s": 1.0})
+    assert hub.close() == 1
+    (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    run_id, rows = ts.wandb_history(run_file)
+    assert run_id == "rewound"
+    assert [(r["training_iteration"], r["loss"]) for r in rows] == results
+    assert all("time_this_iter_s" not in r for r in rows)
