@@ -9,8 +9,8 @@ Passwords never reach a file or a log: ``masked_url`` is what sweep.json records
 
 A SQLite study on a local filesystem runs in SQLite's write-ahead-log mode with
 ``synchronous=NORMAL``: a commit is then an append to ``optuna.db-wal``, not an fsync, which
-halves what the study costs the driver (Optuna commits about 17 times per trial; BENCHMARKS.md
-section 6), and a power cut can lose the last commits but never corrupt the file. On a network
+takes about a quarter off what the study costs the driver per trial (it commits about 14 times
+per trial; ``bench/study_storage.py``, BENCHMARKS.md section 6), and a power cut can lose the last commits but never corrupt the file. On a network
 filesystem (NFS, Lustre, ...), where WAL's shared memory does not work, the file keeps SQLite's
 default rollback journal. ``settle_study`` folds the log back into ``optuna.db`` when a sweep
 ends, so that the file alone is the whole study.
