@@ -1,6 +1,6 @@
 """What the Optuna study costs the sweep's driver per trial, SQLite with its rollback journal (every
 commit an fsync) against write-ahead-log mode with synchronous=NORMAL (what a sweep on a local
-disk uses since #12), in one run, in a random order per round.
+disk uses since #12) and against no database at all, in one run, in a random order per round.
 
     python bench/study_storage.py                      # 1,000 trials, 3 rounds: ~3 min on 2 CPUs
     python bench/study_storage.py --trials 100 --rounds 1
@@ -10,7 +10,8 @@ driven as Ray Tune drives it for a trial of ``--epochs`` epochs (the autoencoder
 space): ``suggest`` (TPE ask and the ``trial_id`` user attribute), one ``on_trial_result`` per
 epoch (an intermediate value each) and ``on_trial_complete`` (the tell), a third of the trials
 COMPLETE and the rest PRUNED after their first epoch, as ASHA leaves them. The rollback arm
-turns WAL off (``study_storage.sqlite_uses_wal``), nothing else. Reported per arm and round:
+turns WAL off (``study_storage.sqlite_uses_wal``), nothing else; the memory arm gives the
+searcher no database (Optuna's in-memory storage): what TPE and the searcher cost alone. Reported per arm and round:
 milliseconds per trial over all trials and over the last tenth (what a sweep of that size pays
 per trial), and SQLite commits per trial.
 """
@@ -34,15 +35,16 @@ from sweeps import ae_sweep, study_storage
 from sweeps.searcher import TrialStateOptunaSearch
 
 
-def one_arm(trials: int, epochs: int, wal: bool, folder: Path) -> dict:
+def one_arm(trials: int, epochs: int, arm: str, folder: Path) -> dict:
     uses_wal = study_storage.sqlite_uses_wal
-    study_storage.sqlite_uses_wal = (lambda db: uses_wal(db)) if wal else (lambda db: False)
+    study_storage.sqlite_uses_wal = uses_wal if arm == "wal" else (lambda db: False)
     try:
-        storage = study_storage.SweepStudyStorage(f"sqlite:///{folder / 'optuna.db'}")
-        commits = [0]
-        sqlalchemy.event.listen(
-            storage.engine, "commit", lambda conn: commits.__setitem__(0, commits[0] + 1)
-        )
+        storage, commits = None, [0]  # memory: Optuna's in-memory storage, no database
+        if arm != "memory":
+            storage = study_storage.SweepStudyStorage(f"sqlite:///{folder / 'optuna.db'}")
+            sqlalchemy.event.listen(
+                storage.engine, "commit", lambda conn: commits.__setitem__(0, commits[0] + 1)
+            )
         searcher = TrialStateOptunaSearch(
             max_epochs=epochs, study_name="bench", storage=storage, seed=0
         )
@@ -60,12 +62,13 @@ def one_arm(trials: int, epochs: int, wal: bool, folder: Path) -> dict:
                 searcher.on_trial_result(trial_id, result)
             searcher.on_trial_complete(trial_id, result)
             times.append(time.perf_counter() - t0)
-        mode = (
-            sqlalchemy.create_engine(storage.url).connect().exec_driver_sql("PRAGMA journal_mode")
-        )
+        mode = None
+        if storage is not None:
+            with sqlalchemy.create_engine(storage.url).connect() as conn:
+                mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
         tail = times[-max(1, trials // 10) :]
         return {
-            "journal_mode": mode.scalar(),
+            "journal_mode": mode,
             "ms_per_trial": round(1000 * statistics.mean(times), 2),
             "ms_per_trial_last_tenth": round(1000 * statistics.mean(tail), 2),
             "commits_per_trial": round(commits[0] / trials, 2),
@@ -92,13 +95,13 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            order = ["rollback", "wal"]
+            order = ["rollback", "wal", "memory"]
             rng.shuffle(order)
             row = {"order": order}
             for arm in order:
                 folder = Path(tmp) / f"{r}-{arm}"
                 folder.mkdir()
-                row[arm] = one_arm(args.trials, args.epochs, arm == "wal", folder)
+                row[arm] = one_arm(args.trials, args.epochs, arm, folder)
                 print(f"round {r + 1} {arm:8s} {json.dumps(row[arm])}", flush=True)
             row["ratio_last_tenth"] = round(
                 row["wal"]["ms_per_trial_last_tenth"] / row["rollback"]["ms_per_trial_last_tenth"],
@@ -107,7 +110,7 @@ def main() -> None:
             out["rounds"].append(row)
     out["load_after"] = os.getloadavg()
     ratios = [r["ratio_last_tenth"] for r in out["rounds"]]
-    for arm in ("rollback", "wal"):
+    for arm in ("rollback", "wal", "memory"):
         last = [r[arm]["ms_per_trial_last_tenth"] for r in out["rounds"]]
         print(
             f"{arm:8s} ms/trial (last tenth): median {statistics.median(last)} [{min(last)}, {max(last)}]"
