@@ -282,7 +282,7 @@ def gan_figures(inputs: Inputs) -> list[Job]:
                 "no GAN to compare with; pass --compare-gan runs/gan_report (any GAN checkpoint "
                 "or sweep folder, repeatable)"
             )
-        this = "this sweep's best" if inputs.sweep and not args.checkpoint else "this GAN"
+        this = inputs.folder.name + (" (best)" if inputs.sweep and not args.checkpoint else "")
         given = [(this, inputs.checkpoint(), inputs.test_metrics())]
         panels = [
             (_sample_title(name, payload, test), _last_samples(name, payload))

@@ -40,14 +40,15 @@ LATENT2_HINT = (
 
 
 def compared_gan(path: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """A --compare-gan input: (its path as given, its checkpoint, its test metrics: best.json's
-    for a sweep folder, else the test_metrics.json beside the checkpoint)."""
+    """A --compare-gan input: (its name: the folder's, its checkpoint, its test metrics:
+    best.json's for a sweep folder, else the test_metrics.json beside the checkpoint)."""
     payload = load_input_checkpoint(path, gan.KIND)
     folder = Path(path)
     if (folder / SWEEP_FILE).is_file():
         best = SweepFolder.open(folder).best or {}
-        return path, payload, dict(best.get("test") or {})
-    return path, payload, test_metrics_beside(payload["path"])
+        return f"{folder.name} (best)", payload, dict(best.get("test") or {})
+    name = Path(payload["path"]).parent.name
+    return name, payload, test_metrics_beside(payload["path"])
 
 
 class Inputs:

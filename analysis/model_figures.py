@@ -289,7 +289,7 @@ def gan_fid(
     history: pd.DataFrame, test_fid: float | None = None, spread: float | None = None
 ) -> Figure:
     """FID-FM at each epoch where it was computed (others repeat the last value), with an error
-    bar of +-``spread`` (one value's standard deviation over its seeds, ``fid.FID_SPREAD_SD``)."""
+    bar of ±``spread`` (one value's standard deviation over its seeds, ``fid.FID_SPREAD_SD``)."""
     if "fid" not in history:
         raise MissingInput("the checkpoint's history has no fid; it finished no epoch")
     rows = history.dropna(subset=["fid"])
@@ -298,7 +298,7 @@ def gan_fid(
     fig, ax = plt.subplots(figsize=(9, 5.5))
     label = "fid (validation images)"
     if spread:
-        label += f", error bar +-{spread:g}: one value's sd over its seeds (docs/fid.md)"
+        label += f", error bar ±{spread:g}: one value's sd over its seeds (docs/fid.md)"
     ax.errorbar(rows["epoch"], rows["fid"], yerr=spread, marker="o", capsize=3, label=label)
     if test_fid is not None:
         ax.axhline(test_fid, color="tab:red", ls="--", label=f"test_fid {test_fid:.2f}")
