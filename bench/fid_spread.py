@@ -99,18 +99,19 @@ def main() -> None:
             g.load_state_dict(state)
             generators[f"{name}@{epoch}"] = g
         print(f"trained {name}: {args.epochs} epochs in {train_seconds[name]:.0f} s", flush=True)
-    checkpoints = {}
+    checkpoints = []  # the names of the --checkpoint generators
     for path in args.checkpoint:
         g, payload = gan.load_model(path)
         name = f"checkpoint@{payload['epoch']}:{path}"
-        generators[name], checkpoints[name] = g, g.latent_size
+        generators[name] = g
+        checkpoints.append(name)
 
     start = time.time()
     test = {s: fid.real_stats(data.test_x, n=n, seed=s) for s in seeds}
     val = fid.real_stats(data.val_x, n=n)  # the whole 5,000-image validation split
     train = {s: fid.real_stats(data.train_x, n=n, seed=s) for s in seeds}
     fake = {
-        (name, s): fid.generator_stats(g, checkpoints.get(name, latent), n, seed=s)
+        (name, s): fid.generator_stats(g, g.latent_size, n, seed=s)
         for name, g in generators.items()
         for s in seeds
     }

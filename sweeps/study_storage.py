@@ -242,9 +242,10 @@ def open_study_storage(url: str, study_name: str) -> optuna.storages.BaseStorage
 def copy_study_up(exp: Folder, record: dict[str, Any]) -> None:
     """At the end of a sweep: its SQLite study settled into one file (``settle_study``), and for
     a remote experiment copied into <experiment>/optuna.db."""
-    if record.get("study_file"):
-        settle_study(record["study_storage"])
-    if record.get("study_file") and exp.local is None:
+    if not record.get("study_file"):  # no SQLite study of its own (--study-storage, PBT)
+        return
+    settle_study(record["study_storage"])
+    if exp.local is None:
         local_db = sqlite_path(record["study_storage"])
         exp.copy_in(pafs.LocalFileSystem(), str(local_db), STUDY_FILE)
 
