@@ -12,8 +12,10 @@ A SQLite study on a local filesystem runs in SQLite's write-ahead-log mode with
 takes about a quarter off what the study costs the driver per trial (it commits about 14 times
 per trial; ``bench/study_storage.py``, BENCHMARKS.md section 6), and a power cut can lose the last commits but never corrupt the file. On a network
 filesystem (NFS, Lustre, ...), where WAL's shared memory does not work, the file keeps SQLite's
-default rollback journal. ``settle_study`` folds the log back into ``optuna.db`` when a sweep
-ends, so that the file alone is the whole study.
+default rollback journal. When a sweep ends (or is stopped with Ctrl-C), ``settle_study`` folds
+the log back into ``optuna.db`` and returns the file to the rollback journal: the file alone is
+then the whole study, and a reader (the report, optuna-dashboard) leaves no ``-wal``/``-shm``
+files in a finished sweep's folder, which it would with the file still in WAL mode.
 
 ``--resume DIR`` finds the study in ``DIR`` (``DIR/optuna.db``), wherever the folder was when the
 sweep started: Ray Tune pickles the searcher, and with it the study's storage and its URL, into
@@ -31,6 +33,7 @@ import os
 import sqlite3
 import time
 import types
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -109,14 +112,26 @@ def sqlite_uses_wal(db: Path) -> bool:
     return filesystem_type(db.parent) in LOCAL_FILESYSTEMS
 
 
+# The SweepStudyStorages of this process that put their SQLite file in WAL mode.
+_wal_storages: weakref.WeakSet[SweepStudyStorage] = weakref.WeakSet()
+
+
 def settle_study(url: str | None) -> None:
-    """Fold a SQLite study's write-ahead log into its file (``optuna.db-wal`` into ``optuna.db``),
-    so that the file alone holds the whole study: when a sweep ends, and before it is copied."""
+    """When a sweep ends, before its study is copied: fold a SQLite study's write-ahead log into
+    its file (``optuna.db-wal`` into ``optuna.db``) and return the file to the rollback journal,
+    so that the file alone holds the whole study and reading it writes nothing beside it. This
+    process's connections to it (the searcher's) are closed first: leaving WAL needs the file to
+    itself. If another process still has it open (optuna-dashboard), it stays in WAL mode."""
     db = sqlite_path(url) if url else None
     if db is None or not db.exists():
         return
+    for storage in list(_wal_storages):
+        if sqlite_path(storage.url) == db:
+            storage.engine.dispose()  # a later use reconnects, in WAL mode again
     with contextlib.closing(sqlite3.connect(db, timeout=60)) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no-op without a log
+        with contextlib.suppress(sqlite3.OperationalError):  # busy: another process has it
+            conn.execute("PRAGMA journal_mode=DELETE")
 
 
 def masked_url(url: str) -> str:
@@ -168,6 +183,7 @@ class SweepStudyStorage(optuna.storages.RDBStorage):
             dbapi_connection.execute("PRAGMA synchronous=NORMAL")
 
         self.engine.dispose()
+        _wal_storages.add(self)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
