@@ -1,6 +1,7 @@
-"""What the Optuna study costs the sweep's driver per trial, SQLite with its rollback journal (every
-commit an fsync) against write-ahead-log mode with synchronous=NORMAL (what a sweep on a local
-disk uses since #12) and against no database at all, in one run, in a random order per round.
+"""What the Optuna study costs the sweep's driver per trial: SQLite with its rollback journal (what
+a sweep uses; every commit an fsync), the same in write-ahead-log mode with synchronous=NORMAL
+(tried for #12 and not adopted: BENCHMARKS.md section 6 says why), and no database at all, in
+one run, in a random order per round.
 
     python bench/study_storage.py                      # 1,000 trials, 3 rounds: ~3 min on 2 CPUs
     python bench/study_storage.py --trials 100 --rounds 1
@@ -9,9 +10,9 @@ Each arm is the sweep's own searcher, ``TrialStateOptunaSearch`` on a ``SweepStu
 driven as Ray Tune drives it for a trial of ``--epochs`` epochs (the autoencoder's report
 space): ``suggest`` (TPE ask and the ``trial_id`` user attribute), one ``on_trial_result`` per
 epoch (an intermediate value each) and ``on_trial_complete`` (the tell), a third of the trials
-COMPLETE and the rest PRUNED after their first epoch, as ASHA leaves them. The rollback arm
-turns WAL off (``study_storage.sqlite_uses_wal``), nothing else; the memory arm gives the
-searcher no database (Optuna's in-memory storage): what TPE and the searcher cost alone. Reported per arm and round:
+COMPLETE and the rest PRUNED after their first epoch, as ASHA leaves them. The WAL arm sets the
+two pragmas on every connection, nothing else; the memory arm gives the searcher no database
+(Optuna's in-memory storage): what TPE and the searcher cost alone. Reported per arm and round:
 milliseconds per trial over all trials and over the last tenth (what a sweep of that size pays
 per trial), and SQLite commits per trial.
 """
@@ -35,46 +36,49 @@ from sweeps import ae_sweep, study_storage
 from sweeps.searcher import TrialStateOptunaSearch
 
 
+def _wal(dbapi_connection, _record) -> None:
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
 def one_arm(trials: int, epochs: int, arm: str, folder: Path) -> dict:
-    uses_wal = study_storage.sqlite_uses_wal
-    study_storage.sqlite_uses_wal = uses_wal if arm == "wal" else (lambda db: False)
-    try:
-        storage, commits = None, [0]  # memory: Optuna's in-memory storage, no database
-        if arm != "memory":
-            storage = study_storage.SweepStudyStorage(f"sqlite:///{folder / 'optuna.db'}")
-            sqlalchemy.event.listen(
-                storage.engine, "commit", lambda conn: commits.__setitem__(0, commits[0] + 1)
-            )
-        searcher = TrialStateOptunaSearch(
-            max_epochs=epochs, study_name="bench", storage=storage, seed=0
+    storage, commits = None, [0]  # memory: Optuna's in-memory storage, no database
+    if arm != "memory":
+        storage = study_storage.SweepStudyStorage(f"sqlite:///{folder / 'optuna.db'}")
+        if arm == "wal":
+            sqlalchemy.event.listen(storage.engine, "connect", _wal)
+            storage.engine.dispose()  # the connections opened before get the pragmas too
+        sqlalchemy.event.listen(
+            storage.engine, "commit", lambda conn: commits.__setitem__(0, commits[0] + 1)
         )
-        searcher.set_search_properties("val_mse", "min", dict(ae_sweep.SPACES["report"]))
-        times = []
-        for i in range(trials):
-            trial_id = f"t{i:05d}"
-            t0 = time.perf_counter()
-            searcher.suggest(trial_id)
-            last = epochs if i % 3 == 0 else 1  # a third run to the end, the rest are pruned
-            result = {}
-            for epoch in range(1, last + 1):
-                result = {TRAINING_ITERATION: epoch, "val_mse": 0.02 + (i % 7) / 1000 / epoch}
-                result |= {"iterations_since_restore": epoch, "time_total_s": float(epoch)}
-                searcher.on_trial_result(trial_id, result)
-            searcher.on_trial_complete(trial_id, result)
-            times.append(time.perf_counter() - t0)
-        mode = None
-        if storage is not None:
-            with sqlalchemy.create_engine(storage.url).connect() as conn:
-                mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
-        tail = times[-max(1, trials // 10) :]
-        return {
-            "journal_mode": mode,
-            "ms_per_trial": round(1000 * statistics.mean(times), 2),
-            "ms_per_trial_last_tenth": round(1000 * statistics.mean(tail), 2),
-            "commits_per_trial": round(commits[0] / trials, 2),
-        }
-    finally:
-        study_storage.sqlite_uses_wal = uses_wal
+    searcher = TrialStateOptunaSearch(
+        max_epochs=epochs, study_name="bench", storage=storage, seed=0
+    )
+    searcher.set_search_properties("val_mse", "min", dict(ae_sweep.SPACES["report"]))
+    times = []
+    for i in range(trials):
+        trial_id = f"t{i:05d}"
+        t0 = time.perf_counter()
+        searcher.suggest(trial_id)
+        last = epochs if i % 3 == 0 else 1  # a third run to the end, the rest are pruned
+        result = {}
+        for epoch in range(1, last + 1):
+            result = {TRAINING_ITERATION: epoch, "val_mse": 0.02 + (i % 7) / 1000 / epoch}
+            result |= {"iterations_since_restore": epoch, "time_total_s": float(epoch)}
+            searcher.on_trial_result(trial_id, result)
+        searcher.on_trial_complete(trial_id, result)
+        times.append(time.perf_counter() - t0)
+    mode = None
+    if storage is not None:
+        with sqlalchemy.create_engine(storage.url).connect() as conn:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+    tail = times[-max(1, trials // 10) :]
+    return {
+        "journal_mode": mode,
+        "ms_per_trial": round(1000 * statistics.mean(times), 2),
+        "ms_per_trial_last_tenth": round(1000 * statistics.mean(tail), 2),
+        "commits_per_trial": round(commits[0] / trials, 2),
+    }
 
 
 def main() -> None:

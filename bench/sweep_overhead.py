@@ -198,7 +198,7 @@ def optuna_times(num_trials: int, epochs: int, storage: Path) -> list[float]:
     """Seconds of Optuna work for each trial in turn as the sweep's searcher does it: TPE ask on
     the report space, one report per epoch and a tell, on a SQLite study (TPE's ask grows with
     the trials already told: the last ones are what a sweep of this size pays). The study's
-    storage is the sweep's own (``SweepStudyStorage``: WAL on a local disk)."""
+    storage is the sweep's own (``SweepStudyStorage``)."""
     import optuna
 
     from sweeps.study_storage import SweepStudyStorage

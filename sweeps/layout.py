@@ -8,8 +8,6 @@ The experiment folder, ``<storage-path>/<name>`` (a local folder, or s3:// / gs:
 
     sweep.json          the sweep's resolved settings, written first (marks a sweep folder)
     optuna.db           the Optuna study (SQLite), unless --study-storage names another database
-    optuna.db-wal, -shm while a sweep runs on a local disk: SQLite's write-ahead log (part of the
-                        study until the sweep ends and folds it into optuna.db: move them with it)
     tuner.pkl, experiment_state-*.json, searcher-state-*.pkl, ...   Ray Tune's state (--resume)
     <trainable>_<trial_id>/   one folder per trial: result.json, progress.csv, params.json,
                         checkpoint_NNNNNN/checkpoint.pt (the best and the latest are kept)

@@ -7,16 +7,6 @@ object storage, so for an s3:// or gs:// experiment the file is kept on the driv
 copied to ``<experiment>/optuna.db`` when the sweep ends (and back, to resume elsewhere).
 Passwords never reach a file or a log: ``masked_url`` is what sweep.json records.
 
-A SQLite study on a local filesystem runs in SQLite's write-ahead-log mode with
-``synchronous=NORMAL``: a commit is then an append to ``optuna.db-wal``, not an fsync, which
-takes about a quarter off what the study costs the driver per trial (it commits about 14 times
-per trial; ``bench/study_storage.py``, BENCHMARKS.md section 6), and a power cut can lose the last commits but never corrupt the file. On a network
-filesystem (NFS, Lustre, ...), where WAL's shared memory does not work, the file keeps SQLite's
-default rollback journal. When a sweep ends (or is stopped with Ctrl-C), ``settle_study`` folds
-the log back into ``optuna.db`` and returns the file to the rollback journal: the file alone is
-then the whole study, and a reader (the report, optuna-dashboard) leaves no ``-wal``/``-shm``
-files in a finished sweep's folder, which it would with the file still in WAL mode.
-
 ``--resume DIR`` finds the study in ``DIR`` (``DIR/optuna.db``), wherever the folder was when the
 sweep started: Ray Tune pickles the searcher, and with it the study's storage and its URL, into
 the folder, and Optuna's ``RDBStorage`` reconnects to that URL the moment it is unpickled (it
@@ -27,13 +17,10 @@ searcher is a ``SweepStudyStorage``, which --resume points at the study it found
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import sqlite3
 import time
 import types
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -68,72 +55,6 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
 
 
-# Filesystems whose files SQLite's WAL mode can share between connections (its -shm file is
-# memory-mapped): local disks and memory. Any other, and a mount that cannot be told, is treated as
-# a network filesystem.
-LOCAL_FILESYSTEMS = frozenset(
-    [
-        "ext2",
-        "ext3",
-        "ext4",
-        "xfs",
-        "btrfs",
-        "zfs",
-        "f2fs",
-        "bcachefs",
-        "jfs",
-        "reiserfs",
-        "tmpfs",
-        "ramfs",
-        "overlay",
-    ]
-)
-
-
-def filesystem_type(path: Path, mountinfo: str = "/proc/self/mountinfo") -> str | None:
-    """The type of the Linux filesystem that holds ``path`` (from ``mountinfo``: the last-mounted
-    of the longest mount points above it), or None where that cannot be read (macOS, Windows)."""
-    try:
-        lines = Path(mountinfo).read_text().splitlines()
-    except OSError:
-        return None
-    target, best, kind = os.path.realpath(path), "", None
-    for line in lines:
-        fields, _, tail = line.partition(" - ")
-        mount = fields.split()[4].replace("\\040", " ")
-        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
-        if inside and len(mount) >= len(best) and tail:
-            best, kind = mount, tail.split()[0]
-    return kind
-
-
-def sqlite_uses_wal(db: Path) -> bool:
-    """Whether the SQLite study ``db`` gets WAL mode: only on a local filesystem."""
-    return filesystem_type(db.parent) in LOCAL_FILESYSTEMS
-
-
-# The SweepStudyStorages of this process that put their SQLite file in WAL mode.
-_wal_storages: weakref.WeakSet[SweepStudyStorage] = weakref.WeakSet()
-
-
-def settle_study(url: str | None) -> None:
-    """When a sweep ends, before its study is copied: fold a SQLite study's write-ahead log into
-    its file (``optuna.db-wal`` into ``optuna.db``) and return the file to the rollback journal,
-    so that the file alone holds the whole study and reading it writes nothing beside it. This
-    process's connections to it (the searcher's) are closed first: leaving WAL needs the file to
-    itself. If another process still has it open (optuna-dashboard), it stays in WAL mode."""
-    db = sqlite_path(url) if url else None
-    if db is None or not db.exists():
-        return
-    for storage in list(_wal_storages):
-        if sqlite_path(storage.url) == db:
-            storage.engine.dispose()  # a later use reconnects, in WAL mode again
-    with contextlib.closing(sqlite3.connect(db, timeout=60)) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no-op without a log
-        with contextlib.suppress(sqlite3.OperationalError):  # busy: another process has it
-            conn.execute("PRAGMA journal_mode=DELETE")
-
-
 def masked_url(url: str) -> str:
     """The storage URL with any password replaced by ***, for files and logs."""
     try:
@@ -164,26 +85,7 @@ class SweepStudyStorage(optuna.storages.RDBStorage):
     for a sweep whose study is in its experiment folder, even if the folder has moved since it
     was pickled, or the database URL with its password given again (``resumed_database_url``).
     Tune pickles it (tuner.pkl, searcher-state-*.pkl) by this module path: keep the name
-    importable. A SQLite study on a local filesystem runs in WAL mode (the module's docstring)."""
-
-    def __init__(self, url: str, **kwargs: Any) -> None:
-        super().__init__(url, **kwargs)
-        self._use_wal()
-
-    def _use_wal(self) -> None:
-        """WAL and synchronous=NORMAL on every connection to a local SQLite study, set when a
-        connection opens; the connections opened before (Optuna's table checks) are closed."""
-        db = sqlite_path(self.url)
-        if db is None or not sqlite_uses_wal(db):
-            return
-
-        @sqlalchemy.event.listens_for(self.engine, "connect")
-        def _pragmas(dbapi_connection, _record) -> None:
-            dbapi_connection.execute("PRAGMA journal_mode=WAL")
-            dbapi_connection.execute("PRAGMA synchronous=NORMAL")
-
-        self.engine.dispose()
-        _wal_storages.add(self)
+    importable."""
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -196,7 +98,6 @@ class SweepStudyStorage(optuna.storages.RDBStorage):
             private_api.private(types.SimpleNamespace(**state), "url", _PICKLED, "optuna")
             state = {**state, "url": _resumed_study_url}
         super().__setstate__(state)
-        self._use_wal()
 
 
 SCHEMA_RACE_RETRIES = 4
@@ -256,12 +157,8 @@ def open_study_storage(url: str, study_name: str) -> optuna.storages.BaseStorage
 
 
 def copy_study_up(exp: Folder, record: dict[str, Any]) -> None:
-    """At the end of a sweep: its SQLite study settled into one file (``settle_study``), and for
-    a remote experiment copied into <experiment>/optuna.db."""
-    if not record.get("study_file"):  # no SQLite study of its own (--study-storage, PBT)
-        return
-    settle_study(record["study_storage"])
-    if exp.local is None:
+    """At the end of a remote experiment's sweep: its SQLite study into <experiment>/optuna.db."""
+    if record.get("study_file") and exp.local is None:
         local_db = sqlite_path(record["study_storage"])
         exp.copy_in(pafs.LocalFileSystem(), str(local_db), STUDY_FILE)
 
