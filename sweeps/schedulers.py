@@ -45,14 +45,36 @@ class RevisingASHAScheduler(ASHAScheduler):
         return action
 
 
+class PopulationBasedTrainingToMaxEpochs(PopulationBasedTraining):
+    """Ray's Population Based Training, but a trial's last epoch (--max-epochs) is no check.
+
+    Ray's asynchronous PBT checks every result, the last too. A donor checked at its last epoch
+    offers its final checkpoint, and a trial cloned from it restarts with no epoch left to train:
+    it ends at the epoch it had reached, its table rows short of --max-epochs (a race the PBT
+    smoke test lost once). And a trial checked at its last epoch would be sent back to train
+    epochs again past the budget. Ray's own PBT examples avoid both with a stopper at the last
+    iteration, which also keeps that result from the searcher; here only PBT passes it by.
+    """
+
+    def __init__(self, *, max_t: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._max_t = int(max_t)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if result.get(self._time_attr, 0) >= self._max_t:
+            return TrialScheduler.CONTINUE  # the trial ends here: nothing to exploit or explore
+        return super().on_trial_result(tune_controller, trial, result)
+
+
 def build_scheduler(
     settings: Settings, perturbations: dict[str, Any] | None = None
 ) -> TrialScheduler:
     """Over epochs (``training_iteration``): with --scheduler pbt, Ray's Population Based
-    Training over ``perturbations`` (``search_space.trial_perturbations``), a trial checked every
+    Training (no check at --max-epochs) over ``perturbations`` (``search_space.trial_perturbations``), a trial checked every
     --perturbation-interval epochs; else ASHA, revising unless --no-asha-revise."""
     if settings.scheduler == "pbt":
-        return PopulationBasedTraining(
+        return PopulationBasedTrainingToMaxEpochs(
+            max_t=settings.max_epochs,
             time_attr=TRAINING_ITERATION,
             perturbation_interval=settings.perturbation_interval,
             quantile_fraction=settings.quantile_fraction,

@@ -4,6 +4,7 @@ hyperparameters, not the ones its donor's optimiser state was saved with; a real
 checkpoints, resumes, and its report draws the hyperparameters over epochs; bad PBT flags are
 one line."""
 
+import argparse
 import json
 import math
 
@@ -148,6 +149,41 @@ def test_lineage_says_which_trial_trained_which_epochs():
         "cloned_epoch": 2,
     }
     assert lineage[-1]["last_epoch"] == 2  # not changed in place
+
+
+def test_pbt_makes_no_check_at_a_trials_last_epoch(tmp_path):
+    """The sweep's PBT (build_scheduler, --max-epochs 4): a result before the last epoch is a
+    check (PBT records the trial's score and time; a trial in the top fraction would save the
+    checkpoint it offers as a donor), the last epoch's result is none, so no trial is cloned from
+    a final checkpoint (it would have no epoch left to train) and none is sent back past the
+    budget. Ray's own PBT records the last epoch like any other."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
+
+    from sweeps import cli, schedulers
+
+    argv = ["--scheduler", "pbt", "--max-epochs", "4", "--perturbation-interval", "1"]
+    argv += ["--storage-path", str(tmp_path)]
+    settings = cli.parse_settings(ae_sweep.SWEEP, cli.build_parser(ae_sweep.SWEEP), argv)
+    mutations = {"lr": ae_sweep.PERTURBATIONS["report"]["lr"]}
+
+    def checked_epochs(pbt) -> list[int]:
+        pbt.set_search_properties("val_mse", "min")
+        trial = Trial("train_autoencoder", config={"lr": 1e-3}, stub=True)
+        trial.set_status(Trial.RUNNING)
+        pbt.on_trial_add(argparse.Namespace(search_alg=None), trial)
+        controller, checked = argparse.Namespace(get_trials=lambda: [trial]), []
+        for epoch in (1, 2, 3, 4):
+            result = {"training_iteration": epoch, "val_mse": 1.0 / epoch}
+            assert pbt.on_trial_result(controller, trial, result) == TrialScheduler.CONTINUE
+            checked.append(pbt._trial_state[trial].last_perturbation_time)
+        return checked
+
+    assert checked_epochs(schedulers.build_scheduler(settings, mutations)) == [1, 2, 3, 3]
+    rays = PopulationBasedTraining(
+        time_attr="training_iteration", perturbation_interval=1, hyperparam_mutations=mutations
+    )
+    assert checked_epochs(rays) == [1, 2, 3, 4]
 
 
 # ---------------------------------------------------------------------------------------------
