@@ -462,18 +462,23 @@ def test_a_trial_whose_worker_is_killed_resumes_from_its_checkpoint(
     a GPU too (docs/reliability.md)."""
     exp = tmp_path / "killed"
     killed = []
-    # Tune copies result.json into the experiment folder with each snapshot: take one at every
-    # step, so the killer below sees epoch 2 at once.
+    # Tune takes a snapshot at every step, so the killer below sees epoch 2's checkpoint at once.
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0")
 
     def kill_after_epoch_2():  # SIGKILL the trial's worker process while it trains epoch 3
+        # Not at epoch 2's row in result.json: Tune registers the checkpoint a result carries
+        # only after a second call to the worker (its "save"), so a kill in between restores
+        # epoch 1's and trains epoch 2 twice (a race CI lost once). Wait for the snapshot to
+        # name epoch 2's checkpoint as the one Tune would restore.
         deadline = time.time() + 240
         while time.time() < deadline and not killed:
-            with contextlib.suppress(OSError, ValueError):
-                for row in _results(exp):
-                    if row["training_iteration"] == 2:
-                        os.kill(row["pid"], signal.SIGKILL)
-                        killed.append(row["pid"])
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                for _, trial in ts._snapshot_trials(exp).values():
+                    result = trial.last_result or {}
+                    restores = trial.checkpoint.path if trial.checkpoint else ""
+                    if result.get("training_iteration") == 2 and restores.endswith("_000001"):
+                        os.kill(result["pid"], signal.SIGKILL)
+                        killed.append(result["pid"])
             time.sleep(0.05)
 
     killer = threading.Thread(target=kill_after_epoch_2, daemon=True)
