@@ -11,6 +11,9 @@ ARGS   ?=
 setup: $(STAMP) data
 
 $(STAMP): pyproject.toml
+	@# torch's CUDA build makes the venv about 6.6 GB: say so in one line, not in pip's OSError.
+	@test -x $(BIN)/python || [ $$(df -Pk . | awk 'NR==2 {print $$4}') -ge 8388608 ] || \
+	  { echo "error: under 8 GiB free on $$(df -P . | awk 'NR==2 {print $$6}') for .venv (torch's CUDA build); free some disk and run again"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	# torch is pinned here, not in pyproject: 2.14.1 is the build this project is tested on.
