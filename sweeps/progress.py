@@ -8,8 +8,9 @@ On a terminal the view is redrawn in place, at most once a second, in at most 10
       running 1a2b3c4d  epoch 3/20  val_mse 0.021304
 
 When stdout is not a terminal (CI, a log file) it prints one plain line per trial as it ends and
-a status line at most every 30 s. ``--verbose`` gives Ray's own table instead (``CLIReporter``),
-and the per-checkpoint lines of the trials' workers with it.
+a status line at most every 30 s, each whole (only the redrawn view is cut to fit).
+``--verbose`` gives Ray's own table instead (``CLIReporter``), and the per-checkpoint lines of
+the trials' workers with it.
 
 Tune pickles the reporter with the experiment (``tuner.pkl``), so a resumed sweep gets it back;
 whether Ray's table is wanted is read each time from ``$LATENTSWEEP_PROGRESS`` (set by
@@ -29,7 +30,7 @@ import optuna
 from ray.air.constants import TRAINING_ITERATION
 from ray.tune import CLIReporter, ProgressReporter
 
-from sweeps.trainable import diverged, is_finite_number, stopped_early
+from sweeps.trainable import best_key, diverged, is_finite_number, stopped_early
 
 PROGRESS_ENV = "LATENTSWEEP_PROGRESS"  # "verbose": Ray's own table
 WIDTH = 100
@@ -128,11 +129,11 @@ class SweepProgress(ProgressReporter):
             for trial in trials:
                 if self._ended(trial) and trial.trial_id not in self._announced:
                     self._announced.add(trial.trial_id)
-                    print(_fit(f"{self.name}: {self.trial_line(trial)}"), flush=True)
+                    print(f"{self.name}: {self.trial_line(trial)}", flush=True)
             now = time.time()
             if done or now - self._last_status >= STATUS_EVERY_S:
                 self._last_status = now
-                print(_fit(f"{self.name}: {self.status_line(trials)}"), flush=True)
+                print(f"{self.name}: {self.status_line(trials)}", flush=True)
 
     # --- what the view says ------------------------------------------------------------------
 
@@ -179,11 +180,10 @@ class SweepProgress(ProgressReporter):
         }
 
     def best(self, trials):
-        scored = [(self._value(t), t) for t in trials if self._value(t) is not None]
-        if not scored:
-            return None
+        """The best trial so far, running ones too, by the rule ``best.json`` is picked by."""
         sign = 1.0 if self.mode == "min" else -1.0
-        return min(scored, key=lambda vt: sign * vt[0])[1]
+        ranked = [(key, t) for t in trials if (key := best_key(t, self.metric, sign)) is not None]
+        return min(ranked, key=lambda kt: kt[0])[1] if ranked else None
 
     def status_line(self, trials) -> str:
         c = self.counts(trials)
