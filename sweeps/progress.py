@@ -8,7 +8,8 @@ On a terminal the view is redrawn in place, at most once a second, in at most 10
       running 1a2b3c4d  epoch 3/20  val_mse 0.021304
 
 When stdout is not a terminal (CI, a log file) it prints one plain line per trial as it ends and
-a status line at most every 30 s, each whole (only the redrawn view is cut to fit).
+a status line at most every 30 s; a trial's line is cut to 100 columns (its config ends in
+"..."; results.parquet has all of it), the status line is printed whole.
 ``--verbose`` gives Ray's own table instead (``CLIReporter``), and the per-checkpoint lines of
 the trials' workers with it.
 
@@ -129,7 +130,7 @@ class SweepProgress(ProgressReporter):
             for trial in trials:
                 if self._ended(trial) and trial.trial_id not in self._announced:
                     self._announced.add(trial.trial_id)
-                    print(f"{self.name}: {self.trial_line(trial)}", flush=True)
+                    print(_fit(f"{self.name}: {self.trial_line(trial)}"), flush=True)
             now = time.time()
             if done or now - self._last_status >= STATUS_EVERY_S:
                 self._last_status = now
