@@ -728,7 +728,17 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
         deadline = time.time() + 240
         while time.time() < deadline and driver.poll() is None:
             with contextlib.suppress(ValueError, OSError, sqlite3.Error):  # caught mid-write
-                if len(_terminated_in_snapshot(exp)) >= 2 and _ahead_of_snapshot(exp):
+                # ... and a trial the snapshot will restore has a checkpoint there (a trial ahead
+                # may be one whose first epoch the snapshot does not hold yet: CI once killed at
+                # such a moment, and then no trial to restore had a checkpoint).
+                if (
+                    len(_terminated_in_snapshot(exp)) >= 2
+                    and _ahead_of_snapshot(exp)
+                    and any(
+                        trial.checkpoint and status != "TERMINATED"
+                        for status, trial in _snapshot_trials(exp).values()
+                    )
+                ):
                     break
             time.sleep(0.1)
         assert driver.poll() is None, "the sweep ended before it could be killed"
