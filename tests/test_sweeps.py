@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -40,6 +41,17 @@ def study_of(exp: Path) -> optuna.Study:
     """The sweep's Optuna study, read back from its SQLite file as analysis would."""
     sweep = json.loads((exp / "sweep.json").read_text())
     return optuna.load_study(study_name=sweep["study_name"], storage=f"sqlite:///{exp}/optuna.db")
+
+
+# A line a trial's worker printed, which Ray forwards to the driver's console with this prefix
+# (colour codes first on a terminal): a worker killed at shutdown may print a SystemExit traceback.
+WORKER_LINE = re.compile(r"^(\x1b\[\d+m)?\(\w+ pid=\d+")
+
+
+def sweeps_own_lines(text: str) -> list[str]:
+    """The non-blank lines of a sweep's console output that the sweep's driver printed itself,
+    without the lines Ray forwards from the trials' workers."""
+    return [line for line in text.splitlines() if line.strip() and not WORKER_LINE.match(line)]
 
 
 def one_error_line(capsys) -> str:
@@ -725,24 +737,34 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
         driver = subprocess.Popen(
             cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        deadline = time.time() + 240
-        while time.time() < deadline and driver.poll() is None:
-            # Kill when the newest snapshot holds a finished trial (not to be run again), a trial
-            # it will restore from a checkpoint (which must be there), and a trial of which the
-            # study holds a later epoch (Tune runs it again). With a snapshot every 3 s and epochs
-            # of about 1 s, all three hold only briefly: one finished trial is enough (CI saw the
-            # snapshots go from 1 finished to 5), and the trial ahead need not be the one with a
-            # checkpoint (it may be one whose first epoch the snapshot does not hold yet).
+
+        # Kill when the newest snapshot holds a finished trial (not to be run again), a trial it
+        # will restore from a checkpoint (which must be there), and a trial of which the study
+        # holds a later epoch (Tune runs it again). With a snapshot every 3 s and epochs of about
+        # 1 s, all three hold only briefly: one finished trial is enough (CI saw the snapshots go
+        # from 1 finished to 5), and the trial ahead need not be the one with a checkpoint (it
+        # may be one whose first epoch the snapshot does not hold yet).
+        def ready() -> bool:
             with contextlib.suppress(ValueError, OSError, sqlite3.Error):  # caught mid-write
-                if (
+                return bool(
                     _terminated_in_snapshot(exp)
                     and _ahead_of_snapshot(exp)
                     and any(
                         trial.checkpoint and status != "TERMINATED"
                         for status, trial in _snapshot_trials(exp).values()
                     )
-                ):
+                )
+            return False
+
+        deadline = time.time() + 240
+        while time.time() < deadline and driver.poll() is None:
+            if ready():
+                # Frozen, the driver writes no newer snapshot (which would catch the study up)
+                # between the reads that decide and the kill: read again, then kill or go on.
+                driver.send_signal(signal.SIGSTOP)
+                if ready():
                     break
+                driver.send_signal(signal.SIGCONT)
             time.sleep(0.1)
         assert driver.poll() is None, "the sweep ended before it could be killed"
         os.kill(driver.pid, signal.SIGKILL)  # the driver dies mid-sweep ...
@@ -765,12 +787,12 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
     assert named
     for trial_id, path in named.items():
         assert (Path(path) / core.CHECKPOINT_FILE).is_file(), (trial_id, path)
+    held = {}  # Tune trial id -> its Optuna trial when the driver died
+    for ot in study_of(exp).trials:  # (read-write: rolls back a transaction the kill cut short)
+        held.setdefault(ot.user_attrs.get("trial_id"), ot)
     # The trials Tune will run again from an older epoch than the study holds for them.
     ahead = _ahead_of_snapshot(exp)
     assert ahead, "the driver was killed when no trial was ahead of Tune's snapshot"
-    held = {}  # Tune trial id -> its Optuna trial when the driver died
-    for ot in study_of(exp).trials:
-        held.setdefault(ot.user_attrs.get("trial_id"), ot)
 
     summary = ae_sweep.main(["--resume", str(exp)])
     assert summary["complete"] and summary["trials"] == 6 and summary["errored"] == 0

@@ -3,13 +3,13 @@ terminal here) says a line per trial and a fixed few more, names the experiment 
 next steps that work as printed, and holds none of Ray's per-checkpoint noise; the report's
 sweep-level figures draw every trial, pruned ones included, not only the COMPLETE ones."""
 
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import optuna
 import pytest
+import test_sweeps as ts  # the sweep tests' helpers: a sweep's own console lines
 from optuna.trial import TrialState
 
 from analysis import sweep_figures as sf
@@ -40,11 +40,10 @@ def sweep(real_data_dir, tmp_path_factory):
 def test_the_console_is_a_line_per_trial_and_names_the_experiment(sweep):
     exp, proc = sweep
     out = proc.stdout + proc.stderr
-    lines = [line for line in out.splitlines() if line.strip()]
     # A trial worker's own output (prefixed "(train_autoencoder pid=N)") is Ray's, printed as it
     # comes: a worker killed at shutdown may print a SystemExit traceback. Counted apart.
-    worker = [line for line in lines if re.match(r"^(\x1b\[\d+m)?\(\w+ pid=\d+", line)]
-    lines = [line for line in lines if line not in worker]
+    lines = ts.sweeps_own_lines(out)
+    worker = [line for line in out.splitlines() if ts.WORKER_LINE.match(line)]
     assert not any("Checkpoint successfully created" in line for line in worker)
     # a line per trial as it ends, the data line, status lines (at start and end, every 30 s),
     # the summary (best, totals, where) and the next steps (3 commands, 2 lines each)
