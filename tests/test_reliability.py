@@ -832,7 +832,8 @@ def test_wandb_out_of_reach_logs_offline_without_holding_the_sweep_up(real_data_
         )
         wall = time.monotonic() - start
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        own = ts.sweeps_own_lines(proc.stderr)  # not a worker's SystemExit at shutdown
+        assert not any("Traceback" in line for line in own), proc.stderr[-3000:]
         return proc.stdout, wall
 
     _, disabled = sweep("disabled", "--wandb-mode", "disabled")
@@ -845,7 +846,10 @@ def test_wandb_out_of_reach_logs_offline_without_holding_the_sweep_up(real_data_
     assert said[0].endswith(f"wandb sync {exp}/wandb/offline-run-*")
     assert json.loads((exp / "sweep.json").read_text())["wandb"]["mode"] == "offline"
     print(f"wall: W&B disabled {disabled:.1f} s, W&B out of reach {unreachable:.1f} s")
-    assert unreachable < disabled + 15, (disabled, unreachable)  # offline W&B costs seconds
+    # Offline W&B costs seconds (its service, the runs' start and finish), and two sweeps'
+    # walls on 2 busy CPUs differ by several more; a wait for wandb.init's timeout per trial
+    # costs minutes (a 14 s smoke sweep took 6 without the probe: the docstring).
+    assert unreachable < disabled + 60, (disabled, unreachable)
     table = pq.read_table(exp / "results.parquet").to_pandas()
     ts.check_wandb_runs(exp, table, ["train_mse", "val_mse"])  # every trial, every epoch
     assert _files_containing(exp, [key]) == []
