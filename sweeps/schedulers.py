@@ -70,8 +70,9 @@ def build_scheduler(
     settings: Settings, perturbations: dict[str, Any] | None = None
 ) -> TrialScheduler:
     """Over epochs (``training_iteration``): with --scheduler pbt, Ray's Population Based
-    Training (no check at --max-epochs) over ``perturbations`` (``search_space.trial_perturbations``), a trial checked every
-    --perturbation-interval epochs; else ASHA, revising unless --no-asha-revise."""
+    Training over ``perturbations`` (``search_space.trial_perturbations``), a trial checked every
+    --perturbation-interval epochs but not at --max-epochs; else ASHA, revising unless
+    --no-asha-revise."""
     if settings.scheduler == "pbt":
         return PopulationBasedTrainingToMaxEpochs(
             max_t=settings.max_epochs,

@@ -703,18 +703,26 @@ def _epochs_in_study(exp: Path) -> dict[str, int]:
     return {json.loads(trial_id): int(step) for trial_id, step in rows}
 
 
-def _ahead_of_snapshot(exp: Path) -> dict[str, int]:
-    """Unfinished trials of the newest snapshot for which the study holds a later epoch than the
-    snapshot's last result: Tune will run those epochs again. Trial id -> the snapshot's epoch."""
-    newest = max(exp.glob("experiment_state-*.json"), key=lambda p: p.name)
-    snapshot = {}
-    for state, metadata in json.loads(newest.read_text())["trial_data"]:
-        state, metadata = json.loads(state), json.loads(metadata)
-        if state["status"] not in ("TERMINATED", "ERROR"):
-            epoch = (metadata.get("last_result") or {}).get("training_iteration") or 0
-            snapshot[state["trial_id"]] = int(epoch)
+def _restored_checkpoints(snapshot: dict) -> dict[str, str]:
+    """Of ``_snapshot_trials``: the trials a resume restores from a checkpoint, and its path."""
+    return {
+        t: trial.checkpoint.path
+        for t, (status, trial) in snapshot.items()
+        if trial.checkpoint and status != "TERMINATED"
+    }
+
+
+def _ahead_of_snapshot(exp: Path, snapshot: dict | None = None) -> dict[str, int]:
+    """Unfinished trials of the newest snapshot (or of ``snapshot``, ``_snapshot_trials``'s) for
+    which the study holds a later epoch than the snapshot's last result: Tune will run those
+    epochs again. Trial id -> the snapshot's epoch."""
+    epochs = {
+        t: int((trial.last_result or {}).get("training_iteration") or 0)
+        for t, (status, trial) in (snapshot or _snapshot_trials(exp)).items()
+        if status not in ("TERMINATED", "ERROR")
+    }
     study = _epochs_in_study(exp)
-    return {t: e for t, e in snapshot.items() if study.get(t, 0) > e}
+    return {t: e for t, e in epochs.items() if study.get(t, 0) > e}
 
 
 @pytest.mark.slow
@@ -746,13 +754,11 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
         # may be one whose first epoch the snapshot does not hold yet).
         def ready() -> bool:
             with contextlib.suppress(ValueError, OSError, sqlite3.Error):  # caught mid-write
+                snapshot = _snapshot_trials(exp)  # one snapshot read for all three
                 return bool(
-                    _terminated_in_snapshot(exp)
-                    and _ahead_of_snapshot(exp)
-                    and any(
-                        trial.checkpoint and status != "TERMINATED"
-                        for status, trial in _snapshot_trials(exp).values()
-                    )
+                    any(status == "TERMINATED" for status, _ in snapshot.values())
+                    and _restored_checkpoints(snapshot)
+                    and _ahead_of_snapshot(exp, snapshot)
                 )
             return False
 
@@ -778,12 +784,7 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
 
     # What --resume will restore from is all there: every checkpoint the snapshot names for a
     # trial it restores (not the finished ones, which --keep-checkpoints best may have pruned).
-    snapshot = _snapshot_trials(exp)
-    named = {
-        t: trial.checkpoint.path
-        for t, (status, trial) in snapshot.items()
-        if trial.checkpoint and status != "TERMINATED"
-    }
+    named = _restored_checkpoints(_snapshot_trials(exp))
     assert named
     for trial_id, path in named.items():
         assert (Path(path) / core.CHECKPOINT_FILE).is_file(), (trial_id, path)
