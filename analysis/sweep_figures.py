@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator
 
 from analysis.experiment import MissingInput
 from analysis.plotting import Figure, plt
+from sweeps.outcome import FAILED
 
 # The curves of one run, by model: (y-axis label, metric names) per panel.
 PANELS = {
@@ -294,7 +295,7 @@ def learning_curves(results: pd.DataFrame, metric: str, best_trial_id=None) -> F
         trial = trial.sort_values(x)
         n_trials += 1
         stopped = bool(trial["stopped_early"].iloc[-1]) if "stopped_early" in trial else False
-        failed = "status" in trial and trial["status"].iloc[-1] in ("ERROR", "DIVERGED")
+        failed = "status" in trial and trial["status"].iloc[-1] in FAILED
         n_stopped += stopped
         n_failed += failed
         is_best = best_trial_id is not None and str(trial_id) == str(best_trial_id)

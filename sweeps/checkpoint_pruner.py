@@ -43,7 +43,7 @@ import posixpath
 import pyarrow.fs as pafs
 from ray import tune
 
-from sweeps.trainable import best_key
+from sweeps import outcome
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class CheckpointPruner(tune.Callback):
     def __init__(self, metric: str, mode: str, keep: str = "best") -> None:
         if keep not in KEEP_CHOICES:
             raise ValueError(f"keep={keep!r}: one of {', '.join(KEEP_CHOICES)}")
-        self.metric, self.sign = metric, 1.0 if mode == "min" else -1.0
+        self.metric, self.mode, self.sign = metric, mode, outcome.sign(mode)
         self.keep = keep
         # trial id -> [(checkpoint, score)]: what this driver registered and has not deleted
         self._checkpoints: dict[str, list[tuple[tune.Checkpoint, float]]] = {}
@@ -72,6 +72,7 @@ class CheckpointPruner(tune.Callback):
         every trial's checkpoints: so does it when that folder is resumed."""
         self.__dict__.update(keep="all", _live=set(), _ended={}, _settled=set(), _best=None)
         self.__dict__.update(state)
+        self.__dict__.setdefault("mode", "min" if self.sign > 0 else "max")
 
     # --- Tune's hooks ---------------------------------------------------------------------------
 
@@ -111,10 +112,10 @@ class CheckpointPruner(tune.Callback):
         """Tune has just written its final snapshot (``tune.run`` does that before this hook):
         no trial ended is shown running any more, so every ended trial can be settled. The best
         is chosen again over every trial, those that ended before a resume included."""
-        ended = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+        ended = [t for t in trials if outcome.ended(t)]
         newest = self._snapshots[-1] if self._snapshots else {}
         for trial in ended:
-            self._on_end(trial, errored=trial.status == "ERROR", settle=False)
+            self._on_end(trial, errored=outcome.errored(trial), settle=False)
         for trial in ended:
             if trial.trial_id not in self._settled and trial.trial_id not in newest:
                 self._settle(trial.trial_id, final=True)
@@ -135,11 +136,9 @@ class CheckpointPruner(tune.Callback):
             self._settle(trial.trial_id)
 
     def _rank(self, trial, errored: bool) -> tuple[float, str] | None:
-        """How ``sweeps/results.py`` ranks the candidates for the best trial (lower is better);
-        None for a trial that cannot be the best."""
-        if errored or trial.status == "ERROR":
-            return None
-        return best_key(trial, self.metric, self.sign)
+        """``outcome.rank``, the rule best.json is picked by; ``errored``: Tune called
+        on_trial_error, which may come before the trial's status says ERROR."""
+        return None if errored else outcome.rank(trial, self.metric, self.mode)
 
     def _named(self, trial_id: str) -> bool:
         return any(trial_id in snapshot for snapshot in self._snapshots)

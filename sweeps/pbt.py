@@ -20,6 +20,7 @@ from typing import Any
 
 from ray.tune.search.sample import Float, Integer
 
+from sweeps import outcome
 from sweeps.checkpoint_pruner import CheckpointPruner
 
 
@@ -81,7 +82,7 @@ class PBTCheckpointPruner(CheckpointPruner):
         """The checkpoint paths PBT may still restore a trial from."""
         paths = {path for recent in self._recent.values() for path in recent}
         for trial in self._trials:
-            if trial.status not in ("TERMINATED", "ERROR") and trial.checkpoint is not None:
+            if not outcome.ended(trial) and trial.checkpoint is not None:
                 paths.add(trial.checkpoint.path)
         return paths
 

@@ -31,7 +31,7 @@ import optuna
 from ray.air.constants import TRAINING_ITERATION
 from ray.tune import CLIReporter, ProgressReporter
 
-from sweeps.trainable import best_key, diverged, is_finite_number, stopped_early
+from sweeps import outcome
 
 PROGRESS_ENV = "LATENTSWEEP_PROGRESS"  # "verbose": Ray's own table
 WIDTH = 100
@@ -117,7 +117,7 @@ class SweepProgress(ProgressReporter):
             return True
         if self._tty:
             return now - self._last_draw >= REDRAW_EVERY_S
-        ended = any(self._ended(t) and t.trial_id not in self._announced for t in trials)
+        ended = any(outcome.ended(t) and t.trial_id not in self._announced for t in trials)
         return ended or now - self._last_status >= STATUS_EVERY_S
 
     def report(self, trials, done: bool, *sys_info: str) -> None:
@@ -128,7 +128,7 @@ class SweepProgress(ProgressReporter):
             self._draw(self.view(trials))
         else:
             for trial in trials:
-                if self._ended(trial) and trial.trial_id not in self._announced:
+                if outcome.ended(trial) and trial.trial_id not in self._announced:
                     self._announced.add(trial.trial_id)
                     print(_fit(f"{self.name}: {self.trial_line(trial)}"), flush=True)
             now = time.time()
@@ -138,53 +138,40 @@ class SweepProgress(ProgressReporter):
 
     # --- what the view says ------------------------------------------------------------------
 
-    def _ended(self, trial) -> bool:
-        return trial.status in ("TERMINATED", "ERROR")
-
-    def _epochs(self, trial) -> int:
-        return int((trial.last_result or {}).get(TRAINING_ITERATION, 0) or 0)
-
     def _value(self, trial) -> float | None:
         value = (trial.last_result or {}).get(self.metric)
-        return float(value) if is_finite_number(value) else None
+        return float(value) if outcome.is_finite_number(value) else None
 
     def _config(self, trial) -> str:
         return " ".join(f"{k}={_short(trial.config.get(k))}" for k in self.searched)
 
     def trial_line(self, trial) -> str:
         """One finished trial: how it ended, its epochs, its metric and its config."""
-        epochs, value = self._epochs(trial), self._value(trial)
-        if trial.status == "ERROR":
-            how = "errored"
-        elif diverged(trial):
-            how = "diverged"
-        elif epochs < self.max_epochs:
-            how = "stopped early"
-        else:
-            how = "finished"
+        epochs, value = outcome.epochs(trial), self._value(trial)
+        how = outcome.how_it_ended(trial, self.max_epochs)
         score = f", {self.metric} {value:.5g}" if value is not None else ""
         return f"trial {trial.trial_id} {how} at epoch {epochs}/{self.max_epochs}{score} ({self._config(trial)})"
 
     def counts(self, trials) -> dict[str, int]:
-        ended = [t for t in trials if self._ended(t)]
+        ended = [t for t in trials if outcome.ended(t)]
         total = max(self._total or 0, len(trials))
         return {
             "total": total,
             "done": len(ended),
             "running": sum(t.status == "RUNNING" for t in trials),
             "pending": total - len(ended) - sum(t.status == "RUNNING" for t in trials),
-            "stopped_early": sum(stopped_early(t, self._epochs(t), self.max_epochs) for t in ended),
-            "errored": sum(t.status == "ERROR" for t in trials),
-            "diverged": sum(map(diverged, trials)),
-            "epochs": sum(self._epochs(t) for t in trials),
+            "stopped_early": sum(
+                outcome.stopped_early(t, outcome.epochs(t), self.max_epochs) for t in ended
+            ),
+            "errored": sum(map(outcome.errored, trials)),
+            "diverged": sum(map(outcome.diverged, trials)),
+            "epochs": sum(outcome.epochs(t) for t in trials),
             "budget": total * self.max_epochs,
         }
 
     def best(self, trials):
         """The best trial so far, running ones too, by the rule ``best.json`` is picked by."""
-        sign = 1.0 if self.mode == "min" else -1.0
-        ranked = [(key, t) for t in trials if (key := best_key(t, self.metric, sign)) is not None]
-        return min(ranked, key=lambda kt: kt[0])[1] if ranked else None
+        return outcome.best(trials, self.metric, self.mode, finished_only=False)
 
     def status_line(self, trials) -> str:
         c = self.counts(trials)
@@ -225,7 +212,7 @@ class SweepProgress(ProgressReporter):
                 value = self._value(trial)
                 score = f"  {self.metric} {value:.5g}" if value is not None else ""
                 lines.append(
-                    f"  running {trial.trial_id}  epoch {self._epochs(trial)}/{self.max_epochs}"
+                    f"  running {trial.trial_id}  epoch {outcome.epochs(trial)}/{self.max_epochs}"
                     + score
                 )
         return [_fit(line) for line in lines]

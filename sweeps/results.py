@@ -12,7 +12,6 @@ import datetime
 import importlib.util
 import json
 import math
-import re
 import sys
 from typing import Any
 
@@ -20,6 +19,7 @@ import pyarrow as pa
 from ray import tune
 from ray.air.constants import TRAINING_ITERATION
 
+from sweeps import outcome
 from sweeps.experiment import Folder
 from sweeps.layout import (
     BEST_CHECKPOINT,
@@ -29,9 +29,9 @@ from sweeps.layout import (
     SWEEP_FILE,
     WANDB_DIR,
 )
+from sweeps.outcome import DIVERGED, ERROR
 from sweeps.settings import Settings, SweepSpec
 from sweeps.study_storage import copy_study_up
-from sweeps.trainable import DIVERGED, ERROR, best_key, diverged, stopped_early
 from sweeps.wandb_hub import wandb_key_configured, wandb_root
 from trainables import core
 
@@ -53,24 +53,6 @@ TUNE_KEYS = {
     "should_checkpoint",
     "config",
 }
-
-
-def trial_error(trial) -> str | None:
-    """Why a trial failed, in one line: its divergence, or what ended an errored trial (the last
-    line of Ray's error.txt naming an exception, else its first line after the "Failure # N"
-    header); None if it did not fail."""
-    if diverged(trial):
-        return str(trial.last_result.get(ERROR) or "the trial diverged")
-    if trial.status != "ERROR":
-        return None
-    try:
-        text = trial.get_error() or ""
-    except Exception:  # an unreadable error file must not stop the results being written
-        text = ""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    named = [line for line in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b", line)]
-    first = [line for line in lines if not line.startswith("Failure #")][:1]
-    return (named or first or ["the trial errored"])[-1][:500]
 
 
 # What a trial Population Based Training restored from another trial's checkpoint reports in
@@ -99,11 +81,10 @@ def trial_rows(trial, history, max_epochs: int, error: str | None = None) -> lis
         if record.get(TRAINING_ITERATION) is not None:
             by_iteration[int(record[TRAINING_ITERATION])] = record
     last = max(by_iteration, default=0)
-    ended = diverged(trial)
     head = {
         "trial_id": trial.trial_id,
-        "status": "DIVERGED" if ended else trial.status,
-        "stopped_early": stopped_early(trial, last, max_epochs),
+        "status": outcome.status(trial),
+        "stopped_early": outcome.stopped_early(trial, last, max_epochs),
     }
     config = {f"config/{k}": v for k, v in trial.config.items()}
     lineage = dict.fromkeys(LINEAGE)
@@ -176,9 +157,9 @@ def finish(spec: SweepSpec, settings: Settings, exp: Folder, splits, module) -> 
         df = analysis.trial_dataframes.get(trial.trial_id)
         history = df.to_dict("records") if df is not None and len(df) else []
         epochs_trained[trial.trial_id] = len(history)
-        error = trial_error(trial)
+        error = outcome.trial_error(trial)
         if error:
-            failures[trial.trial_id] = ("diverged" if diverged(trial) else "errored", error)
+            failures[trial.trial_id] = (outcome.how_it_ended(trial, settings.max_epochs), error)
         rows.extend(trial_rows(trial, history, settings.max_epochs, error))
     table = rows_to_table(rows)
     typed = ((ERROR, pa.string()), ("cloned_from", pa.string()), ("cloned_epoch", pa.int64()))
@@ -188,13 +169,13 @@ def finish(spec: SweepSpec, settings: Settings, exp: Folder, splits, module) -> 
         )
     exp.write_parquet(RESULTS_FILE, table)
 
-    unfinished = [t for t in trials if t.status not in ("TERMINATED", "ERROR")]
+    unfinished = [t for t in trials if not outcome.ended(t)]
     summary: dict[str, Any] = {
         "experiment": exp.uri,
         "study_storage": record["study_storage"],  # its password masked
         "trials": len(trials),
-        "errored": sum(t.status == "ERROR" for t in trials),
-        "diverged": sum(map(diverged, trials)),
+        "errored": sum(map(outcome.errored, trials)),
+        "diverged": sum(map(outcome.diverged, trials)),
         "failures": failures,  # trial id -> (errored | diverged, why)
         "stopped_early": len({r["trial_id"] for r in rows if r["stopped_early"]}),
         # the epochs trained: a PBT trial's last iteration counts its donors' epochs too, so
@@ -211,14 +192,8 @@ def finish(spec: SweepSpec, settings: Settings, exp: Folder, splits, module) -> 
         "complete": not unfinished and len(trials) >= settings.num_samples,
         "best": None,
     }
-    sign = 1.0 if spec.mode == "min" else -1.0
-    candidates = [
-        (key, t)
-        for t in trials
-        if t.status == "TERMINATED" and (key := best_key(t, spec.metric, sign)) is not None
-    ]
-    if summary["complete"] and candidates:
-        best = min(candidates, key=lambda c: c[0])[1]
+    best = outcome.best(trials, spec.metric, spec.mode)
+    if summary["complete"] and best is not None:
         summary["best"] = write_best(spec, settings, exp, record, analysis, best, splits, module)
     return summary
 
@@ -245,7 +220,7 @@ def write_best(
         "metric": spec.metric,
         "mode": spec.mode,
         "trial_id": best.trial_id,
-        "stopped_early": 0 < int(last.get(TRAINING_ITERATION, 0)) < settings.max_epochs,
+        "stopped_early": outcome.stopped_early(best, outcome.epochs(best), settings.max_epochs),
         "config": dict(best.config),
         "val": val,
         "test": test,

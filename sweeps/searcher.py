@@ -19,8 +19,8 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlg
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps import private_api
+from sweeps.outcome import DIVERGED, ERROR, is_finite_number
 from sweeps.settings import Settings
-from sweeps.trainable import DIVERGED, ERROR, is_finite_number
 
 logger = logging.getLogger(__name__)
 

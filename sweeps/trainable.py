@@ -12,10 +12,8 @@ from typing import Any
 from ray import tune
 
 from sweeps import layout
+from sweeps.outcome import DIVERGED, ERROR
 from trainables import core
-
-# Keys of the last result of a trial that diverged (see ``end_on_divergence``).
-DIVERGED, ERROR = "diverged", "error"
 
 
 def sweep_trainable(train, metric: str, splits, cpu: float, gpu: float, verbose: bool = False):
@@ -52,34 +50,6 @@ def end_on_divergence(train, metric: str):
             tune.report({**e.metrics, metric: math.nan, DIVERGED: True, ERROR: str(e)})
 
     return trainable
-
-
-def diverged(trial) -> bool:
-    """The trial ended because its loss became NaN/inf (see ``end_on_divergence``)."""
-    return (trial.last_result or {}).get(DIVERGED) is True
-
-
-def stopped_early(trial, epochs: int, max_epochs: int) -> bool:
-    """The scheduler ended the trial after ``epochs`` of its ``max_epochs`` (not an error, not a
-    divergence): what results.parquet's ``stopped_early`` and the progress view both say."""
-    return trial.status == "TERMINATED" and not diverged(trial) and 0 < epochs < max_epochs
-
-
-def is_finite_number(value: Any) -> bool:
-    """A metric value that can rank a trial: a real number, not NaN or infinite."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def best_key(trial, metric: str, sign: float) -> tuple[float, str] | None:
-    """How a trial ranks for the sweep's best (lower is better; ``sign`` 1 for a metric to
-    minimise, -1 to maximise): its last value of ``metric`` signed, then its trial id, so a tie
-    goes to the lowest id. None for a trial that cannot be the best: diverged, or without a finite
-    last value. ``results.finish`` picks ``best.json``'s trial by it, and the checkpoint pruner
-    keeps that trial's checkpoints by it."""
-    value = (trial.last_result or {}).get(metric)
-    if diverged(trial) or not is_finite_number(value):
-        return None
-    return (sign * value, trial.trial_id)
 
 
 def trial_dirname(trial) -> str:

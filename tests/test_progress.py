@@ -5,8 +5,8 @@
 import pytest
 from ray.tune.experiment import Trial
 
+from sweeps.outcome import DIVERGED
 from sweeps.progress import WIDTH, SweepProgress
-from sweeps.trainable import DIVERGED
 
 SEARCHED = ["optimizer", "lr", "weight_decay", "batch_size", "latent_dim", "momentum"]
 CONFIG = dict(optimizer="adam", lr=6.2e-4, weight_decay=1.5e-5, batch_size=256, latent_dim=16)

@@ -52,6 +52,7 @@ from sweeps import (
     ae_sweep,
     cli,
     experiment,
+    outcome,
     results,
     resume,
     runner,
@@ -115,8 +116,8 @@ def test_results_mark_diverged_and_errored_trials_with_their_reason():
         {"training_iteration": 2, "epoch": 2, "val_mse": nan, "diverged": True, "error": "why"},
     ]
     bad = _Trial("d", "TERMINATED", history[-1])
-    assert results.trial_error(bad) == "why"
-    rows = results.trial_rows(bad, history, max_epochs=4, error=results.trial_error(bad))
+    assert outcome.trial_error(bad) == "why"
+    rows = results.trial_rows(bad, history, max_epochs=4, error=outcome.trial_error(bad))
     assert [r["status"] for r in rows] == ["DIVERGED", "DIVERGED"]
     assert not any(r["stopped_early"] for r in rows)  # not ASHA's doing
     assert [r["error"] for r in rows] == ["why", "why"]
@@ -127,10 +128,10 @@ def test_results_mark_diverged_and_errored_trials_with_their_reason():
         "trainables.core.CheckpointError: /x/checkpoint.pt: not a readable checkpoint\n"
     )
     crashed = _Trial("e", "ERROR", {"training_iteration": 1}, ray_error)
-    assert results.trial_error(crashed).endswith("/x/checkpoint.pt: not a readable checkpoint")
+    assert outcome.trial_error(crashed).endswith("/x/checkpoint.pt: not a readable checkpoint")
     died = "Failure # 1 (occurred at ...)\nThe actor died unexpectedly.\n\tpid: 1\n"
-    assert results.trial_error(_Trial("w", "ERROR", {}, died)) == "The actor died unexpectedly."
-    assert results.trial_error(_Trial("f", "TERMINATED", {"val_mse": 0.1})) is None
+    assert outcome.trial_error(_Trial("w", "ERROR", {}, died)) == "The actor died unexpectedly."
+    assert outcome.trial_error(_Trial("f", "TERMINATED", {"val_mse": 0.1})) is None
 
 
 def _ae_checkpoint(directory: Path) -> Path:
