@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from sweeps.layout import BEST_DIR, BEST_FILE, RESULTS_FILE, STUDY_FILE, SWEEP_FILE
+from sweeps.study_url import is_masked, sqlite_path
 from trainables import core, data
 from trainables.errors import UsageError
 
@@ -117,14 +118,14 @@ class SweepFolder:
             )
         url = self.spec.get("study_storage") or (self.best or {}).get("study_storage")
         local = self.root / STUDY_FILE
-        if url and not url.startswith("sqlite:"):
-            if ":***@" in url:
+        path = sqlite_path(url) if url else None
+        if url and path is None:
+            if is_masked(url):
                 raise MissingInput(
                     f"sweep.json's study storage {url} has its password masked; pass "
                     "--study-storage with the full URL"
                 )
             return url  # a database server: let Optuna try it
-        path = Path(url.removeprefix("sqlite:///").split("?", 1)[0]) if url else None
         if path and path.is_file():
             return url
         if local.is_file():

@@ -15,7 +15,7 @@ from sweeps.experiment import Folder
 from sweeps.layout import STUDY_FILE, SWEEP_FILE
 from sweeps.search_space import describe_space
 from sweeps.settings import Settings, SweepSpec
-from sweeps.study_storage import masked_url
+from sweeps.study_url import masked_url
 from trainables.errors import UsageError
 
 if TYPE_CHECKING:

@@ -36,9 +36,9 @@ from sweeps.study_storage import (
     fetch_study_copy,
     resume_study_at,
     resumed_database_url,
-    sqlite_path,
     study_storage_url,
 )
+from sweeps.study_url import sqlite_path
 from trainables.errors import UsageError
 
 

@@ -21,7 +21,6 @@ import hashlib
 import os
 import time
 import types
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -32,6 +31,7 @@ from sweeps import private_api
 from sweeps.experiment import Folder
 from sweeps.layout import STUDY_FILE
 from sweeps.settings import Settings
+from sweeps.study_url import is_masked, masked_url, sqlite_path
 from trainables.data import cache_dir
 from trainables.errors import UsageError
 
@@ -47,20 +47,6 @@ def study_storage_url(settings: Settings, exp: Folder) -> str:
     path = cache_dir() / "studies" / f"{settings.name}-{key}.db"
     path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file of a sqlite:/// URL, else None."""
-    parsed = sqlalchemy.engine.make_url(url)
-    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
-
-
-def masked_url(url: str) -> str:
-    """The storage URL with any password replaced by ***, for files and logs."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return url
 
 
 # The study a --resume in this process continues (None: the URL the storage was pickled with).
@@ -110,7 +96,7 @@ def resumed_database_url(settings: Settings, record: dict[str, Any]) -> str:
     password (sweep.json records it masked, and Tune's pickles hold it masked too)."""
     recorded = record.get("study_storage") or ""
     for given in (settings.study_storage, os.environ.get(STUDY_STORAGE_ENV)):
-        if not given or "***" in given:  # not given again: sweep.json's masked URL
+        if not given or is_masked(given):  # not given again: sweep.json's masked URL
             continue
         if masked_url(given) != recorded:
             raise UsageError(
@@ -119,7 +105,7 @@ def resumed_database_url(settings: Settings, record: dict[str, Any]) -> str:
                 f"give the URL of the sweep's own database in --study-storage or ${STUDY_STORAGE_ENV}",
             )
         return given
-    if "***" in recorded:
+    if is_masked(recorded):
         raise UsageError(
             f"--resume: the sweep's study is in {recorded}, whose password is written nowhere",
             f"set {STUDY_STORAGE_ENV}='<the full URL>' (or pass --study-storage '<the full "

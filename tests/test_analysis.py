@@ -443,3 +443,22 @@ def test_the_fid_figure_draws_one_values_spread_as_error_bars():
     assert [s[0][0] for s in segments] == [1, 3, 4]
     for ((_, low), (_, high)), value in zip(segments, [900, 700, 650], strict=True):
         assert (low, high) == pytest.approx((value - FID_SPREAD_SD, value + FID_SPREAD_SD))
+
+
+def test_the_study_storage_is_found_by_the_url_rules_the_sweep_writes_with(tmp_path):
+    """A masked database URL asks for --study-storage; a SQLite file that moved with the folder
+    is found beside sweep.json; one that exists nowhere is never opened (nor created)."""
+    from analysis.experiment import MissingInput, SweepFolder
+
+    masked = SweepFolder(tmp_path, {"study_storage": "postgresql://u:***@127.0.0.1:5/db"}, None)
+    with pytest.raises(MissingInput, match="password masked"):
+        masked.storage_url()
+    open_url = "postgresql://u@127.0.0.1:5/db"  # no password: Optuna may try it as it is
+    assert SweepFolder(tmp_path, {"study_storage": open_url}, None).storage_url() == open_url
+
+    moved = SweepFolder(tmp_path, {"study_storage": "sqlite:////gone/optuna.db"}, None)
+    with pytest.raises(MissingInput, match="no /gone/optuna.db nor"):
+        moved.storage_url()
+    (tmp_path / "optuna.db").write_bytes(b"")
+    assert moved.storage_url() == f"sqlite:///{(tmp_path / 'optuna.db').resolve()}"
+    assert not Path("/gone/optuna.db").exists()
