@@ -2,35 +2,20 @@
 
 What stays (``--keep-checkpoints``, ``keep`` here):
 
-* a trial that has not ended (running, pending, paused) keeps its latest checkpoint (what Tune
-  resumes or retries it from), its best by the sweep's metric, and every checkpoint one of the
-  last ``SNAPSHOTS`` experiment snapshots names (the newest of which may still be uploading when
-  the driver dies);
-* ``best`` (the default): a trial that ended keeps nothing but its metrics (``result.json``,
-  ``progress.csv``, its params), unless it is the sweep's best so far: that one keeps its best
-  and latest checkpoint (``best.json`` evaluates its latest; ``analysis/`` and
-  ``classifier_sweep.py --encoder-from`` read the copy in ``best/``). The best is chosen as
-  ``sweeps/results.py`` chooses it: the TERMINATED, not diverged trial with the best last value
-  of the metric, the lowest trial id on a tie. Once another trial beats it, an ended best is
-  pruned like the rest. An errored trial keeps its latest checkpoint: ``--resume`` retries
-  errored trials from it (``resume_errored=True`` in ``sweeps/resume.py``);
-* ``all``: every trial keeps its best and latest checkpoint (PBT, or a user's own analysis of
-  other trials than the best).
+* a trial that has not ended keeps its latest checkpoint (what Tune resumes it from), its best
+  by the sweep's metric, and every checkpoint one of the last ``SNAPSHOTS`` experiment snapshots
+  names (the newest may still be uploading when the driver dies);
+* ``best`` (the default): a trial that ended keeps only its metrics, unless it is the sweep's
+  best so far (``outcome.rank``, the rule best.json is picked by), which keeps its best and
+  latest checkpoint until another trial beats it; an errored trial keeps its latest, which
+  ``--resume`` retries it from;
+* ``all``: every trial keeps its best and latest checkpoint.
 
-Why not Tune's own ``CheckpointConfig(num_to_keep=...)``: it deletes a trial's older checkpoint
-as soon as a newer one is registered, and only then writes the experiment snapshot that names
-the newer one. A driver killed in between leaves a snapshot that names a deleted checkpoint, and
-the resumed sweep fails that trial ("Could not recover from checkpoint as it does not exist on
-storage anymore"; it happened in this project's own test runs). So Tune keeps every checkpoint
-(``num_to_keep=None``) and this callback deletes what nothing needs. The same holds for an ended
-trial: the last snapshots may still show it running (from its latest checkpoint, were the
-driver killed now), so it is pruned only once none of them names it; at the end of ``fit``
-Tune has just written a final snapshot in which every ended trial is ended.
-
-Cost: the work per snapshot is in the trials still running (and those ended since the last
-``SNAPSHOTS`` snapshots), not in every trial of the sweep; an ended trial's folder is listed
-once, when it is pruned. A resumed sweep does not know what the interrupted driver pruned: at
-its end it lists the folder of each trial that ended before the resume (once).
+Not Tune's ``CheckpointConfig(num_to_keep=...)``: it deletes a trial's older checkpoint before
+it writes the snapshot that names the newer one, so a driver killed in between leaves a snapshot
+naming a deleted checkpoint and the resumed trial fails. Tune keeps every checkpoint here and
+this callback deletes one only once no recent snapshot names it (for an ended trial: once none
+shows it running). The work per snapshot is in the trials still running.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from ray import tune
 
 from sweeps import cli, runner
 from sweeps.settings import SweepSpec
+from sweeps.strategies import strategy_for
 from trainables import fid
 from trainables.errors import UsageError, cli_errors
 
@@ -76,12 +77,10 @@ SWEEP = SweepSpec(
 
 
 def fid_every(settings) -> int:
-    """Epochs between FID-FM evaluations: the scheduler's own period, so that each of its
-    decisions sees a fresh value and no epoch in between pays for one. ASHA's rungs are at
-    --grace-period x --reduction-factor^k epochs, all multiples of the grace period; PBT decides
-    every --perturbation-interval epochs; a trial's last epoch is always evaluated. On 2 CPUs one
-    evaluation costs about 14% of an epoch on all images (docs/fid.md): every 5 epochs, about 3%."""
-    return settings.perturbation_interval if settings.scheduler == "pbt" else settings.grace_period
+    """Epochs between FID-FM evaluations: the scheduler's own period (``decision_period``), so
+    that each of its decisions sees a fresh value and no epoch in between pays for one; a
+    trial's last epoch is always evaluated. Its cost: docs/fid.md."""
+    return strategy_for(settings).decision_period(settings)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,16 +1,7 @@
-"""What Population Based Training (``--scheduler pbt``) needs beyond Ray's scheduler: perturbed
-values kept inside the bounds the script wrote (``KeepInBounds``), and checkpoints kept while PBT
-may still restore a trial from them (``PBTCheckpointPruner``). Every epoch's result is kept
-through the pauses and restarts PBT makes by the result loggers every sweep uses
-(``sweeps/result_loggers.py``).
-
-Ray's ``PopulationBasedTraining`` (``sweeps/schedulers.py`` builds it) checks a trial every
-``--perturbation-interval`` epochs: a trial in the bottom ``--quantile-fraction`` is paused and
-restarted from the latest checkpoint a trial of the top fraction saved at its own last check
-(the *exploit*), with that trial's config perturbed (the *explore*: a continuous value times 0.8
-or 1.2, or resampled; a list value moved to a neighbour). The trainables apply the new config to
-the restored optimiser (``trainables.core.restore_into``) and say in every later result which
-trial they were cloned from (``trainables.core.clone_of``).
+"""What Population Based Training (``--scheduler pbt``, ``sweeps/strategies/pbt.py``) needs
+beyond Ray's scheduler: perturbed values kept inside the bounds the script wrote
+(``KeepInBounds``), and checkpoints kept while PBT may still restore a trial from them
+(``PBTCheckpointPruner``). How PBT exploits and explores: docs/sweeps.md.
 """
 
 from __future__ import annotations

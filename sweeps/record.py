@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import ray
-from ray.air.constants import TRAINING_ITERATION
 
 from sweeps.experiment import Folder
 from sweeps.layout import STUDY_FILE, SWEEP_FILE
@@ -33,31 +32,15 @@ def sweep_record(
     space: dict[str, Any],
     study_url: str | None,
     wandb_mode: str,
-    perturbations: dict[str, Any] | None = None,
+    strategy: dict[str, Any],
 ) -> dict[str, Any]:
     """sweep.json: what analysis needs to recognise and read this sweep, and what --resume needs.
-    A PBT sweep (``study_url`` None) has no study: its study fields are null."""
+    ``strategy``: its ``scheduler`` and ``searcher`` fields (``Strategy.record``). A sweep with
+    no study (``study_url`` None: PBT) has null study fields."""
     axes, fixed = describe_space(space)
     saved_args = {**settings.as_args(), "gpus_per_trial": resources.gpu}
     if settings.study_storage:
         saved_args["study_storage"] = masked_url(settings.study_storage)
-    if settings.scheduler == "pbt":
-        scheduler = {
-            "name": "PBT",
-            "time_attr": TRAINING_ITERATION,
-            "perturbation_interval": settings.perturbation_interval,
-            "quantile_fraction": settings.quantile_fraction,
-            "perturbations": describe_perturbations(perturbations or {}),
-        }
-        searcher = {"name": "random (Ray's BasicVariantGenerator)", "seed": settings.seed}
-    else:
-        scheduler = {
-            "name": "ASHA, revising" if settings.asha_revise else "ASHA",
-            "time_attr": TRAINING_ITERATION,
-            "grace_period": settings.grace_period,
-            "reduction_factor": settings.reduction_factor,
-        }
-        searcher = {"name": "optuna.TPESampler", "seed": settings.seed}
     return {
         "model": spec.kind,
         "script": spec.script,
@@ -70,8 +53,8 @@ def sweep_record(
         "fixed_config": fixed,
         "num_samples": settings.num_samples,
         "max_epochs": settings.max_epochs,
-        "scheduler": scheduler,
-        "searcher": searcher,
+        "scheduler": strategy["scheduler"],
+        "searcher": strategy["searcher"],
         "max_concurrent": settings.max_concurrent,
         "resources_per_trial": {"cpu": resources.cpu, "gpu": resources.gpu},
         "study_storage": masked_url(study_url) if study_url else None,

@@ -31,6 +31,7 @@ from sweeps.layout import (
 )
 from sweeps.outcome import DIVERGED, ERROR
 from sweeps.settings import Settings, SweepSpec
+from sweeps.strategies import strategy_for
 from sweeps.study_storage import copy_study_up
 from sweeps.wandb_hub import wandb_key_configured, wandb_root
 from trainables import core
@@ -148,6 +149,7 @@ def finish(spec: SweepSpec, settings: Settings, exp: Folder, splits, module) -> 
     """Write results.parquet; if every trial has finished, pick the best by its last ``metric``
     (ERROR and DIVERGED trials excluded), evaluate its checkpoint on the test split and write
     best.json and best/checkpoint.pt. Returns the numbers of the summary."""
+    strategy = strategy_for(settings)
     record = exp.read_json(SWEEP_FILE)
     copy_study_up(exp, record)
     analysis = tune.ExperimentAnalysis(exp.uri)
@@ -178,11 +180,9 @@ def finish(spec: SweepSpec, settings: Settings, exp: Folder, splits, module) -> 
         "diverged": sum(map(outcome.diverged, trials)),
         "failures": failures,  # trial id -> (errored | diverged, why)
         "stopped_early": len({r["trial_id"] for r in rows if r["stopped_early"]}),
-        # the epochs trained: a PBT trial's last iteration counts its donors' epochs too, so
-        # there it is every result a trial reported (its epochs redone after an exploit too)
-        "trial_epochs": sum(epochs_trained.values())
-        if settings.scheduler == "pbt"
-        else sum(int((t.last_result or {}).get(TRAINING_ITERATION, 0)) for t in trials),
+        "trial_epochs": strategy.trial_epochs(
+            epochs_trained, {t.trial_id: outcome.epochs(t) for t in trials}
+        ),
         "study_file": record.get("study_file"),
         # PBT: the (trial, donor, epoch) clones its results show
         "exploits": len(
@@ -263,9 +263,7 @@ def print_summary(spec: SweepSpec, settings: Settings, summary: dict, wandb_mode
         f"{summary['trials']} trials",
         f"{summary['errored']} errored",
         f"{summary['diverged']} diverged",
-        f"{summary['stopped_early']} stopped early"
-        if settings.scheduler != "pbt"
-        else f"{summary['exploits']} PBT exploits",
+        strategy_for(settings).summary_part(summary),
     ]
     if best:
         parts.append(f"best {spec.metric} {best['val'][spec.metric]:.5g}")

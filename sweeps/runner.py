@@ -22,19 +22,18 @@ import ray
 from ray import tune
 
 from sweeps import private_api, ray_cluster, results
-from sweeps.checkpoint_pruner import CheckpointPruner
 from sweeps.experiment import Folder, check_new, check_writable
-from sweeps.layout import STUDY_FILE, SWEEP_FILE
-from sweeps.pbt import PBTCheckpointPruner
+from sweeps.layout import SWEEP_FILE
 from sweeps.progress import SweepProgress, quiet_driver_logs
 from sweeps.ray_cluster import TrialResources
 from sweeps.record import sweep_record
 from sweeps.result_loggers import result_loggers
 from sweeps.resume import check_restorable, restore_tuner
-from sweeps.schedulers import RevisingASHAScheduler, build_scheduler
-from sweeps.search_space import searched_keys, trial_perturbations, trial_space
-from sweeps.searcher import TrialStateOptunaSearch, build_searcher
+from sweeps.schedulers import RevisingASHAScheduler
+from sweeps.search_space import searched_keys, trial_space
+from sweeps.searcher import TrialStateOptunaSearch
 from sweeps.settings import Settings, SweepSpec
+from sweeps.strategies import Strategy, strategy_for
 from sweeps.study_storage import open_study_storage, study_storage_url
 from sweeps.trainable import sweep_trainable, trial_dirname
 from sweeps.wandb_hub import SweepWandbCallback, sweep_wandb_mode
@@ -55,8 +54,9 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
         quiet_driver_logs()
     private_api.check()  # the private names of Ray and Optuna this code uses are all there
     module = module_for(spec.kind)
+    strategy = strategy_for(settings)
     space = trial_space(spec, settings, module, param_space)
-    perturbations = trial_perturbations(spec, settings, module, space)
+    perturbations = strategy.perturbations(spec, settings, module, space)
 
     # 1. The experiment folder: a new one that must not exist yet, or one to resume.
     exp = Folder(settings.experiment_uri)
@@ -81,16 +81,12 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
     splits = load_splits(settings.data_dir, settings.val_size, settings.data_seed, settings.subset)
     space["data_dir"] = splits.source  # checkpoints then name the files they were trained on
     study_url = study_storage = None
-    if settings.scheduler == "pbt":  # PBT refuses a searcher: no Optuna, no study
-        print(
-            f"{spec.name}: --scheduler pbt: Optuna has no part in Population Based Training; "
-            f"{settings.num_samples} trials sampled at random (seed {settings.seed}), no "
-            f"{STUDY_FILE}",
-            flush=True,
-        )
+    note = strategy.start_note(spec, settings)
+    if note:
+        print(f"{spec.name}: {note}", flush=True)
     if not settings.resume:
         exp.make()
-        if settings.scheduler != "pbt":
+        if strategy.uses_study:
             study_url = study_storage_url(settings, exp)
             study_storage = open_study_storage(study_url, settings.name)
 
@@ -109,12 +105,13 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
         if settings.resume:
             tuner = restore_tuner(exp, settings, trainable, space, wandb_mode)
         else:
+            described = strategy.record(settings, perturbations)
             record = sweep_record(
-                spec, settings, resources, space, study_url, wandb_mode, perturbations
+                spec, settings, resources, space, study_url, wandb_mode, described
             )
             exp.write_json(SWEEP_FILE, record)
             tuner = make_tuner(
-                spec, settings, trainable, space, study_storage, wandb_mode, perturbations
+                spec, settings, strategy, trainable, space, study_storage, wandb_mode, perturbations
             )
         print(f"{spec.name}: {splits.describe()}; experiment {exp.uri}", flush=True)
         with ray_cluster.tune_environment(wandb_mode, settings.verbose):
@@ -131,24 +128,17 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
 def make_tuner(
     spec: SweepSpec,
     settings: Settings,
+    strategy: Strategy,
     trainable,
     space: dict[str, Any],
     study_storage: optuna.storages.BaseStorage | None,
     wandb_mode: str,
-    perturbations: dict[str, Any] | None = None,
+    perturbations: dict[str, Any],
 ) -> tune.Tuner:
-    """A new sweep's Tuner: the searcher, the scheduler, the callbacks and the progress table.
-    With --scheduler pbt, ``perturbations`` is what PBT may change (``trial_perturbations``)."""
-    pruner = (
-        PBTCheckpointPruner(
-            spec.metric,
-            spec.mode,
-            settings.perturbation_interval,
-            keep=settings.keep_checkpoints,
-        )
-        if settings.scheduler == "pbt"
-        else CheckpointPruner(spec.metric, spec.mode, keep=settings.keep_checkpoints)
-    )
+    """A new sweep's Tuner: the strategy's searcher, scheduler and checkpoint pruner, the
+    callbacks and the progress view. ``perturbations``: what the scheduler may change in a
+    running trial (``Strategy.perturbations``)."""
+    pruner = strategy.checkpoint_pruner(spec, settings)
     # Every epoch's result kept through a trial's restarts in this driver: PBT's pauses, and a
     # trial restored after a failure (a node lost mid-sweep: Ray's own loggers would put back
     # the experiment folder's older copy of result.json, and results.parquet lose those epochs).
@@ -170,8 +160,8 @@ def make_tuner(
         tune_config=tune.TuneConfig(
             metric=spec.metric,
             mode=spec.mode,
-            search_alg=build_searcher(settings, study_storage),
-            scheduler=build_scheduler(settings, perturbations),
+            search_alg=strategy.searcher(settings, study_storage),
+            scheduler=strategy.scheduler(settings, perturbations),
             num_samples=settings.num_samples,
             trial_dirname_creator=trial_dirname,
             reuse_actors=True,  # a new trial reuses a finished trial's worker: no restart cost

@@ -1,31 +1,22 @@
-"""The trial schedulers a sweep can use: ASHA as Ray has it, ``RevisingASHAScheduler``, this
-project's default, which judges a trial again at the rungs it has passed as more trials reach
-them, and Ray's Population Based Training (``--scheduler pbt``; its parts of our own are in
-``sweeps/pbt.py``). ``build_scheduler`` picks one from the settings."""
+"""Our own trial schedulers: ``RevisingASHAScheduler``, the default, which judges a trial again
+at the rungs it has passed as more trials reach them, and Ray's Population Based Training
+without a check at a trial's last epoch. ``sweeps/strategies/`` builds them from the settings."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ray.air.constants import TRAINING_ITERATION
 from ray.tune.schedulers import ASHAScheduler, PopulationBasedTraining, TrialScheduler
-
-from sweeps.pbt import KeepInBounds
-from sweeps.settings import Settings
 
 
 class RevisingASHAScheduler(ASHAScheduler):
     """Ray's ASHA, but a trial is judged at each of its rungs as if it had arrived there last.
 
     Ray's asynchronous ASHA decides once, when a trial reaches a rung, against the results
-    already there; the first trials to reach a rung are compared with nothing and go on, so a
-    sweep whose first trials are bad runs them to the end (61% of the epochs of a 20-trial sweep
-    in ``bench/asha_economy.py``, whose first four trials were its worst). Here a trial that
-    reports again after passing a rung is checked against that rung's results as they are now
-    (the other trials' values, Ray's cutoff: the 1 - 1/rf quantile), and stopped if it would
-    not pass. Decisions depend less on arrival order (a trial can only be revised by results
-    that have arrived: in that benchmark's order it still spent 45%, against a median of 20% over
-    random orders), at the cost of the epochs a trial ran before it was revised.
+    already there, so the first trials to reach a rung pass unopposed. Here a trial that reports
+    again after passing a rung is checked against that rung as it is now (Ray's cutoff, the
+    1 - 1/rf quantile of the other trials' values) and stopped if it would not pass, so decisions
+    depend less on arrival order (what that saves: BENCHMARKS.md, ``bench/asha_economy.py``).
     ``--no-asha-revise`` gives Ray's ASHA.
     """
 
@@ -48,12 +39,10 @@ class RevisingASHAScheduler(ASHAScheduler):
 class PopulationBasedTrainingToMaxEpochs(PopulationBasedTraining):
     """Ray's Population Based Training, but a trial's last epoch (--max-epochs) is no check.
 
-    Ray's asynchronous PBT checks every result, the last too. A donor checked at its last epoch
-    offers its final checkpoint, and a trial cloned from it restarts with no epoch left to train:
-    it ends at the epoch it had reached, its table rows short of --max-epochs (a race the PBT
-    smoke test lost once). And a trial checked at its last epoch would be sent back to train
-    epochs again past the budget. Ray's own PBT examples avoid both with a stopper at the last
-    iteration, which also keeps that result from the searcher; here only PBT passes it by.
+    Ray's PBT checks every result, the last too: a trial cloned from a donor's final checkpoint
+    would restart with no epoch left to train, and a trial checked at its last epoch could be
+    sent back to train past the budget. A stopper at the last epoch would avoid both but would
+    also keep that result from the searcher; here only PBT passes it by.
     """
 
     def __init__(self, *, max_t: int, **kwargs: Any) -> None:
@@ -64,28 +53,3 @@ class PopulationBasedTrainingToMaxEpochs(PopulationBasedTraining):
         if result.get(self._time_attr, 0) >= self._max_t:
             return TrialScheduler.CONTINUE  # the trial ends here: nothing to exploit or explore
         return super().on_trial_result(tune_controller, trial, result)
-
-
-def build_scheduler(
-    settings: Settings, perturbations: dict[str, Any] | None = None
-) -> TrialScheduler:
-    """Over epochs (``training_iteration``): with --scheduler pbt, Ray's Population Based
-    Training over ``perturbations`` (``search_space.trial_perturbations``), a trial checked every
-    --perturbation-interval epochs but not at --max-epochs; else ASHA, revising unless
-    --no-asha-revise."""
-    if settings.scheduler == "pbt":
-        return PopulationBasedTrainingToMaxEpochs(
-            max_t=settings.max_epochs,
-            time_attr=TRAINING_ITERATION,
-            perturbation_interval=settings.perturbation_interval,
-            quantile_fraction=settings.quantile_fraction,
-            hyperparam_mutations=dict(perturbations or {}),
-            custom_explore_fn=KeepInBounds(perturbations or {}),
-            log_config=True,  # pbt_global.txt and pbt_policy_<trial>.txt in the experiment
-        )
-    return (RevisingASHAScheduler if settings.asha_revise else ASHAScheduler)(
-        time_attr=TRAINING_ITERATION,
-        max_t=settings.max_epochs,
-        grace_period=settings.grace_period,
-        reduction_factor=settings.reduction_factor,
-    )

@@ -45,9 +45,7 @@ def trial_perturbations(
     applied to its lr axes), each value checked to make a valid config over ``space`` (the trial
     space). A continuous axis is a ``tune.uniform``/``loguniform`` (PBT multiplies it by 0.8 or
     1.2, kept inside the bounds: ``sweeps.pbt.KeepInBounds``); a discrete one a list (PBT steps
-    to a neighbour). {} unless --scheduler pbt."""
-    if settings.scheduler != "pbt":
-        return {}
+    to a neighbour)."""
     mutations = dict(spec.perturbations[settings.space])
     if settings.lr_range is not None and any(isinstance(v, Float) for v in mutations.values()):
         with contextlib.suppress(UsageError):  # no lr axis among them: nothing to replace

@@ -1,8 +1,7 @@
 """The searcher: Ray Tune's ``OptunaSearch`` (TPE, seeded, on an RDB study) made to tell the
 Optuna study each trial's real state, and kept in step with Tune across restores.
 
-``build_searcher`` makes it from the settings, behind Tune's ``ConcurrencyLimiter``; with
-``--scheduler pbt`` there is no Optuna, and it makes Ray's random sampler instead.
+The ASHA strategy (``sweeps/strategies/asha.py``) builds it, behind Tune's ``ConcurrencyLimiter``.
 """
 
 from __future__ import annotations
@@ -15,12 +14,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 from ray.air.constants import TRAINING_ITERATION
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps import private_api
 from sweeps.outcome import DIVERGED, ERROR, is_finite_number
-from sweeps.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -233,23 +230,3 @@ class TrialStateOptunaSearch(OptunaSearch):
         self._completed.discard(trial_id)
         self._told.pop(trial_id, None)
         return new
-
-
-def build_searcher(
-    settings: Settings, study_storage: optuna.storages.BaseStorage | None
-) -> SearchAlgorithm:
-    """TPE seeded with --seed, on the study named like the experiment, at most
-    --max-concurrent trials at once. With --scheduler pbt: no Optuna (Ray's PBT refuses a
-    searcher; it makes the configs itself once trials run), the initial population sampled at
-    random from the space by Ray's ``BasicVariantGenerator``, seeded with --seed."""
-    if settings.scheduler == "pbt":
-        return BasicVariantGenerator(
-            max_concurrent=settings.max_concurrent, random_state=settings.seed
-        )
-    searcher = TrialStateOptunaSearch(
-        max_epochs=settings.max_epochs,
-        study_name=settings.name,
-        storage=study_storage,
-        seed=settings.seed,
-    )
-    return ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent)

@@ -33,6 +33,7 @@ from models import ConvAutoencoder
 from sweeps import ae_sweep, classifier_sweep, experiment, gan_sweep, record
 from sweeps.cli import build_parser, parse_settings
 from sweeps.ray_cluster import TrialResources
+from sweeps.strategies import strategy_for
 from trainables import autoencoder, cli, core, gan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,7 +161,10 @@ def _ae_record(storage: Path, name: str) -> dict:
     space = {**ae_sweep.SPACES["report"], "epochs": settings.max_epochs}
     url = f"sqlite:///{storage / name / 'optuna.db'}"
     resources = TrialResources(cpu=settings.cpus_per_trial, gpu=0.0)
-    return record.sweep_record(ae_sweep.SWEEP, settings, resources, space, url, "offline")
+    described = strategy_for(settings).record(settings, {})
+    return record.sweep_record(
+        ae_sweep.SWEEP, settings, resources, space, url, "offline", described
+    )
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,7 @@ def test_lineage_says_which_trial_trained_which_epochs():
 
 
 def test_pbt_makes_no_check_at_a_trials_last_epoch(tmp_path):
-    """The sweep's PBT (build_scheduler, --max-epochs 4): a result before the last epoch is a
+    """The sweep's PBT (its strategy's scheduler, --max-epochs 4): a result before the last epoch is a
     check (PBT records the trial's score and time; a trial in the top fraction would save the
     checkpoint it offers as a donor), the last epoch's result is none, so no trial is cloned from
     a final checkpoint (it would have no epoch left to train) and none is sent back past the
@@ -160,7 +160,8 @@ def test_pbt_makes_no_check_at_a_trials_last_epoch(tmp_path):
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 
-    from sweeps import cli, schedulers
+    from sweeps import cli
+    from sweeps.strategies import strategy_for
 
     argv = ["--scheduler", "pbt", "--max-epochs", "4", "--perturbation-interval", "1"]
     argv += ["--storage-path", str(tmp_path)]
@@ -179,7 +180,7 @@ def test_pbt_makes_no_check_at_a_trials_last_epoch(tmp_path):
             checked.append(pbt._trial_state[trial].last_perturbation_time)
         return checked
 
-    assert checked_epochs(schedulers.build_scheduler(settings, mutations)) == [1, 2, 3, 3]
+    assert checked_epochs(strategy_for(settings).scheduler(settings, mutations)) == [1, 2, 3, 3]
     rays = PopulationBasedTraining(
         time_attr="training_iteration", perturbation_interval=1, hyperparam_mutations=mutations
     )

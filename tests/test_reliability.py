@@ -60,6 +60,7 @@ from sweeps import (
     study_storage,
     wandb_hub,
 )
+from sweeps.strategies.asha import ASHA
 from trainables import autoencoder, classifier, core, data, gan
 from trainables.errors import UsageError
 
@@ -558,8 +559,11 @@ class _RecordingASHA(schedulers.RevisingASHAScheduler):
         return action
 
 
-def _recording_scheduler(settings, perturbations=None):
-    scheduler = schedulers.build_scheduler(settings, perturbations)
+_asha_scheduler = ASHA.scheduler
+
+
+def _recording_scheduler(strategy, settings, perturbations):
+    scheduler = _asha_scheduler(strategy, settings, perturbations)
     scheduler.__class__ = _RecordingASHA  # a subclass that adds no state: only records
     return scheduler
 
@@ -574,7 +578,7 @@ def faulty_sweep(local_ray, tmp_path_factory):
     out = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
         mp.setattr(autoencoder, "TRAINABLE", _fails_in_epoch_2(autoencoder.TRAINABLE))
-        mp.setattr(runner, "build_scheduler", _recording_scheduler)
+        mp.setattr(ASHA, "scheduler", _recording_scheduler)
         summary = runner.run(ae_sweep.SWEEP, settings, FAULTY_SPACE)
     print(out.getvalue())  # shown if a test fails
     return settings, summary, out.getvalue(), storage / "faulty"
@@ -588,7 +592,7 @@ def _last_rows(exp: Path):
 def _replayed(settings, trial_id: str, result: dict, rungs: list) -> str:
     """What the sweep's scheduler decides on ``result`` when its rungs hold ``rungs``: a fresh
     one from build_scheduler, given that state, asked the same question."""
-    asha = schedulers.build_scheduler(settings)
+    asha = ASHA().scheduler(settings, {})
     asha.set_search_properties(ae_sweep.METRIC, ae_sweep.MODE)
     trial = argparse.Namespace(trial_id=trial_id)
     asha.on_trial_add(None, trial)
