@@ -90,6 +90,24 @@ class SweepFolder:
     def mode(self) -> str:
         return str(self.spec.get("mode") or (self.best or {}).get("mode") or "min")
 
+    @property
+    def scheduler(self) -> dict[str, Any]:
+        """sweep.json's ``scheduler``: its name and settings (``grace_period``... for ASHA)."""
+        return self.spec.get("scheduler") or {}
+
+    @property
+    def perturbed(self) -> bool:
+        """The scheduler changed trials' configs while they ran (PBT): sweep.json lists what."""
+        return "perturbations" in self.scheduler
+
+    @property
+    def strategy_words(self) -> str:
+        """'a PBT sweep (--scheduler pbt)': the sweep's strategy, as a message names it."""
+        flag = (self.spec.get("args") or {}).get("scheduler")
+        return f"a {self.scheduler.get('name', 'this')} sweep" + (
+            f" (--scheduler {flag})" if flag else ""
+        )
+
     def results(self) -> pd.DataFrame:
         """``results.parquet``: one row per trial per epoch."""
         if "results" not in self._cache:
@@ -111,10 +129,10 @@ class SweepFolder:
         opened, because opening it would create an empty database."""
         if self.storage_override:
             return self.storage_override
-        if (self.spec.get("scheduler") or {}).get("name") == "PBT":
+        if "study_storage" in self.spec and self.spec["study_storage"] is None:
             raise MissingInput(
-                "a PBT sweep (--scheduler pbt) has no Optuna study: Optuna has no part in PBT "
-                "(pbt_hyperparameters.png shows its trials)"
+                f"{self.strategy_words} has no Optuna study: Optuna has no part in it"
+                + (" (pbt_hyperparameters.png shows its trials)" if self.perturbed else "")
             )
         url = self.spec.get("study_storage") or (self.best or {}).get("study_storage")
         local = self.root / STUDY_FILE

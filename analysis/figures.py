@@ -74,13 +74,12 @@ def sweep_figures(inputs: Inputs) -> list[Job]:
     metric = sweep.metric
     best_id = (sweep.best or {}).get("trial_id")
 
-    scheduler = sweep.spec.get("scheduler") or {}
-    pbt = scheduler.get("name") == "PBT"
+    scheduler = sweep.scheduler
 
     def milestones() -> list[int]:
         asha = scheduler
-        if pbt:
-            raise MissingInput("a PBT sweep (--scheduler pbt) has no ASHA rungs")
+        if sweep.perturbed:
+            raise MissingInput(f"{sweep.strategy_words} has no ASHA rungs")
         max_epochs = int(sweep.spec.get("max_epochs") or 0)
         if not max_epochs or not asha.get("grace_period"):
             raise MissingInput(f"{SWEEP_FILE} names no ASHA rungs (grace_period, max_epochs)")
@@ -143,7 +142,7 @@ def sweep_figures(inputs: Inputs) -> list[Job]:
     s = "Sweep"
     pbt_jobs = (
         [(Entry("pbt_hyperparameters.png", s, "PBT: hyperparameters over epochs"), perturbed)]
-        if pbt
+        if sweep.perturbed
         else []
     )
     return pbt_jobs + [
