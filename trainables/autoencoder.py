@@ -11,28 +11,32 @@ Inside Tune: ``tune.with_parameters(train_autoencoder, data=splits)``; each epoc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from models import ConvAutoencoder
-from trainables import core
-from trainables.data import DeviceSplit, Splits, load_splits
+from trainables import checkpoints, training
+from trainables.config import TrainConfig, check_field, param
+from trainables.data import DeviceSplit, Splits
+from trainables.optim import make_optimizer
 
 KIND = "autoencoder"
 
 
 @dataclass
-class AutoencoderConfig(core.TrainConfig):
-    latent_dim: int = core.param(16, "size of the latent code (2 for the latent-space figures)")
-    epochs: int = core.param(20, "epochs to train; ASHA may stop a trial earlier")
-    batch_size: int = core.param(256, "images per optimiser step")
-    lr: float = core.param(1e-3, "Adam/SGD learning rate per step of batch_size images")
+class AutoencoderConfig(TrainConfig):
+    latent_dim: int = param(16, "size of the latent code (2 for the latent-space figures)")
+    epochs: int = param(20, "epochs to train; ASHA may stop a trial earlier")
+    batch_size: int = param(256, "images per optimiser step")
+    lr: float = param(1e-3, "Adam/SGD learning rate per step of batch_size images")
+
+    FIXED_ON_RESUME: ClassVar[tuple[str, ...]] = (*TrainConfig.FIXED_ON_RESUME, "latent_dim")
 
     def validate(self) -> None:
         super().validate()
-        core._check(self, self.latent_dim >= 1, "latent_dim", "must be at least 1")
+        check_field(self, self.latent_dim >= 1, "latent_dim", "must be at least 1")
 
 
 # The report's section I.B best model: Adam, lr 0.00099, weight decay 3.5237e-5, 60 epochs.
@@ -47,7 +51,7 @@ def reconstruction_loss(model, x, _y):
 
 def train_epoch(model, optimizer, data: DeviceSplit, cfg, generator, device) -> float:
     """One epoch of per-pixel MSE; returns the epoch's mean training MSE."""
-    return core.train_epoch(model, optimizer, data, cfg, generator, device, reconstruction_loss)
+    return training.train_epoch(model, optimizer, data, cfg, generator, device, reconstruction_loss)
 
 
 @torch.no_grad()
@@ -62,32 +66,20 @@ def evaluate(model, data: DeviceSplit, batch_size: int = 1000) -> float:
 
 def train_autoencoder(config: dict[str, Any], data: Splits | None = None, reporter=None) -> None:
     cfg = AutoencoderConfig.from_dict(config)
-    core.set_determinism(cfg)  # before any CUDA work
-    reporter = reporter or core.TuneReporter()
-    data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed, cfg.subset)
-    device = core.resolve_device(cfg.device)
-    train, val = (
-        DeviceSplit(data.train_x, data.train_y, device),
-        DeviceSplit(data.val_x, data.val_y, device),
-    )
+    run = training.start(KIND, cfg, data, reporter)
 
-    core.seed_epoch(cfg, 0, device)
-    model = ConvAutoencoder(cfg.latent_dim).to(device)
-    optimizer = core.make_optimizer(cfg, model.parameters())
-    modules = {"model": model, "optimizer": optimizer}
-    start, history, _ = core.restore_into(reporter, modules, KIND)
+    def build() -> dict[str, Any]:
+        model = ConvAutoencoder(cfg.latent_dim).to(run.device)
+        return {"model": model, "optimizer": make_optimizer(cfg, model.parameters())}
 
-    for epoch in range(start + 1, cfg.epochs + 1):
-        generator = core.seed_epoch(cfg, epoch, device)
-        core.set_epoch_lr(optimizer, cfg, epoch)
-        train_mse = train_epoch(model, optimizer, train, cfg, generator, device)
-        metrics = {"epoch": epoch, "train_mse": train_mse, "val_mse": evaluate(model, val)}
-        core.check_finite(metrics, epoch)
-        history.append(metrics)
-        payload = core.checkpoint_payload(
-            KIND, cfg, {"latent_dim": cfg.latent_dim}, epoch, history, core.state_of(modules)
-        )
-        reporter.report(metrics, payload)
+    modules, restored = training.initialise(run, build)
+    model, optimizer = modules["model"], modules["optimizer"]
+
+    def one_epoch(epoch: int, generator, history) -> dict[str, float]:
+        train_mse = train_epoch(model, optimizer, run.train, cfg, generator, run.device)
+        return {"train_mse": train_mse, "val_mse": evaluate(model, run.val)}
+
+    training.run_epochs(run, modules, restored, {"latent_dim": cfg.latent_dim}, one_epoch)
 
 
 CONFIG = AutoencoderConfig
@@ -96,7 +88,9 @@ TRAINABLE = train_autoencoder
 
 def load_model(path, map_location="cpu") -> tuple[ConvAutoencoder, dict[str, Any]]:
     """The trained autoencoder in a checkpoint, in eval mode, with the checkpoint's payload."""
-    return core.load_model(path, KIND, lambda args: ConvAutoencoder(**args), "model", map_location)
+    return checkpoints.load_model(
+        path, KIND, lambda args: ConvAutoencoder(**args), "model", map_location
+    )
 
 
 def score_test(model, test: DeviceSplit, cfg=None) -> dict[str, float]:
@@ -106,7 +100,7 @@ def score_test(model, test: DeviceSplit, cfg=None) -> dict[str, float]:
 
 def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") -> dict[str, float]:
     """Test-split MSE of a checkpoint: the only place the test images are used."""
-    return core.evaluate_checkpoint(path, load_model, CONFIG, score_test, data, device)
+    return checkpoints.evaluate_checkpoint(path, load_model, CONFIG, score_test, data, device)
 
 
 if __name__ == "__main__":

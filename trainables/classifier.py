@@ -13,49 +13,57 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from models import LatentClassifier
 from models.classifier import MODES
-from trainables import autoencoder, core
-from trainables.data import DeviceSplit, Splits, load_splits
+from trainables import autoencoder, checkpoints, training
+from trainables.config import ConfigError, TrainConfig, check_field, param
+from trainables.data import DeviceSplit, Splits
+from trainables.optim import make_optimizer
 
 KIND = "classifier"
 
 
 @dataclass
-class ClassifierConfig(core.TrainConfig):
-    encoder_checkpoint: str = core.param(
+class ClassifierConfig(TrainConfig):
+    encoder_checkpoint: str = param(
         "", "autoencoder checkpoint (file or folder) whose encoder is used"
     )
-    mode: str = core.param(
+    mode: str = param(
         "frozen",
         "frozen or finetune encoder: frozen (the report: encoder untouched) | finetune "
         "(encoder trains too)",
     )
-    head_width: int = core.param(256, "head is latent -> w -> w -> w/2 -> 10 (the report: 256)")
-    dropout: float = core.param(0.0, "dropout after each hidden layer of the head")
-    encoder_lr_scale: float = core.param(0.1, "finetune only: encoder lr = lr * this")
-    epochs: int = core.param(20, "epochs to train; ASHA may stop a trial earlier")
-    batch_size: int = core.param(256, "images per optimiser step")
-    lr: float = core.param(2e-4, "learning rate of the head per step of batch_size images")
-    weight_decay: float = core.param(1e-5, "L2 penalty inside Adam")
+    head_width: int = param(256, "head is latent -> w -> w -> w/2 -> 10 (the report: 256)")
+    dropout: float = param(0.0, "dropout after each hidden layer of the head")
+    encoder_lr_scale: float = param(0.1, "finetune only: encoder lr = lr * this")
+    epochs: int = param(20, "epochs to train; ASHA may stop a trial earlier")
+    batch_size: int = param(256, "images per optimiser step")
+    lr: float = param(2e-4, "learning rate of the head per step of batch_size images")
+    weight_decay: float = param(1e-5, "L2 penalty inside Adam")
+
+    FIXED_ON_RESUME: ClassVar[tuple[str, ...]] = (
+        *TrainConfig.FIXED_ON_RESUME,
+        "mode",
+        "head_width",
+    )
 
     def validate(self) -> None:
         super().validate()
-        core._check(
+        check_field(
             self,
             bool(self.encoder_checkpoint),
             "encoder_checkpoint",
             "is required (an autoencoder checkpoint)",
         )
-        core._check(self, self.mode in MODES, "mode", f"must be one of {MODES}")
-        core._check(self, self.head_width >= 2, "head_width", "must be at least 2")
-        core._check(self, 0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
-        core._check(self, self.encoder_lr_scale > 0, "encoder_lr_scale", "must be positive")
+        check_field(self, self.mode in MODES, "mode", f"must be one of {MODES}")
+        check_field(self, self.head_width >= 2, "head_width", "must be at least 2")
+        check_field(self, 0 <= self.dropout < 1, "dropout", "must be in [0, 1)")
+        check_field(self, self.encoder_lr_scale > 0, "encoder_lr_scale", "must be positive")
 
 
 # The report's section II.B: Adam, lr 2e-4, weight decay 1e-5, 100 epochs, frozen encoder.
@@ -82,7 +90,7 @@ def check_encoder_split(encoder_payload: dict[str, Any], data_seed: int, val_siz
     trained = encoder_payload.get("config", {})
     seed, size = trained.get("data_seed"), trained.get("val_size")
     if (seed, size) != (data_seed, val_size):
-        raise core.ConfigError(
+        raise ConfigError(
             f"{encoder_payload.get('path', 'the encoder checkpoint')}: the encoder was trained "
             f"with data_seed={seed}, val_size={size}, this classifier uses data_seed={data_seed}, "
             f"val_size={val_size}, so the encoder has seen its "
@@ -96,7 +104,7 @@ def check_encoder(path: str | os.PathLike, data_seed: int, val_size: int) -> dic
     """The autoencoder checkpoint at ``path`` (CheckpointError if it is missing or not an
     autoencoder's), refused by ``check_encoder_split`` if trained on another validation split.
     A sweep calls this before Ray starts; every trial checks again when it loads the encoder."""
-    payload = core.load_checkpoint(path, autoencoder.KIND)
+    payload = checkpoints.load_checkpoint(path, autoencoder.KIND)
     check_encoder_split(payload, data_seed, val_size)
     return payload
 
@@ -106,13 +114,18 @@ def build_model(
 ) -> tuple[LatentClassifier, dict[str, Any]]:
     ae = autoencoder.ConvAutoencoder(**encoder_payload["model_args"])
     ae.load_state_dict(encoder_payload["state"]["model"])
-    model_args = {
-        "latent_dim": ae.latent_dim,
+    model_args = model_args_for(cfg, encoder_payload)
+    return _from_args(ae.encoder, model_args), model_args
+
+
+def model_args_for(cfg: ClassifierConfig, encoder_payload: dict[str, Any]) -> dict[str, Any]:
+    """The classifier's model arguments: the encoder's latent size, and the head ``cfg`` sets."""
+    return {
+        "latent_dim": encoder_payload["model_args"]["latent_dim"],
         "hidden_sizes": [cfg.head_width, cfg.head_width, cfg.head_width // 2],
         "dropout": cfg.dropout,
         "mode": cfg.mode,
     }
-    return _from_args(ae.encoder, model_args), model_args
 
 
 def _from_args(encoder, model_args: dict[str, Any]) -> LatentClassifier:
@@ -139,7 +152,7 @@ def classification_loss(net, x, y):
 
 def train_epoch(net, optimizer, data: DeviceSplit, cfg, generator, device) -> float:
     """One epoch; ``net`` is the whole classifier, or only its head when ``data`` holds codes."""
-    return core.train_epoch(net, optimizer, data, cfg, generator, device, classification_loss)
+    return training.train_epoch(net, optimizer, data, cfg, generator, device, classification_loss)
 
 
 @torch.no_grad()
@@ -162,50 +175,35 @@ def evaluate(net, data: DeviceSplit, batch_size: int = 2000) -> dict[str, Any]:
 
 def train_classifier(config: dict[str, Any], data: Splits | None = None, reporter=None) -> None:
     cfg = ClassifierConfig.from_dict(config)
-    core.set_determinism(cfg)  # before any CUDA work
-    reporter = reporter or core.TuneReporter()
     encoder_payload = check_encoder(cfg.encoder_checkpoint, cfg.data_seed, cfg.val_size)
-    data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed, cfg.subset)
-    device = core.resolve_device(cfg.device)
-    train, val = (
-        DeviceSplit(data.train_x, data.train_y, device),
-        DeviceSplit(data.val_x, data.val_y, device),
-    )
+    run = training.start(KIND, cfg, data, reporter)
 
-    core.seed_epoch(cfg, 0, device)
-    model, model_args = build_model(cfg, encoder_payload)
-    model.to(device)
-    if cfg.mode == "frozen":
-        net, params = model.head, model.head.parameters()
+    def build() -> dict[str, Any]:
+        model = build_model(cfg, encoder_payload)[0].to(run.device)
+        if cfg.mode == "frozen":
+            params = model.head.parameters()
+        else:
+            params = [
+                {"params": model.head.parameters()},
+                {"params": model.encoder.parameters(), "lr": cfg.lr * cfg.encoder_lr_scale},
+            ]
+        return {"model": model, "optimizer": make_optimizer(cfg, params)}
+
+    modules, restored = training.initialise(run, build)
+    model, optimizer = modules["model"], modules["optimizer"]
+    net, train, val = model, run.train, run.val
+    if cfg.mode == "frozen":  # only the head trains, on the codes of the (restored) encoder
+        net = model.head
         train, val = encode_split(model.encoder, train), encode_split(model.encoder, val)
-    else:
-        net = model
-        params = [
-            {"params": model.head.parameters()},
-            {"params": model.encoder.parameters(), "lr": cfg.lr * cfg.encoder_lr_scale},
-        ]
-    optimizer = core.make_optimizer(cfg, params)
-    modules = {"model": model, "optimizer": optimizer}
-    start, history, _ = core.restore_into(reporter, modules, KIND)
-    source = {"path": encoder_payload["path"], "epoch": encoder_payload["epoch"]}
 
-    for epoch in range(start + 1, cfg.epochs + 1):
-        generator = core.seed_epoch(cfg, epoch, device)
-        core.set_epoch_lr(optimizer, cfg, epoch)
-        train_loss = train_epoch(net, optimizer, train, cfg, generator, device)
+    def one_epoch(epoch: int, generator, history) -> dict[str, float]:
+        train_loss = train_epoch(net, optimizer, train, cfg, generator, run.device)
         ev = evaluate(net, val)
-        metrics = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": ev["loss"],
-            "val_acc": ev["acc"],
-        }
-        core.check_finite(metrics, epoch)
-        history.append(metrics)
-        payload = core.checkpoint_payload(
-            KIND, cfg, model_args, epoch, history, core.state_of(modules), encoder_source=source
-        )
-        reporter.report(metrics, payload)
+        return {"train_loss": train_loss, "val_loss": ev["loss"], "val_acc": ev["acc"]}
+
+    source = {"path": encoder_payload["path"], "epoch": encoder_payload["epoch"]}
+    model_args = model_args_for(cfg, encoder_payload)
+    training.run_epochs(run, modules, restored, model_args, one_epoch, encoder_source=source)
 
 
 CONFIG = ClassifierConfig
@@ -218,7 +216,7 @@ def load_model(path, map_location="cpu") -> tuple[LatentClassifier, dict[str, An
     def build(model_args: dict[str, Any]) -> LatentClassifier:
         return _from_args(autoencoder.ConvAutoencoder(model_args["latent_dim"]).encoder, model_args)
 
-    return core.load_model(path, KIND, build, "model", map_location)
+    return checkpoints.load_model(path, KIND, build, "model", map_location)
 
 
 def score_test(model, test: DeviceSplit, cfg=None) -> dict[str, Any]:
@@ -236,7 +234,7 @@ def score_test(model, test: DeviceSplit, cfg=None) -> dict[str, Any]:
 
 def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") -> dict[str, Any]:
     """Test accuracy, loss, confusion matrix and per-class accuracy: the only use of the test set."""
-    return core.evaluate_checkpoint(path, load_model, CONFIG, score_test, data, device)
+    return checkpoints.evaluate_checkpoint(path, load_model, CONFIG, score_test, data, device)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Command line for one trainable run without Ray: flags are generated from the typed config, so
 every config field is a flag (``latent_dim`` -> ``--latent-dim``) with its default and the help
-text the field declares (``core.param``).
+text the field declares (``config.param``).
 
 Writes ``OUT/checkpoint.pt`` (latest epoch), ``OUT/metrics.jsonl`` (one line per epoch) and, at the
-end, ``OUT/test_metrics.json`` from the test split. ``--resume`` continues from ``OUT``.
+end, ``OUT/test_metrics.json`` from the test split. ``--resume`` continues from ``OUT`` with the
+config saved in its checkpoint; a preset, then the flags given, override it (``resumed_config``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ import json
 import time
 import typing
 from pathlib import Path
+from typing import Any
 
-from trainables import core, module_for
+from trainables import module_for
+from trainables.checkpoints import CheckpointError, check_resumes
+from trainables.config import ConfigError, help_of
 from trainables.errors import OneLineParser, cli_errors
+from trainables.reporting import FolderReporter
+from trainables.training import DivergedError
 
 
 def _parse_bool(text: str) -> bool:
@@ -70,22 +76,55 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
             type=parse,
             default=None,  # None = not given: preset, then the config default applies
             metavar=base.__name__.upper(),
-            help=_literal(f"{core.help_of(f)} (default {f.default!r})"),
+            help=_literal(f"{help_of(f)} (default {f.default!r})"),
         )
     return parser
 
 
 def _fix_for(e: BaseException) -> str:
     """The fix that ends the error line when the message does not name one."""
-    if isinstance(e, core.ConfigError):
+    if isinstance(e, ConfigError):
         flag = "--" + e.key.replace("_", "-") if e.key else "the flags"
         return f"pass a valid {flag} (see --help)"
-    if isinstance(e, core.CheckpointError):
+    if isinstance(e, CheckpointError):
         return (
             "pass a checkpoint of the kind named, as python -m trainables.<kind> "
             "--out DIR writes it (DIR or DIR/checkpoint.pt)"
         )
     return "check the flags and paths given (see --help)"
+
+
+def resumed_config(
+    kind: str, out: Path, preset: str | None, given: dict[str, Any]
+) -> tuple[dict[str, Any], str]:
+    """The config a ``--resume`` continues with, and the line that says so: the checkpoint's own
+    config in ``out``, then ``preset``, then the flags ``given``. A key the checkpoint fixes
+    (``CONFIG.FIXED_ON_RESUME``: the model's shape, the optimiser whose state it holds) given
+    another value is a ConfigError naming it."""
+    module = module_for(kind)
+    payload = FolderReporter(out, resume=True).checkpoint()
+    check_resumes(payload, kind)
+    saved = payload["config"]
+    wanted = dict(saved, **(module.PRESETS[preset] if preset else {}), **given)
+    resolved = module.CONFIG.from_dict(wanted).to_dict()
+    changed = {k: v for k, v in resolved.items() if k not in saved or saved[k] != v}
+    for key in [k for k in changed if k in saved and k in module.CONFIG.FIXED_ON_RESUME]:
+        flag = "--" + key.replace("_", "-")
+        if key in given:
+            source, without = f"{flag} {given[key]}", flag
+        else:
+            source, without = f"--preset {preset} sets {key}={changed[key]!r}", "--preset"
+        raise ConfigError(
+            f"--resume: {source}, but the checkpoint in {out} was trained with "
+            f"{key}={saved[key]!r}, and its weights and optimiser state fit only that; "
+            f"resume without {without}, or train a new run into another --out",
+            key=key,
+        )
+    overridden = ", ".join(f"{k} {saved.get(k)} -> {v}" for k, v in changed.items())
+    line = f"{kind}: resuming {out} from epoch {payload['epoch']}; " + (
+        f"overridden: {overridden}" if overridden else "nothing overridden"
+    )
+    return resolved, line
 
 
 def main(kind: str, argv: list[str] | None = None) -> dict:
@@ -97,11 +136,15 @@ def main(kind: str, argv: list[str] | None = None) -> dict:
         for f in dataclasses.fields(module.CONFIG)
         if getattr(args, f.name) is not None
     }
-    config = dict(module.PRESETS[args.preset]) if args.preset else {}
-    config.update(given)
     out = Path(args.out)
     # Besides any UsageError, a diverged run and a bad value or path are the user's to fix.
-    with cli_errors(also=(core.DivergedError, ValueError, OSError), default_fix=_fix_for):
+    with cli_errors(also=(DivergedError, ValueError, OSError), default_fix=_fix_for):
+        if args.resume:
+            config, line = resumed_config(kind, out, args.preset, given)
+            print(line, flush=True)
+        else:
+            config = dict(module.PRESETS[args.preset]) if args.preset else {}
+            config.update(given)
         cfg = module.CONFIG.from_dict(config)
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -109,7 +152,7 @@ def main(kind: str, argv: list[str] | None = None) -> dict:
             raise OSError(
                 f"cannot write to --out {out} ({e.strerror or e}); pass a folder you can write to"
             ) from None
-        reporter = core.FolderReporter(out, resume=args.resume)
+        reporter = FolderReporter(out, resume=args.resume)
         print(f"{kind}: training into {out} with {json.dumps(cfg.to_dict())}", flush=True)
         t0 = time.perf_counter()
         module.TRAINABLE(cfg.to_dict(), reporter=reporter)

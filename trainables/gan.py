@@ -15,14 +15,16 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from models import Discriminator, Generator
-from trainables import core, fid
-from trainables.data import DeviceSplit, Splits, load_splits
+from trainables import checkpoints, fid, training
+from trainables.config import TrainConfig, check_field, param
+from trainables.data import DeviceSplit, Splits
+from trainables.devices import autocast
 
 KIND = "gan"
 SAMPLE_SEED = 4321  # fixed noise for the stored sample grids
@@ -30,35 +32,41 @@ SAMPLE_COUNT = 64
 
 
 @dataclass
-class GANConfig(core.TrainConfig):
-    latent_size: int = core.param(100, "size of the generator's noise input")
-    hidden_size: int = core.param(784, "width of both hidden layers of generator and discriminator")
-    lr: float = core.param(2e-4, "Adam learning rate of both networks unless lr_g / lr_d are set")
-    lr_g: float | None = core.param(None, "generator learning rate; None -> lr")
-    lr_d: float | None = core.param(None, "discriminator learning rate; None -> lr")
-    beta1: float = core.param(0.5, "Adam beta1 of both networks (0.5 is the DCGAN habit)")
-    d_steps: int = core.param(1, "discriminator updates per generator update")
-    epochs: int = core.param(20, "epochs over the training images; ASHA may stop a trial earlier")
-    batch_size: int = core.param(128, "real images per discriminator step")
-    fid_every: int = core.param(
+class GANConfig(TrainConfig):
+    latent_size: int = param(100, "size of the generator's noise input")
+    hidden_size: int = param(784, "width of both hidden layers of generator and discriminator")
+    lr: float = param(2e-4, "Adam learning rate of both networks unless lr_g / lr_d are set")
+    lr_g: float | None = param(None, "generator learning rate; None -> lr")
+    lr_d: float | None = param(None, "discriminator learning rate; None -> lr")
+    beta1: float = param(0.5, "Adam beta1 of both networks (0.5 is the DCGAN habit)")
+    d_steps: int = param(1, "discriminator updates per generator update")
+    epochs: int = param(20, "epochs over the training images; ASHA may stop a trial earlier")
+    batch_size: int = param(128, "real images per discriminator step")
+    fid_every: int = param(
         1, "compute FID-FM every N epochs (and at the last); others repeat the last value"
     )
-    fid_samples: int = core.param(
+    fid_samples: int = param(
         fid.FID_SAMPLES, "generated and real images per FID-FM (capped by the val size)"
     )
-    sample_every: int = core.param(
+    sample_every: int = param(
         10, "keep a 64-image fixed-noise grid every N epochs (and epochs 1 and last)"
     )
-    g_ema: float = core.param(
+    g_ema: float = param(
         0.0,
         "decay of an exponential moving average of the generator's weights, updated after every "
         "generator step; when > 0 the average is what FID-FM, the samples and load_model use "
         "(0.999 is usual; 0 = off)",
     )
 
+    FIXED_ON_RESUME: ClassVar[tuple[str, ...]] = (
+        *TrainConfig.FIXED_ON_RESUME,
+        "latent_size",
+        "hidden_size",
+    )
+
     def validate(self) -> None:
         super().validate()
-        _c = core._check
+        _c = check_field
         _c(
             self,
             self.optimizer in ("adam", "adamw"),
@@ -117,7 +125,7 @@ def train_epoch(
     for step, (x, _) in enumerate(data.batches(cfg.batch_size, shuffle=True, generator=rng), 1):
         real = x * 2 - 1  # the generator's tanh range
         b = len(real)
-        with core.autocast(cfg, device):
+        with autocast(cfg, device):
             fake = generator(torch.randn(b, cfg.latent_size, device=device)).detach()
             logits = discriminator(torch.cat([real, fake])).float()
         target = torch.cat([torch.ones(b, device=device), torch.zeros(b, device=device)])
@@ -130,7 +138,7 @@ def train_epoch(
         d_total += d_loss.detach()
         d_n += 1
         if step % cfg.d_steps == 0:
-            with core.autocast(cfg, device):
+            with autocast(cfg, device):
                 logits = discriminator(
                     generator(torch.randn(b, cfg.latent_size, device=device))
                 ).float()
@@ -158,27 +166,24 @@ def fixed_samples(generator, latent_size: int, device) -> torch.Tensor:
 
 def train_gan(config: dict[str, Any], data: Splits | None = None, reporter=None) -> None:
     cfg = GANConfig.from_dict(config)
-    core.set_determinism(cfg)  # before any CUDA work
-    reporter = reporter or core.TuneReporter()
-    data = data or load_splits(cfg.data_dir, cfg.val_size, cfg.data_seed, cfg.subset)
-    device = core.resolve_device(cfg.device)
-    train = DeviceSplit(data.train_x, data.train_y, device)
-    val = DeviceSplit(data.val_x, data.val_y, device)
-    n_fid = min(cfg.fid_samples, len(val))
-    reference = fid.real_stats(val.x, device, n=n_fid)  # once per trial
+    run = training.start(KIND, cfg, data, reporter)
+    device = run.device
+    n_fid = min(cfg.fid_samples, len(run.val))
+    reference = fid.real_stats(run.val.x, device, n=n_fid)  # once per trial
 
-    core.seed_epoch(cfg, 0, device)
-    generator = Generator(cfg.latent_size, cfg.hidden_size).to(device)
-    discriminator = Discriminator(cfg.hidden_size).to(device)
-    opt_g = _adam(cfg, generator.parameters(), cfg.lr_g or cfg.lr)
-    opt_d = _adam(cfg, discriminator.parameters(), cfg.lr_d or cfg.lr)
-    modules = {
-        "generator": generator,
-        "discriminator": discriminator,
-        "opt_g": opt_g,
-        "opt_d": opt_d,
-    }
-    start, history, restored = core.restore_into(reporter, modules, KIND)
+    def build() -> dict[str, Any]:
+        generator = Generator(cfg.latent_size, cfg.hidden_size).to(device)
+        discriminator = Discriminator(cfg.hidden_size).to(device)
+        return {
+            "generator": generator,
+            "discriminator": discriminator,
+            "opt_g": _adam(cfg, generator.parameters(), cfg.lr_g or cfg.lr),
+            "opt_d": _adam(cfg, discriminator.parameters(), cfg.lr_d or cfg.lr),
+        }
+
+    modules, restored = training.initialise(run, build)
+    generator, discriminator = modules["generator"], modules["discriminator"]
+    opt_g, opt_d = modules["opt_g"], modules["opt_d"]
     ema = None
     if cfg.g_ema > 0:  # the generator's weight average: never trained, only averaged
         ema = copy.deepcopy(generator).requires_grad_(False).eval()  # as initialised or restored
@@ -187,19 +192,12 @@ def train_gan(config: dict[str, Any], data: Splits | None = None, reporter=None)
         modules["generator_ema"] = ema
     shown = generator if ema is None else ema  # what FID-FM and the sample grids see
     samples = dict(restored.get("samples", {}))
-    model_args = {"latent_size": cfg.latent_size, "hidden_size": cfg.hidden_size}
 
-    for epoch in range(start + 1, cfg.epochs + 1):
-        rng = core.seed_epoch(cfg, epoch, device)
-        core.set_epoch_lr(opt_g, cfg, epoch)
-        core.set_epoch_lr(opt_d, cfg, epoch)
-        metrics = {
-            "epoch": epoch,
-            **train_epoch(
-                generator, discriminator, opt_g, opt_d, train, cfg, rng, device, ema, epoch
-            ),
-        }
-        core.check_finite(metrics, epoch)
+    def one_epoch(epoch: int, rng, history) -> dict[str, float]:
+        metrics = train_epoch(
+            generator, discriminator, opt_g, opt_d, run.train, cfg, rng, device, ema, epoch
+        )
+        training.check_finite({"epoch": epoch, **metrics}, epoch)  # before scoring a diverged one
         if epoch % cfg.fid_every == 0 or epoch == cfg.epochs or not history:
             started = time.perf_counter()  # the value is a host float: no extra sync to time it
             metrics["fid"] = fid.fid_from_generator(
@@ -209,14 +207,12 @@ def train_gan(config: dict[str, Any], data: Splits | None = None, reporter=None)
         else:  # keep the key at every report so ASHA can compare at any rung
             metrics["fid"], metrics["fid_epoch"] = history[-1]["fid"], history[-1]["fid_epoch"]
             metrics["fid_seconds"] = 0.0
-        core.check_finite(metrics, epoch)
         if epoch == 1 or epoch % cfg.sample_every == 0 or epoch == cfg.epochs:
             samples[epoch] = fixed_samples(shown, cfg.latent_size, device)
-        history.append(metrics)
-        payload = core.checkpoint_payload(
-            KIND, cfg, model_args, epoch, history, core.state_of(modules), samples=samples
-        )
-        reporter.report(metrics, payload)
+        return metrics
+
+    model_args = {"latent_size": cfg.latent_size, "hidden_size": cfg.hidden_size}
+    training.run_epochs(run, modules, restored, model_args, one_epoch, samples=samples)
 
 
 CONFIG = GANConfig
@@ -227,7 +223,7 @@ def load_model(path, map_location="cpu") -> tuple[Generator, dict[str, Any]]:
     """The trained generator in a checkpoint (eval mode) and the checkpoint's payload: its
     weight average when it was trained with ``g_ema`` > 0, the generator FID-FM scored."""
     keys = ("generator_ema", "generator")
-    return core.load_model(path, KIND, lambda args: Generator(**args), keys, map_location)
+    return checkpoints.load_model(path, KIND, lambda args: Generator(**args), keys, map_location)
 
 
 def score_test(generator, test: DeviceSplit, cfg: GANConfig) -> dict[str, float]:
@@ -240,7 +236,7 @@ def score_test(generator, test: DeviceSplit, cfg: GANConfig) -> dict[str, float]
 
 def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") -> dict[str, float]:
     """FID-FM of the generator against the test images: the only use of the test set."""
-    return core.evaluate_checkpoint(path, load_model, CONFIG, score_test, data, device)
+    return checkpoints.evaluate_checkpoint(path, load_model, CONFIG, score_test, data, device)
 
 
 if __name__ == "__main__":
