@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from sweeps.layout import BEST_DIR, BEST_FILE, RESULTS_FILE, STUDY_FILE, SWEEP_FILE
+from sweeps.old_folders import check_format
 from sweeps.study_url import is_masked, sqlite_path
 from trainables import core, data
 from trainables.errors import UsageError
@@ -71,6 +72,7 @@ class SweepFolder:
     def open(cls, root: str | Path) -> SweepFolder:
         root = Path(root)
         spec = _read_json(root / SWEEP_FILE)
+        check_format(spec, str(root))
         best = _read_json(root / BEST_FILE) if (root / BEST_FILE).is_file() else None
         return cls(root, spec, best)
 

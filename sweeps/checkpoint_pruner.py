@@ -28,7 +28,7 @@ import posixpath
 import pyarrow.fs as pafs
 from ray import tune
 
-from sweeps import outcome
+from sweeps import old_folders, outcome
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +53,7 @@ class CheckpointPruner(tune.Callback):
         self._best: tuple[tuple[float, str], object] | None = None  # ((score, id), trial)
 
     def __setstate__(self, state: dict) -> None:
-        """A pruner pickled before --keep-checkpoints existed (an older folder's tuner.pkl) kept
-        every trial's checkpoints: so does it when that folder is resumed."""
-        self.__dict__.update(keep="all", _live=set(), _ended={}, _settled=set(), _best=None)
-        self.__dict__.update(state)
-        self.__dict__.setdefault("mode", "min" if self.sign > 0 else "max")
+        self.__dict__.update(old_folders.pruner_state(state))
 
     # --- Tune's hooks ---------------------------------------------------------------------------
 

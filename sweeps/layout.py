@@ -19,6 +19,7 @@ The experiment folder, ``<storage-path>/<name>`` (a local folder, or s3:// / gs:
 """
 
 SWEEP_FILE = "sweep.json"  # its presence marks a sweep folder
+SWEEP_FORMAT = 2  # sweep.json's "format"; 1: written before the field (sweeps/old_folders.py)
 STUDY_FILE = "optuna.db"
 RESULTS_FILE = "results.parquet"
 BEST_FILE = "best.json"

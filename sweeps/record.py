@@ -11,7 +11,8 @@ import optuna
 import ray
 
 from sweeps.experiment import Folder
-from sweeps.layout import STUDY_FILE, SWEEP_FILE
+from sweeps.layout import STUDY_FILE, SWEEP_FILE, SWEEP_FORMAT
+from sweeps.old_folders import check_format
 from sweeps.search_space import describe_space
 from sweeps.settings import Settings, SweepSpec
 from sweeps.study_url import masked_url
@@ -42,6 +43,7 @@ def sweep_record(
     if settings.study_storage:
         saved_args["study_storage"] = masked_url(settings.study_storage)
     return {
+        "format": SWEEP_FORMAT,
         "model": spec.kind,
         "script": spec.script,
         "experiment": settings.name,
@@ -99,6 +101,7 @@ def read_sweep_file(spec: SweepSpec, directory: str) -> dict[str, Any]:
             f"--resume {directory}: {exp.uri_of(SWEEP_FILE)} is not a sweep record",
             "pass the folder a sweep created (<storage-path>/<name>)",
         )
+    check_format(saved, f"--resume {directory}")
     if saved.get("model") != spec.kind:
         raise UsageError(
             f"--resume {directory} is a {saved.get('model')} sweep, not a {spec.kind} sweep",

@@ -11,10 +11,8 @@ its trials to the folder it restores from, and the study is ``<folder>/optuna.db
 remote folder, its copy on this machine: ``study_storage.study_storage_url``) whatever path
 sweep.json or Tune's pickles hold (``study_storage.SweepStudyStorage``).
 
-Experiment folders written before sweeps/ was split into modules (up to commit cd82198) pickled
-the searcher and callbacks under their old module paths; ``sweeps/runner.py`` and
-``sweeps/checkpoint_gc.py`` keep those names importable, so such folders resume as they are
-(tests/test_old_experiment_resumes.py).
+Folders written by older versions resume as they are: ``sweeps/old_folders.py`` makes the
+names their pickles hold importable first (tests/test_old_experiment_resumes.py).
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from typing import Any
 
 from ray import cloudpickle, tune
 
-from sweeps import private_api
+from sweeps import old_folders, private_api
 from sweeps.experiment import Folder
 from sweeps.layout import STUDY_FILE, SWEEP_FILE, TUNE_STATE, TUNER_FILE
 from sweeps.record import note_resume
@@ -107,6 +105,7 @@ def restore_tuner(
 ) -> tune.Tuner:
     """The interrupted sweep's Tuner, restored from ``exp`` (and only from there)."""
     record = exp.read_json(SWEEP_FILE)
+    old_folders.install()  # before Tune unpickles what an older version wrote
     if not record.get("study_storage"):  # no study (PBT): nothing pickled opens one
         study_url = None
     elif record.get("study_file"):

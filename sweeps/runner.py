@@ -25,13 +25,10 @@ from sweeps import private_api, ray_cluster, results
 from sweeps.experiment import Folder, check_new, check_writable
 from sweeps.layout import SWEEP_FILE
 from sweeps.progress import SweepProgress, quiet_driver_logs
-from sweeps.ray_cluster import TrialResources
 from sweeps.record import sweep_record
 from sweeps.result_loggers import result_loggers
 from sweeps.resume import check_restorable, restore_tuner
-from sweeps.schedulers import RevisingASHAScheduler
 from sweeps.search_space import searched_keys, trial_space
-from sweeps.searcher import TrialStateOptunaSearch
 from sweeps.settings import Settings, SweepSpec
 from sweeps.strategies import Strategy, strategy_for
 from sweeps.study_storage import open_study_storage, study_storage_url
@@ -39,7 +36,6 @@ from sweeps.trainable import sweep_trainable, trial_dirname
 from sweeps.wandb_hub import SweepWandbCallback, sweep_wandb_mode
 from trainables import module_for
 from trainables.data import load_splits
-from trainables.errors import UsageError
 
 exit_status = results.exit_status
 
@@ -182,19 +178,3 @@ def make_tuner(
             verbose=1,
         ),
     )
-
-
-# Names Tune pickled under this module in experiment folders written up to commit cd82198 (the
-# searcher in tuner.pkl, the trial-folder namer in search_gen_state-*.json): kept so those
-# folders still resume (sweeps/resume.py, tests/test_old_experiment_resumes.py).
-PruningOptunaSearch = TrialStateOptunaSearch
-__all__ = [
-    "PruningOptunaSearch",
-    "RevisingASHAScheduler",
-    "TrialResources",
-    "UsageError",
-    "exit_status",
-    "make_tuner",
-    "run",
-    "trial_dirname",
-]

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from ray.air.constants import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeps import private_api
+from sweeps import old_folders, private_api
 from sweeps.outcome import DIVERGED, ERROR, is_finite_number
 
 logger = logging.getLogger(__name__)
@@ -155,8 +155,7 @@ class TrialStateOptunaSearch(OptunaSearch):
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
-        self.__dict__.setdefault("_told", {})
-        self.__dict__.setdefault("_seen", {})  # pickled by a version without it
+        old_folders.searcher_state(self)
         try:
             self._fail_orphans()
             self._sync_last_steps()

@@ -33,7 +33,7 @@ import ray
 from ray.air.constants import TRAINING_ITERATION
 from ray.air.integrations.wandb import WandbLoggerCallback
 
-from sweeps import private_api  # Ray's private W&B helpers, looked up in one place
+from sweeps import old_folders, private_api  # private_api: Ray's W&B helpers
 from sweeps.layout import WANDB_DIR
 from trainables.errors import UsageError
 
@@ -233,8 +233,7 @@ class SweepWandbCallback(WandbLoggerCallback):
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("_hub", None)  # pickled by a version without the hub
+        self.__dict__.update(old_folders.wandb_callback_state(state))
 
     def log_trial_start(self, trial) -> None:
         configure_runs(self.kwargs, trial)

@@ -1,0 +1,71 @@
+"""What still reads experiment folders that older versions of this code wrote, in one place.
+
+Tune pickles the searcher, the callbacks and the trial-folder namer by module path (``tuner.pkl``,
+``searcher-state-*.pkl``, ``search_gen_state-*.json``), with each object's attributes as they
+were then. ``OLD_NAMES`` maps every name an older folder's pickles hold to what reads it now, and
+``install`` makes those names importable where pickle looks for them (``--resume`` runs it before
+Tune unpickles anything); the ``*_state`` functions fill in the attributes an older version did
+not pickle. ``sweep.json`` carries ``format`` (``layout.SWEEP_FORMAT``); a folder without it is
+format 1, and one newer than this code reads is refused in one line (``check_format``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
+from sweeps.layout import SWEEP_FILE, SWEEP_FORMAT
+from trainables.errors import UsageError
+
+# (module, name) in an older folder's pickles -> (module, name) that reads it now.
+OLD_NAMES = {
+    # folders written up to commit cd82198, before sweeps/ was split into modules
+    ("sweeps.runner", "PruningOptunaSearch"): ("sweeps.searcher", "TrialStateOptunaSearch"),
+    ("sweeps.runner", "trial_dirname"): ("sweeps.trainable", "trial_dirname"),
+    ("sweeps.checkpoint_gc", "CheckpointPruner"): ("sweeps.checkpoint_pruner", "CheckpointPruner"),
+}
+
+
+def install() -> None:
+    """Make every name of ``OLD_NAMES`` importable at its old path (a module that no longer
+    exists is registered in ``sys.modules``)."""
+    for (old_module, old_name), (module, name) in OLD_NAMES.items():
+        target = getattr(importlib.import_module(module), name)
+        try:
+            holder = importlib.import_module(old_module)
+        except ModuleNotFoundError:
+            holder = sys.modules.setdefault(old_module, types.ModuleType(old_module))
+        setattr(holder, old_name, target)
+
+
+def check_format(record: dict[str, Any], where: str) -> None:
+    """UsageError, naming the versions, if ``sweep.json`` was written by a newer format."""
+    version = record.get("format", 1)
+    if not isinstance(version, int) or version > SWEEP_FORMAT:
+        raise UsageError(
+            f"{where}: {SWEEP_FILE} is of format {version!r}, and this latentsweep reads formats "
+            f"1 to {SWEEP_FORMAT}",
+            "upgrade latentsweep (pip install -U latentsweep, or git pull) to read it",
+        )
+
+
+def pruner_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A ``CheckpointPruner`` as pickled before --keep-checkpoints kept every trial's
+    checkpoints (``keep="all"``), and had no ``mode``."""
+    state = {"keep": "all", "_live": set(), "_ended": {}, "_settled": set(), "_best": None, **state}
+    state.setdefault("mode", "min" if state.get("sign", 1.0) > 0 else "max")
+    return state
+
+
+def searcher_state(searcher) -> None:
+    """A ``TrialStateOptunaSearch`` restored from a version that kept no told states or seen
+    epochs."""
+    searcher.__dict__.setdefault("_told", {})
+    searcher.__dict__.setdefault("_seen", {})
+
+
+def wandb_callback_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A ``SweepWandbCallback`` pickled before it held the W&B hub."""
+    return {"_hub": None, **state}
