@@ -23,6 +23,7 @@ from trainables.errors import UsageError
 OLD_NAMES = {
     # folders written up to commit cd82198, before sweeps/ was split into modules
     ("sweeps.runner", "PruningOptunaSearch"): ("sweeps.searcher", "TrialStateOptunaSearch"),
+    ("sweeps.runner", "RevisingASHAScheduler"): ("sweeps.schedulers", "RevisingASHAScheduler"),
     ("sweeps.runner", "trial_dirname"): ("sweeps.trainable", "trial_dirname"),
     ("sweeps.checkpoint_gc", "CheckpointPruner"): ("sweeps.checkpoint_pruner", "CheckpointPruner"),
 }

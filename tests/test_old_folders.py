@@ -11,6 +11,7 @@ from sweeps import old_folders, record
 from sweeps.ae_sweep import SWEEP
 from sweeps.checkpoint_pruner import CheckpointPruner
 from sweeps.layout import SWEEP_FORMAT
+from sweeps.schedulers import RevisingASHAScheduler
 from sweeps.searcher import TrialStateOptunaSearch
 from sweeps.trainable import trial_dirname
 from trainables.errors import UsageError
@@ -22,6 +23,7 @@ def test_the_names_older_pickles_hold_load_as_what_reads_them_now():
         b"csweeps.checkpoint_gc\nCheckpointPruner\n.": CheckpointPruner,
         b"csweeps.runner\nPruningOptunaSearch\n.": TrialStateOptunaSearch,
         b"csweeps.runner\ntrial_dirname\n.": trial_dirname,
+        b"csweeps.runner\nRevisingASHAScheduler\n.": RevisingASHAScheduler,
     }
     for data, now in pickled.items():
         assert pickle.loads(data) is now
