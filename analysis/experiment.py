@@ -29,7 +29,7 @@ import torch
 from sweeps.layout import BEST_DIR, BEST_FILE, RESULTS_FILE, STUDY_FILE, SWEEP_FILE
 from sweeps.old_folders import check_format
 from sweeps.study_url import is_masked, sqlite_path
-from trainables import core, data
+from trainables import checkpoints, data
 from trainables.errors import UsageError
 
 
@@ -190,8 +190,8 @@ class SweepFolder:
         recorded = Path(self.best["checkpoint"]) if (self.best or {}).get("checkpoint") else None
         for candidate in filter(None, (recorded, self.root / BEST_DIR)):  # the folder may move
             try:
-                return core.checkpoint_file(candidate)
-            except core.CheckpointError:
+                return checkpoints.checkpoint_file(candidate)
+            except checkpoints.CheckpointError:
                 continue
         raise MissingInput(
             f"no best checkpoint at {recorded or self.root / BEST_DIR}; the sweep writes it when "
@@ -247,17 +247,17 @@ def open_input(path: str | Path) -> SweepFolder | Path:
     if path.is_dir() and (path / SWEEP_FILE).is_file():
         return SweepFolder.open(path)
     try:
-        return core.checkpoint_file(path)
-    except core.CheckpointError:
+        return checkpoints.checkpoint_file(path)
+    except checkpoints.CheckpointError:
         raise UsageError(
             f"{path} is not a sweep folder (no {SWEEP_FILE}) nor a checkpoint (no "
-            f"{core.CHECKPOINT_FILE})",
+            f"{checkpoints.CHECKPOINT_FILE})",
             "pass the folder a sweep wrote or a checkpoint written by python -m trainables.<model>",
         ) from None
 
 
 def load_input_checkpoint(path: str | Path, kind: str | None = None) -> dict[str, Any]:
-    """A checkpoint given on the command line (``core.load_checkpoint``), any problem the user's
+    """A checkpoint given on the command line (``checkpoints.load_checkpoint``), any problem the user's
     to fix (``UsageError`` naming the fix); a sweep folder stands for its best checkpoint."""
     path = Path(path)
     if path.is_dir() and (path / SWEEP_FILE).is_file():
@@ -266,8 +266,8 @@ def load_input_checkpoint(path: str | Path, kind: str | None = None) -> dict[str
         except MissingInput as e:
             raise UsageError(str(e)) from None
     try:
-        return core.load_checkpoint(path, kind)
-    except core.CheckpointError as e:
+        return checkpoints.load_checkpoint(path, kind)
+    except checkpoints.CheckpointError as e:
         fix = (
             None if ";" in str(e) else f"pass {a(kind or 'latentsweep')} checkpoint file or folder"
         )

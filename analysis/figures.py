@@ -318,12 +318,12 @@ def _sample_title(name: str, payload: dict, test: dict) -> str:
 def fid_fm_pair(inputs: Inputs, raw, cleaned, real) -> tuple[str, str]:
     """FID-FM of both sample sets against ``real`` as text; 'n/a' when FID-FM is unavailable
     (the reference weights are missing), with a note saying so."""
-    from trainables import core, fid
+    from trainables import config, devices, fid
 
     try:
-        device = core.resolve_device(inputs.args.device)
+        device = devices.resolve_device(inputs.args.device)
         return tuple(f"{fid.fid_fm(s, real, device):.2f}" for s in (raw, cleaned))
-    except (fid.FIDError, core.ConfigError) as e:
+    except (fid.FIDError, config.ConfigError) as e:
         inputs.notes.append(f"gan_autoencoder.png: FID-FM not computed: {e}")
         return "n/a", "n/a"
 

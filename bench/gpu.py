@@ -75,7 +75,7 @@ def epoch_loops(splits, device, batch_size: int, workers: int, compile_model: bo
     from torch.utils.data import DataLoader, TensorDataset
 
     from models import ConvAutoencoder
-    from trainables import autoencoder, core
+    from trainables import autoencoder, devices
     from trainables.data import DeviceSplit
 
     cfg = autoencoder.AutoencoderConfig(batch_size=batch_size)
@@ -85,7 +85,9 @@ def epoch_loops(splits, device, batch_size: int, workers: int, compile_model: bo
         opt = torch.optim.Adam(model.parameters(), 1e-3)
 
         def epoch():
-            autoencoder.train_epoch(model, opt, train, cfg, core.seed_epoch(cfg, 1, device), device)
+            autoencoder.train_epoch(
+                model, opt, train, cfg, devices.seed_epoch(cfg, 1, device), device
+            )
 
         return epoch
 

@@ -57,7 +57,7 @@ from sweep_overhead import _Timer, load, optuna_times
 
 from sweeps import ae_sweep, cli, private_api, results, runner
 from sweeps.search_space import trial_space
-from trainables import autoencoder, core
+from trainables import autoencoder, reporting
 from trainables.data import load_splits
 
 os.environ.setdefault("RAY_ADDRESS", "local")  # a fresh local Ray, never one found on the machine
@@ -97,7 +97,7 @@ class ReportOnly:
 
 @functools.wraps(autoencoder.train_autoencoder)  # the name: Tune's trial folders follow it
 def timed_train_autoencoder(config, data=None, reporter=None):
-    inner = reporter or core.TuneReporter()
+    inner = reporter or reporting.TuneReporter()
     autoencoder.train_autoencoder(config, data=data, reporter=TimedReporter(inner))
 
 

@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 from sweeps import ae_sweep, results, runner
-from trainables import autoencoder, core
+from trainables import autoencoder, checkpoints, optim
 from trainables.data import load_splits
 
 # Start a fresh local Ray even when another Ray (``ray start``) runs on this machine: plain
@@ -180,17 +180,17 @@ def checkpoint_write_s(repeats: int = 20) -> tuple[float, int]:
     torch.set_num_threads(1)
     cfg = autoencoder.AutoencoderConfig()
     model = autoencoder.ConvAutoencoder(cfg.latent_dim)
-    opt = core.make_optimizer(cfg, model.parameters())
+    opt = optim.make_optimizer(cfg, model.parameters())
     model(torch.zeros(2, 1, 28, 28)).sum().backward()
     opt.step()  # so Adam has its moment buffers, as after an epoch
     modules = {"model": model, "optimizer": opt}
     history = [{"epoch": e, "train_mse": 0.01, "val_mse": 0.01} for e in range(20)]
-    payload = core.checkpoint_payload("autoencoder", cfg, {"latent_dim": 16}, 1, history, {})
+    payload = checkpoints.checkpoint_payload("autoencoder", cfg, {"latent_dim": 16}, 1, history, {})
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         for _ in range(repeats):
-            payload["state"] = core.state_of(modules)
-            path = core.save_checkpoint(payload, d)
+            payload["state"] = checkpoints.state_of(modules)
+            path = checkpoints.save_checkpoint(payload, d)
         return (time.perf_counter() - t0) / repeats, path.stat().st_size
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from models import ConvAutoencoder, Discriminator, Generator, LatentClassifier
-from trainables import autoencoder, classifier, core, gan
+from trainables import autoencoder, classifier, devices, gan
 from trainables.data import DeviceSplit, load_splits
 
 
@@ -68,7 +68,7 @@ def bench_autoencoder(splits, device, batch_size):
     opt = torch.optim.Adam(model.parameters(), 1e-3)
 
     def ours():
-        autoencoder.train_epoch(model, opt, train, cfg, core.seed_epoch(cfg, 1, device), device)
+        autoencoder.train_epoch(model, opt, train, cfg, devices.seed_epoch(cfg, 1, device), device)
 
     def plain():
         model.train()
@@ -91,7 +91,9 @@ def bench_classifier(splits, device, batch_size):
 
     def ours():  # what train_classifier does per trial in frozen mode: encode once, train the head
         codes = classifier.encode_split(model.encoder, train)
-        classifier.train_epoch(model.head, opt, codes, cfg, core.seed_epoch(cfg, 1, device), device)
+        classifier.train_epoch(
+            model.head, opt, codes, cfg, devices.seed_epoch(cfg, 1, device), device
+        )
 
     def plain():
         model.train()
@@ -113,7 +115,7 @@ def bench_gan(splits, device, batch_size):
     host_x = splits.train_x.unsqueeze(1).float() / 255
 
     def ours():
-        gan.train_epoch(g, d, opt_g, opt_d, train, cfg, core.seed_epoch(cfg, 1, device), device)
+        gan.train_epoch(g, d, opt_g, opt_d, train, cfg, devices.seed_epoch(cfg, 1, device), device)
 
     def plain():  # the textbook two-step loop: D on real then fake, then G
         for x, _ in loader(host_x, splits.train_y, batch_size):
@@ -179,7 +181,7 @@ def main(argv=None) -> dict:
     )
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
-    device = core.resolve_device(args.device)
+    device = devices.resolve_device(args.device)
     splits = load_splits(subset=args.subset)
     n = len(splits.train_y)
     print(

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from sweeps.experiment import Folder, check_new, check_writable
 from sweeps.layout import BEST_CHECKPOINT, BEST_FILE, SWEEP_FILE
 from sweeps.settings import Settings, SweepSpec
-from trainables import autoencoder, core
+from trainables import autoencoder, checkpoints, reporting
 from trainables.data import load_splits
 from trainables.errors import UsageError
 
@@ -60,8 +60,8 @@ def resolve_encoder(checkpoint: str | None, sweep_dir: str | None) -> str:
             "train one (python -m trainables.autoencoder --out DIR) or run sweeps/ae_sweep.py",
         )
     try:
-        return core.load_checkpoint(path, kind="autoencoder")["path"]
-    except core.CheckpointError as e:
+        return checkpoints.load_checkpoint(path, kind="autoencoder")["path"]
+    except checkpoints.CheckpointError as e:
         raise UsageError(
             str(e), "pass an autoencoder checkpoint (python -m trainables.autoencoder writes one)"
         ) from None
@@ -101,9 +101,9 @@ def with_smoke_encoder(spec: SweepSpec, settings: Settings) -> Settings:
         "subset": settings.subset,
     }
     t0 = time.time()
-    autoencoder.train_autoencoder(config, splits, core.FolderReporter(out, verbose=False))
-    checkpoint = resolve_encoder(str(out / core.CHECKPOINT_FILE), None)
-    val_mse = core.load_checkpoint(checkpoint)["history"][-1]["val_mse"]
+    autoencoder.train_autoencoder(config, splits, reporting.FolderReporter(out, verbose=False))
+    checkpoint = resolve_encoder(str(out / checkpoints.CHECKPOINT_FILE), None)
+    val_mse = checkpoints.load_checkpoint(checkpoint)["history"][-1]["val_mse"]
     print(
         f"{spec.name}: --smoke-test without an encoder: trained one ({SMOKE_ENCODER['epochs']} "
         f"epochs on {len(splits.train_y):,} images, val_mse {val_mse:.4f}, "

@@ -34,7 +34,7 @@ from sweeps.settings import Settings, SweepSpec
 from sweeps.strategies import strategy_for
 from sweeps.study_storage import copy_study_up
 from sweeps.wandb_hub import wandb_key_configured, wandb_root
-from trainables import core
+from trainables import checkpoints
 
 # Keys Ray Tune adds to every result: not metrics of the model.
 TUNE_KEYS = {
@@ -57,7 +57,7 @@ TUNE_KEYS = {
 
 
 # What a trial Population Based Training restored from another trial's checkpoint reports in
-# every later result (``trainables.core.clone_of``): the donor's trial id and that checkpoint's
+# every later result (``trainables.reporting.clone_of``): the donor's trial id and that checkpoint's
 # epoch. Null on a trial's own epochs before any exploit (and always with ASHA).
 LINEAGE = ("cloned_from", "cloned_epoch")
 
@@ -202,15 +202,15 @@ def write_best(
     spec: SweepSpec, settings: Settings, exp: Folder, record, analysis, best, splits, module
 ) -> dict[str, Any]:
     checkpoint = analysis.get_last_checkpoint(best)
-    source = f"{checkpoint.path.rstrip('/')}/{core.CHECKPOINT_FILE}"
+    source = f"{checkpoint.path.rstrip('/')}/{checkpoints.CHECKPOINT_FILE}"
     checkpoint_uri = exp.copy_in(checkpoint.filesystem, source, BEST_CHECKPOINT)
     if exp.local is not None:
         test = module.evaluate_checkpoint(exp.local / BEST_CHECKPOINT, data=splits)
-        trained_on = core.load_checkpoint(exp.local / BEST_CHECKPOINT).get("trained_on")
+        trained_on = checkpoints.load_checkpoint(exp.local / BEST_CHECKPOINT).get("trained_on")
     else:
         with checkpoint.as_directory() as d:
             test = module.evaluate_checkpoint(d, data=splits)
-            trained_on = core.load_checkpoint(d).get("trained_on")
+            trained_on = checkpoints.load_checkpoint(d).get("trained_on")
     last = best.last_result
     val = {k: v for k, v in last.items() if k not in TUNE_KEYS or k == TRAINING_ITERATION}
     val = {k: v for k, v in val.items() if not k.startswith("config/")}

@@ -12,7 +12,7 @@ from ray import tune
 from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform
 
 from sweeps.settings import Settings, SweepSpec
-from trainables import core
+from trainables import config
 from trainables.errors import UsageError
 
 
@@ -29,7 +29,7 @@ def trial_space(spec: SweepSpec, settings: Settings, module, space: dict[str, An
     }
     try:
         check_space(module, full)
-    except core.ConfigError as e:
+    except config.ConfigError as e:
         flag = f"--{e.key.replace('_', '-')}" if e.key else "a flag"
         raise UsageError(
             f"{e} (in the search space or set by a flag)",
@@ -61,7 +61,7 @@ def trial_perturbations(
         for value in values if isinstance(values, list) else _extremes(values):
             try:
                 module.CONFIG.from_dict({**base, key: value})
-            except core.ConfigError as e:
+            except config.ConfigError as e:
                 raise UsageError(
                     f"{e} (in PERTURBATIONS[{settings.space!r}] of {spec.script})",
                     f"fix PERTURBATIONS in {spec.script}",
@@ -107,7 +107,7 @@ def searched_keys(space: dict[str, Any]) -> list[str]:
 
 def check_space(module, space: dict[str, Any]) -> None:
     """Every value of every axis must make a valid trial config: catches a typo in a key or an
-    out-of-range bound before Ray starts (raises core.ConfigError naming the key)."""
+    out-of-range bound before Ray starts (raises config.ConfigError naming the key)."""
     base = {}
     for key, value in space.items():
         base[key] = _extremes(value)[0] if isinstance(value, Domain) else value
