@@ -90,13 +90,6 @@ def wandb_clean_log(result: dict, video_kwargs: dict, image_kwargs: dict) -> dic
     return clean(result, video_kwargs=video_kwargs, image_kwargs=image_kwargs)
 
 
-def wandb_row(keys: Any, result: dict) -> tuple[dict, dict]:
-    """(row to log, config update) of a result, as Ray's W&B logging actor splits it
-    (``_WandbLoggingActor._handle_result``; ``keys`` has its ``_exclude`` and ``_to_config``)."""
-    actor = private(_ray_wandb(), "_WandbLoggingActor", _WANDB, "ray")
-    return private(actor, "_handle_result", f"{_WANDB}._WandbLoggingActor", "ray")(keys, result)
-
-
 def wandb_run_info_hook(run: Any) -> None:
     """Ray's hook on a new W&B run (``_run_wandb_process_run_info_hook``)."""
     private(_ray_wandb(), "_run_wandb_process_run_info_hook", _WANDB, "ray")(run)
@@ -193,8 +186,6 @@ def check() -> None:
     wandb = _ray_wandb()
     for name in ("_clean_log", "_run_wandb_process_run_info_hook"):
         private(wandb, name, _WANDB, "ray")
-    actor = private(wandb, "_WandbLoggingActor", _WANDB, "ray")
-    private(actor, "_handle_result", f"{_WANDB}._WandbLoggingActor", "ray")
     private(node, "_force_on_current_node", "ray.air.util.node", "ray")
     from ray._private import ray_constants
     from ray.tune.logger import LoggerCallback

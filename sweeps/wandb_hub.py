@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import logging
 import netrc
+import numbers
 import os
 import socket
 import time
-import types
 import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
 import pyarrow.fs as pafs
 import ray
 from ray.air.constants import TRAINING_ITERATION
 from ray.air.integrations.wandb import WandbLoggerCallback
+from ray.tune.utils import flatten_dict
 
 from sweeps import old_folders, private_api  # private_api: Ray's W&B helpers
 from sweeps.layout import WANDB_DIR
@@ -138,6 +140,31 @@ def configure_runs(kwargs: dict, trial) -> None:
     kwargs.setdefault("settings", {"silent": True})  # run() prints the sync command
 
 
+def wandb_row(result: dict, exclude, to_config, wandb) -> tuple[dict, dict]:
+    """(row to log, config update) of a Tune result, split as Ray's W&B callback splits it:
+    keys under ``exclude`` dropped, keys under ``to_config`` into the run's config, the rest
+    logged if W&B can chart them (a number, a one-element array, a W&B media object)."""
+
+    def under(key: str, prefixes) -> bool:
+        return any(key == p or key.startswith(p + "/") for p in prefixes)
+
+    chartable = (numbers.Number, wandb.Image, wandb.Video, wandb.Table, wandb.Histogram)
+    config_update, row = dict(result.get("config", {})), {}
+    for key, value in flatten_dict(result, delimiter="/").items():
+        if under(key, exclude):
+            continue
+        if under(key, to_config):
+            config_update[key] = value
+        elif isinstance(value, chartable) or (
+            isinstance(value, np.ndarray)
+            and value.size == 1
+            and isinstance(value.item(), numbers.Number)
+        ):
+            row[key] = value
+    config_update.pop("callbacks", None)
+    return row, config_update
+
+
 class WandbHub:
     """The actor that holds the sweep's W&B runs, keyed by Tune trial id. A failure in one run
     is logged and does not touch the others (nor the sweep)."""
@@ -146,7 +173,7 @@ class WandbHub:
         import wandb
 
         self._wandb = wandb
-        self._runs: dict[str, tuple[Any, types.SimpleNamespace]] = {}
+        self._runs: dict[str, tuple[Any, tuple[tuple, tuple]]] = {}  # run, (exclude, to_config)
 
     def start(
         self, trial_id: str, logdir: str, exclude: list, to_config: list, init_kwargs: dict
@@ -163,9 +190,7 @@ class WandbHub:
         except Exception:
             logger.warning("W&B: could not start the run of trial %s", trial_id, exc_info=True)
             return
-        # What Ray's logging actor needs to turn a result into a W&B row and config update.
-        keys = types.SimpleNamespace(_exclude=set(exclude), _to_config=set(to_config))
-        self._runs[trial_id] = (run, keys)
+        self._runs[trial_id] = (run, (tuple(exclude), tuple(to_config)))
 
     def log(self, trial_id: str, result: dict) -> None:
         """One W&B row per result, at W&B's own step, which only grows. A trial's epochs can go
@@ -178,7 +203,7 @@ class WandbHub:
             return
         run, keys = self._runs[trial_id]
         try:
-            row, config_update = private_api.wandb_row(keys, result)
+            row, config_update = wandb_row(result, *keys, self._wandb)
             run.config.update(config_update, allow_val_change=True)
             run.log(row)
         except Exception:

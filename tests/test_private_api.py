@@ -10,7 +10,7 @@ from importlib import metadata
 import optuna
 import pytest
 import ray
-from ray.air.integrations.wandb import WandbLoggerCallback, _WandbLoggingActor
+from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.tune.execution import class_cache
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
@@ -26,7 +26,6 @@ MODULE_AND_CLASS_NAMES = [
     (class_cache, "ENV_VARS_TO_PROPAGATE"),
     (importlib.import_module("ray.air.integrations.wandb"), "_clean_log"),
     (importlib.import_module("ray.air.integrations.wandb"), "_run_wandb_process_run_info_hook"),
-    (_WandbLoggingActor, "_handle_result"),
     (importlib.import_module("ray.air.util.node"), "_force_on_current_node"),
     (WandbLoggerCallback, "_start_logging_actor"),
 ]
@@ -115,11 +114,43 @@ def test_the_credential_filter_fails_loudly_instead_of_letting_credentials_throu
 
 
 def test_a_sweep_says_so_in_one_line_before_ray_starts(monkeypatch, tmp_path, capsys):
-    monkeypatch.delattr(_WandbLoggingActor, "_handle_result")
+    monkeypatch.delattr(importlib.import_module("ray.air.integrations.wandb"), "_clean_log")
     argv = ["--storage-path", str(tmp_path), "--name", "x", "--wandb-mode", "disabled"]
     with pytest.raises(SystemExit) as e:
         ae_sweep.main(argv)
     assert e.value.code == 2 and not ray.is_initialized()
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("error: ray ") and "_handle_result" in line
+    assert line.startswith("error: ray ") and "_clean_log" in line
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_wandb_rows_are_split_as_rays_own_w_and_b_callback_splits_them():
+    """The hub splits a result itself (sweeps.wandb_hub.wandb_row) instead of calling Ray's
+    private _WandbLoggingActor._handle_result with a stand-in self: the same row, the same
+    config update."""
+    import types
+
+    import numpy as np
+    import wandb
+    from ray.air.integrations.wandb import _WandbLoggingActor
+
+    from sweeps.wandb_hub import wandb_row
+
+    result = {
+        "val_mse": 0.1,
+        "epoch": 3,
+        "training_iteration": 3,
+        "diverged": False,
+        "trial_id": "t1",
+        "done": False,
+        "error": "why",
+        "one": np.array([2.0]),
+        "many": np.array([1.0, 2.0]),
+        "config": {"lr": 1e-3, "optimizer": "adam", "nested": {"a": 1}, "callbacks": [1]},
+        "info": {"learner": {"loss": 0.5}},
+    }
+    exclude, to_config = ["done", "trial_id", "info/learner"], ["config"]
+    keys = types.SimpleNamespace(_exclude=set(exclude), _to_config=set(to_config))
+    ours = wandb_row(result, exclude, to_config, wandb)
+    assert ours == _WandbLoggingActor._handle_result(keys, result)
+    assert set(ours[0]) == {"val_mse", "epoch", "training_iteration", "diverged", "one"}
