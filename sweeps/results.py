@@ -26,7 +26,6 @@ from sweeps.layout import (
     BEST_FILE,
     RESULTS_FILE,
     STUDY_FILE,
-    SWEEP_FILE,
     WANDB_DIR,
 )
 from sweeps.outcome import DIVERGED, ERROR
@@ -145,12 +144,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def finish(spec: SweepSpec, settings: Settings, exp: Folder, splits, module) -> dict[str, Any]:
+def finish(
+    spec: SweepSpec, settings: Settings, exp: Folder, record: dict[str, Any], splits, module
+) -> dict[str, Any]:
     """Write results.parquet; if every trial has finished, pick the best by its last ``metric``
     (ERROR and DIVERGED trials excluded), evaluate its checkpoint on the test split and write
     best.json and best/checkpoint.pt. Returns the numbers of the summary."""
     strategy = strategy_for(settings)
-    record = exp.read_json(SWEEP_FILE)
     copy_study_up(exp, record)
     analysis = tune.ExperimentAnalysis(exp.uri)
     trials = sorted(analysis.trials, key=lambda t: t.trial_id)

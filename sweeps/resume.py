@@ -101,10 +101,15 @@ def _check_study(exp: Folder, pickles: list[str]) -> None:
 
 
 def restore_tuner(
-    exp: Folder, settings: Settings, trainable, space: dict[str, Any], wandb_mode: str
+    exp: Folder,
+    record: dict[str, Any],
+    settings: Settings,
+    trainable,
+    space: dict[str, Any],
+    wandb_mode: str,
 ) -> tune.Tuner:
-    """The interrupted sweep's Tuner, restored from ``exp`` (and only from there)."""
-    record = exp.read_json(SWEEP_FILE)
+    """The interrupted sweep's Tuner, restored from ``exp`` (and only from there); ``record`` is
+    its sweep.json, to which the resume is added (and written back)."""
     old_folders.install()  # before Tune unpickles what an older version wrote
     if not record.get("study_storage"):  # no study (PBT): nothing pickled opens one
         study_url = None

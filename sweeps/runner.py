@@ -99,7 +99,8 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
             module.TRAINABLE, spec.metric, splits, resources.cpu, resources.gpu, settings.verbose
         )
         if settings.resume:
-            tuner = restore_tuner(exp, settings, trainable, space, wandb_mode)
+            record = exp.read_json(SWEEP_FILE)  # restore_tuner notes the resume in it
+            tuner = restore_tuner(exp, record, settings, trainable, space, wandb_mode)
         else:
             described = strategy.record(settings, perturbations)
             record = sweep_record(
@@ -112,7 +113,7 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
         print(f"{spec.name}: {splits.describe()}; experiment {exp.uri}", flush=True)
         with ray_cluster.tune_environment(wandb_mode, settings.verbose):
             tuner.fit()
-        summary = results.finish(spec, settings, exp, splits, module)
+        summary = results.finish(spec, settings, exp, record, splits, module)
     finally:
         if started_ray:
             ray.shutdown()  # also flushes the trials' and W&B actors' output before the summary
