@@ -342,6 +342,7 @@ def test_missing_inputs_are_skipped_with_a_reason(runs):
 # Without the dataset
 
 
+@pytest.mark.slow
 def test_sweep_figures_without_checkpoint_or_data(tmp_path, capsys):
     """A sweep folder whose study storage moved, with no best checkpoint and no dataset: the
     sweep figures come from results.parquet and the study found beside sweep.json; every model
@@ -378,6 +379,7 @@ def test_learning_curves_mark_trials_asha_stopped():
     assert any("best trial (a)" in t.get_text() for t in ax.get_legend().get_texts())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", ["empty_dir", "missing", "not_a_checkpoint"])
 def test_not_a_sweep_is_a_one_line_error(tmp_path, make):
     target = tmp_path / "runs" / "ae_sweep"

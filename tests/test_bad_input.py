@@ -255,9 +255,23 @@ def check_error(code, stderr: str, expected: str) -> str:
     return line
 
 
+# Rows of over 3 s on 2 CPUs (a script in a subprocess, a checkpoint or Tune's state read)
+SLOW = {
+    "unknown-space",
+    "lr-reversed",
+    "cli-optimizer",
+    "report-not-a-sweep",
+    "encoder-wrong-kind",
+    "resume-truncated-state",
+}
+
+
 @pytest.mark.parametrize(
     ("entry", "argv", "expected", "script"),
-    [pytest.param(*row[1:], id=row[0]) for row in CASES],
+    [
+        pytest.param(*row[1:], id=row[0], marks=pytest.mark.slow if row[0] in SLOW else ())
+        for row in CASES
+    ],
 )
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     entry, argv, expected, script, paths, capsys

@@ -37,6 +37,7 @@ OURS_ONLY = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_bench_scale_measures_both_sides_and_ends_with_the_scale_line(tmp_path):
     out = tmp_path / "scale.json"

@@ -1,7 +1,7 @@
 """--keep-checkpoints on real sweeps: by default a trial that ended keeps only its metrics (well
 under 100 kB) unless it is the sweep's best, whose checkpoint best.json was evaluated from;
 with ``all`` every trial keeps its checkpoints. Two smoke-sized autoencoder sweeps (about 20 s
-each on 2 CPUs, so not marked slow)."""
+each on 2 CPUs: marked slow)."""
 
 import json
 from pathlib import Path
@@ -11,6 +11,8 @@ import pytest
 
 from sweeps import ae_sweep
 from trainables import core
+
+pytestmark = pytest.mark.slow
 
 PRUNED_TRIAL_BYTES = 100_000  # the issue's target for a trial that keeps only its metrics
 

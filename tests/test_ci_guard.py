@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each runs pytest or make in a subprocess
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA_TEST = "tests/test_data.py::test_real_fashion_mnist_splits"  # fixture and marker
 FAILS = "FashionMNIST not found and CI=true, so a real-data test may not skip"

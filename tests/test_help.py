@@ -13,6 +13,8 @@ import pytest
 
 from sweeps.settings import Settings
 
+pytestmark = pytest.mark.slow  # each starts a script: seconds of Ray and torch imports
+
 REPO = Path(__file__).resolve().parents[1]
 SWEEPS = ["sweeps/ae_sweep.py", "sweeps/classifier_sweep.py", "sweeps/gan_sweep.py"]
 OTHERS = ["analysis/report.py", *sorted(str(p.relative_to(REPO)) for p in REPO.glob("bench/*.py"))]

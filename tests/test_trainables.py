@@ -177,6 +177,7 @@ def test_each_command_line_trains_one_epoch_and_writes_a_loadable_checkpoint(
     assert json.loads((g / "test_metrics.json").read_text())["test_fid"] > 0
 
 
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
     proc = subprocess.run(
         [
@@ -196,6 +197,7 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "no checkpoint.pt" in proc.stderr
 
 
+@pytest.mark.slow  # a subprocess each: seconds of torch imports
 @pytest.mark.parametrize(
     "command",
     [
