@@ -60,6 +60,11 @@ def pruner_state(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+def pbt_pruner_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A ``PBTCheckpointPruner`` pickled before it remembered the checkpoints it refused."""
+    return {"_refused": {}, **state}
+
+
 def searcher_state(searcher) -> None:
     """A ``TrialStateOptunaSearch`` restored from a version that kept no told states or seen
     epochs."""

@@ -11,18 +11,19 @@ from typing import Any
 
 from ray.tune.search.sample import Float, Integer
 
-from sweeps import outcome
+from sweeps import old_folders, outcome
 from sweeps.checkpoint_pruner import CheckpointPruner
+from sweeps.search_space import integer_bounds
 
 
 class KeepInBounds:
     """PBT's ``custom_explore_fn``: a perturbed continuous value (x0.8 or x1.2, again and again)
     clipped to its axis's bounds, so beta1 stays below 1 and a learning rate in the range the
-    script wrote; an integer axis's upper bound is exclusive, as in ``tune.randint``."""
+    script wrote; an integer axis's highest value is the one it samples (``integer_bounds``)."""
 
     def __init__(self, mutations: dict[str, Any]) -> None:
         self.bounds = {
-            key: (axis.lower, axis.upper - 1 if isinstance(axis, Integer) else axis.upper)
+            key: integer_bounds(axis) if isinstance(axis, Integer) else (axis.lower, axis.upper)
             for key, axis in mutations.items()
             if isinstance(axis, Float | Integer)
         }
@@ -42,14 +43,18 @@ class PBTCheckpointPruner(CheckpointPruner):
     each trial's last ``perturbation_interval`` checkpoints stay while it runs. A trial told to
     restart from another trial's checkpoint may wait for a free worker while the donor trains on
     (or ends): the checkpoint every trial that has not ended will restore (``trial.checkpoint``)
-    stays too. A checkpoint refused here stays recorded and is deleted by a later pruning, once
-    nothing needs it."""
+    stays too. A checkpoint refused here is deleted at a later snapshot, once nothing needs it
+    (its trial may have ended and been forgotten by then)."""
 
     def __init__(self, metric: str, mode: str, perturbation_interval: int, **kwargs: Any):
         super().__init__(metric, mode, **kwargs)
         self.window = max(int(perturbation_interval), 1)
         self._recent: dict[str, collections.deque] = {}  # trial id -> its last `window` paths
         self._trials: list = []  # every trial of the sweep, as Tune's hooks hand them over
+        self._refused: dict[str, Any] = {}  # path -> checkpoint: to delete once not needed
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(old_folders.pbt_pruner_state(state))
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self._trials = trials
@@ -77,7 +82,27 @@ class PBTCheckpointPruner(CheckpointPruner):
                 paths.add(trial.checkpoint.path)
         return paths
 
+    def get_state(self) -> None:
+        self._delete_refused()
+        return super().get_state()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self._trials = trials
+        super().on_experiment_end(trials, **info)
+        self._delete_refused()
+
     def _rm(self, checkpoint) -> bool:
         if checkpoint.path in self.needed():
+            self._refused[checkpoint.path] = checkpoint
             return False
+        self._refused.pop(checkpoint.path, None)
         return super()._rm(checkpoint)
+
+    def _delete_refused(self) -> None:
+        """Delete each refused checkpoint that no trial may restore from any more. Nothing else
+        wants it: the base pruner had decided to delete it (a checkpoint it decides against is
+        never one it keeps later: not the latest, not the best, named by no newer snapshot)."""
+        needed = self.needed()
+        for path, checkpoint in list(self._refused.items()):
+            if path not in needed and CheckpointPruner._rm(checkpoint):
+                del self._refused[path]

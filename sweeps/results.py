@@ -12,6 +12,7 @@ import datetime
 import importlib.util
 import json
 import math
+import shlex
 import sys
 from typing import Any
 
@@ -245,7 +246,7 @@ def print_summary(spec: SweepSpec, settings: Settings, summary: dict, wandb_mode
     if not summary["complete"]:
         print(
             f"{name}: stopped before all {settings.num_samples} trials finished; continue with: "
-            f"python {spec.script} --resume {exp}"
+            f"python {spec.script} --resume {shlex.quote(exp)}"
         )
     elif best is None:
         print(f"{name}: no trial finished with a finite {spec.metric}; nothing to evaluate")
@@ -310,7 +311,12 @@ def next_steps(summary: dict[str, Any], wandb_mode: str) -> list[tuple[str, str]
     exp = Folder(summary["experiment"])
     steps = []
     if exp.local is not None:  # analysis/ reads local folders
-        steps.append((f"python analysis/report.py {exp.local}", "figures and an HTML report"))
+        steps.append(
+            (
+                f"python analysis/report.py {shlex.quote(str(exp.local))}",
+                "figures and an HTML report",
+            )
+        )
     storage = summary.get("study_storage") or ""
     if storage.startswith("sqlite:"):
         install = (
@@ -320,19 +326,24 @@ def next_steps(summary: dict[str, Any], wandb_mode: str) -> list[tuple[str, str]
         )
         steps.append(
             (
-                f"{install}optuna-dashboard --host 127.0.0.1 {storage}",
+                f"{install}optuna-dashboard --host 127.0.0.1 {shlex.quote(storage)}",
                 "the Optuna study in a browser, at http://127.0.0.1:8080",
             )
         )
     elif storage:
         steps.append(
             (
-                f"optuna-dashboard --host 127.0.0.1 '{storage}'",
+                f"optuna-dashboard --host 127.0.0.1 {shlex.quote(storage)}",
                 "the Optuna study in a browser (put the password back where the URL shows ***)",
             )
         )
     if wandb_mode == "offline":
         runs = wandb_root(exp.local) / WANDB_DIR
         login = "" if wandb_key_configured() else "wandb login && "
-        steps.append((f"{login}wandb sync {runs}/offline-run-*", "upload the offline W&B runs"))
+        steps.append(
+            (
+                f"{login}wandb sync {shlex.quote(str(runs))}/offline-run-*",
+                "upload the offline W&B runs",
+            )
+        )
     return steps

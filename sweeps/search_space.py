@@ -9,7 +9,7 @@ import contextlib
 from typing import Any
 
 from ray import tune
-from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform
+from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUniform, Quantized
 
 from sweeps.settings import Settings, SweepSpec
 from trainables import config
@@ -122,5 +122,13 @@ def _extremes(domain: Domain) -> list[Any]:
     if isinstance(domain, Categorical):
         return list(domain.categories)
     if isinstance(domain, Integer):
-        return [domain.lower, domain.upper - 1]
+        return list(integer_bounds(domain))
     return [domain.lower, domain.upper]
+
+
+def integer_bounds(axis: Integer) -> tuple[int, int]:
+    """The lowest and highest value an integer axis samples: ``tune.randint``'s upper bound is
+    exclusive, ``tune.qrandint``'s with q > 1 inclusive (Ray's docstring)."""
+    sampler = axis.get_sampler()
+    inclusive = isinstance(sampler, Quantized) and sampler.q != 1
+    return axis.lower, axis.upper if inclusive else axis.upper - 1

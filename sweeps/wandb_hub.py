@@ -21,6 +21,7 @@ import logging
 import netrc
 import numbers
 import os
+import shlex
 import socket
 import time
 import urllib.request
@@ -120,7 +121,7 @@ def sweep_wandb_mode(
     runs = wandb_root(experiment_dir) / WANDB_DIR
     return "offline", (
         f"W&B: cannot reach {server} ({why}), so this sweep logs its W&B runs offline; upload "
-        f"them from a machine that can reach it with: wandb sync {runs}/offline-run-*"
+        f"them from a machine that can reach it with: wandb sync {shlex.quote(str(runs))}/offline-run-*"
     )
 
 

@@ -74,11 +74,6 @@ def test_keep_in_bounds_leaves_lists_choices_and_absent_keys_alone():
     assert keep(config) == {"batch_size": 4096, "optimizer": "rmsprop", "latent_dim": 99}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KeepInBounds takes every Integer axis's upper bound as exclusive, but "
-    "tune.qrandint(lower, upper, q) with q > 1 includes upper (Ray's docstring): 512 becomes 511",
-)
 def test_keep_in_bounds_keeps_a_quantized_integer_axis_upper_bound():
     keep = KeepInBounds({"batch_size": tune.qrandint(64, 512, 64)})
     assert keep({"batch_size": 512})["batch_size"] == 512
@@ -169,11 +164,6 @@ def test_pbt_pruner_drops_an_ended_trials_recent_checkpoints(end, tmp_path):
     assert pruner.needed() == {b_path}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a checkpoint refused because a waiting clone needs it is never deleted when its "
-    "trial has already ended: the ended trial is settled (forgotten) at once",
-)
 def test_pbt_pruner_deletes_an_ended_donors_checkpoint_once_its_clone_is_done(tmp_path):
     """The donor ends (not the best) while a clone waits to restore its checkpoint 0: kept then;
     once the clone has restored, trained and ended, nothing needs it and ``best`` keeps no
@@ -495,11 +485,6 @@ def test_next_steps_of_a_remote_sweep(dashboard, wandb_key, monkeypatch, tmp_pat
     assert next_steps({"experiment": S3, "study_storage": None}, "online") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="next_steps does not shell-quote paths: a folder with a space breaks the printed "
-    "commands that 'work as printed'",
-)
 def test_next_steps_commands_survive_a_space_in_the_folder(tmp_path):
     import shlex
 
