@@ -21,7 +21,7 @@ import optuna
 import ray
 from ray import tune
 
-from sweeps import private_api, ray_cluster, results
+from sweeps import faults, private_api, ray_cluster, results
 from sweeps.experiment import Folder, check_new, check_writable
 from sweeps.layout import SWEEP_FILE
 from sweeps.progress import SweepProgress, quiet_driver_logs
@@ -140,6 +140,7 @@ def make_tuner(
     # trial restored after a failure (a node lost mid-sweep: Ray's own loggers would put back
     # the experiment folder's older copy of result.json, and results.parquet lose those epochs).
     callbacks: list[tune.Callback] = [pruner, *result_loggers()]
+    callbacks += faults.callbacks(settings.experiment_uri)  # none unless a fault test asks
     if wandb_mode != "disabled":
         callbacks.append(SweepWandbCallback(project=settings.wandb_project, group=settings.name))
     reporter = SweepProgress(  # the compact view; Ray's table with --verbose

@@ -11,7 +11,7 @@ from typing import Any
 
 from ray import tune
 
-from sweeps import layout
+from sweeps import faults, layout
 from sweeps.outcome import DIVERGED, ERROR
 from trainables import core
 
@@ -24,7 +24,9 @@ def sweep_trainable(train, metric: str, splits, cpu: float, gpu: float, verbose:
     line for every checkpoint it saves."""
     return tune.with_resources(
         tune.with_parameters(
-            end_on_divergence(train, metric), data=splits.without_test(), quiet=not verbose
+            end_on_divergence(faults.trial_points(train), metric),
+            data=splits.without_test(),
+            quiet=not verbose,
         ),
         {"cpu": cpu, "gpu": gpu},
     )

@@ -74,6 +74,18 @@ def real_data_dir() -> Path:
     return _require_data()
 
 
+@pytest.fixture(scope="module")
+def local_ray(real_data_dir):
+    """One local Ray (2 CPUs) shared by a module's in-process sweeps (about 10 s saved per sweep),
+    shut down at the module's end: a test that checks that nothing left Ray initialised (e.g.
+    tests/test_bad_input.py) never sees another module's."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def small_splits(real_data_dir):
     """A stratified 2,000-image training subset of the real data (val shrinks with it)."""

@@ -17,15 +17,6 @@ pytestmark = pytest.mark.slow
 PRUNED_TRIAL_BYTES = 100_000  # the target for a trial that keeps only its metrics
 
 
-@pytest.fixture(scope="module")
-def local_ray(real_data_dir):
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
-
-
 def run(storage: Path, name: str, *flags: str) -> tuple[dict, Path]:
     argv = ["--smoke-test", "--wandb-mode", "disabled", "--storage-path", str(storage)]
     argv += ["--name", name, "--num-samples", "6", "--max-epochs", "2", "--subset", "512"]

@@ -28,10 +28,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import helpers
 import optuna
 import pyarrow.parquet as pq
 import pytest
@@ -39,10 +39,12 @@ import torch
 from optuna.trial import TrialState
 
 from sweeps import experiment
-from trainables import core
+from sweeps.layout import trial_dirname
+from trainables import autoencoder, core
 
 REPO = Path(__file__).resolve().parents[1]
 AE_SWEEP = str(REPO / "sweeps" / "ae_sweep.py")
+TRAINABLE = autoencoder.TRAINABLE.__name__  # trial folders: <trainable>_<trial id>
 LOOPBACK = "127.0.0.1"
 
 
@@ -136,24 +138,28 @@ def test_s3_sweep_writes_only_to_the_bucket_and_resumes_from_it(s3, real_data_di
     argv += ["--num-samples", "6", "--max-epochs", "3", "--num-cpus", "2"]
     argv += ["--wandb-mode", "disabled"]
 
-    # Ctrl-C once a trial has finished: Tune saves its state to the bucket and the sweep ends.
+    # Ctrl-C once a trial has finished (the driver paused right after a snapshot in the bucket
+    # that holds a finished trial and an unfinished one: sweeps/faults.py): Tune saves its state
+    # to the bucket and the sweep ends.
+    pause = {"at": "snapshot", "terminated": 1, "running": 1}
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen(
             [sys.executable, AE_SWEEP, *argv],
             cwd=cwd,
-            env=env,
+            env=helpers.fault_env(tmp_path / "faults", env, pause=pause),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:
-            deadline = time.time() + 240
-            while time.time() < deadline and driver.poll() is None:
-                if terminated_in_snapshot(client, "runs/s3_sweep/") >= 1:
-                    break
-                time.sleep(0.3)
-            assert driver.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-            driver.send_signal(signal.SIGINT)
+            helpers.wait_for_marker(
+                tmp_path / "faults" / "driver-paused.json",
+                "a snapshot with a finished trial",
+                driver,
+                log=tmp_path / "first.log",
+            )
+            assert terminated_in_snapshot(client, "runs/s3_sweep/") >= 1  # in the bucket
+            driver.send_signal(signal.SIGINT)  # Ctrl-C: Tune's handler also ends the pause
             exit_code = driver.wait(timeout=180)  # 130: interrupted, as after Ctrl-C
             assert exit_code == 130, (tmp_path / "first.log").read_text()[-3000:]
         finally:
@@ -180,7 +186,7 @@ def test_s3_sweep_writes_only_to_the_bucket_and_resumes_from_it(s3, real_data_di
     # Every trial's metrics are in the bucket; the pruner (--keep-checkpoints best, through
     # pyarrow's S3 file system) left checkpoints to the best trial only.
     for trial_id in trial_ids:
-        trial = f"runs/s3_sweep/train_autoencoder_{trial_id}/"
+        trial = f"runs/s3_sweep/{trial_dirname(TRAINABLE, trial_id)}/"
         assert trial + "result.json" in keys
         checkpoints = sorted(
             k for k in keys if k.startswith(trial + "checkpoint_") and k.endswith("/checkpoint.pt")
@@ -271,7 +277,7 @@ def test_sweep_spreads_trials_over_the_worker_nodes(cluster, real_data_dir, tmp_
 
     trained_on = {}
     for trial_id in trial_ids:
-        trial_dir = exp / f"train_autoencoder_{trial_id}"
+        trial_dir = exp / trial_dirname(TRAINABLE, trial_id)
         assert (trial_dir / "result.json").read_text().strip()
         latest = sorted(trial_dir.glob("checkpoint_*/checkpoint.pt"))[-1]
         trained_on[trial_id] = core.load_checkpoint(latest)["trained_on"]

@@ -224,21 +224,18 @@ def test_a_sweep_without_a_perturbation_space_refuses_pbt(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def pbt_run(real_data_dir, tmp_path_factory):
+def pbt_run(local_ray, tmp_path_factory):
     """The autoencoder sweep under PBT: 4 trials of 4 epochs, a decision after every epoch, the
     bottom half cloning the top half, every trial keeping its latest checkpoint."""
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     storage = tmp_path_factory.mktemp("runs")
     argv = ["--smoke-test", "--scheduler", "pbt", "--storage-path", str(storage)]
     argv += ["--max-epochs", "4", "--max-concurrent", "4", "--quantile-fraction", "0.5"]
     argv += ["--keep-checkpoints", "all", "--wandb-mode", "disabled"]
     summary = ae_sweep.main(argv)
-    yield summary, storage / "ae_sweep_smoke"
-    ray.shutdown()
+    return summary, storage / "ae_sweep_smoke"
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_pbt_sweep_exploits_and_results_keep_the_lineage(pbt_run, capsys):
     summary, exp = pbt_run
@@ -304,6 +301,7 @@ def test_pbt_sweep_exploits_and_results_keep_the_lineage(pbt_run, capsys):
     assert math.isfinite(best["test"]["test_mse"]) and best["study_storage"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_pbt_report_draws_the_hyperparameters_over_epochs(pbt_run, tmp_path, capsys):
     _, exp = pbt_run
@@ -317,6 +315,7 @@ def test_pbt_report_draws_the_hyperparameters_over_epochs(pbt_run, tmp_path, cap
     assert (out / "learning_curves.png").is_file() and (out / "best_trial_curves.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 def test_a_finished_pbt_sweep_resumes(pbt_run, capsys):
     """--resume of a PBT sweep: no study to reopen; Tune's state restores, nothing runs again,

@@ -13,13 +13,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import helpers
 import optuna
 import pyarrow.parquet as pq
 import pytest
-import test_sweeps as ts
 from optuna.trial import TrialState
 from postgres_server import PostgresServer
 
@@ -110,18 +109,26 @@ def test_a_killed_driver_resumes_from_the_same_postgres_study(real_data_dir, ser
     ray_dir = Path(tempfile.mkdtemp(prefix="ray-pg-"))
     env = {**os.environ, "RAY_TMPDIR": str(ray_dir)}
     cmd = _sweep(tmp_path, "pg_kill", url, "--num-samples", "5", "--max-epochs", "3")
-    cmd += ["--subset", "12000"]  # epochs long enough to kill the driver mid-sweep
+    cmd += ["--subset", "12000"]  # epochs of about a second: trials end one by one
+    # Killed while the driver is paused right after a snapshot, in the folder, that holds a
+    # finished trial and an unfinished one (sweeps/faults.py): mid-sweep, whatever the timing.
+    pause = {"at": "snapshot", "terminated": 1, "running": 1}
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=REPO,
+            env=helpers.fault_env(tmp_path / "faults", env, pause=pause),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
-            deadline = time.time() + 300
-            while time.time() < deadline and driver.poll() is None:
-                if len(ts._terminated_in_snapshot(exp)) >= 1:
-                    break
-                time.sleep(0.3)
-            assert driver.poll() is None, "the sweep ended before it could be killed"
+            helpers.wait_for_marker(
+                tmp_path / "faults" / "driver-paused.json",
+                "a snapshot with a finished trial",
+                driver,
+                log=tmp_path / "first.log",
+            )
         finally:
             os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
             driver.wait(timeout=60)

@@ -14,19 +14,25 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from helpers import _terminated_in_snapshot, fault_plan, wait_for_marker
 from ray_head import BIN, RayHead, listening_beyond_loopback, wait_for
-from test_sweeps import _terminated_in_snapshot
+
+from sweeps.faults import VARIABLE
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(BIN / "ray")
 
 
-def submit(head: RayHead, sweep_args: list[str], wait: bool = True) -> subprocess.CompletedProcess:
-    """``ray job submit`` from the repo root, as docs/cluster.md shows it."""
+def submit(
+    head: RayHead, sweep_args: list[str], wait: bool = True, faults: str | None = None
+) -> subprocess.CompletedProcess:
+    """``ray job submit`` from the repo root, as docs/cluster.md shows it; ``faults``: the job's
+    fault plan (``helpers.fault_plan``), set in its driver's environment."""
     cmd = [RAY, "job", "submit", "--address", head.dashboard_url]
     cmd += ["--runtime-env", "cluster/job-runtime-env.yaml"]
     cmd += [] if wait else ["--no-wait"]
-    cmd += ["--", "python", "sweeps/ae_sweep.py", "--address", "auto", *sweep_args]
+    cmd += ["--", *(["env", f"{VARIABLE}={faults}"] if faults else [])]  # (Ray quotes each)
+    cmd += ["python", "sweeps/ae_sweep.py", "--address", "auto", *sweep_args]
     return head.run(cmd, cwd=REPO, timeout=400)
 
 
@@ -88,7 +94,10 @@ def test_a_sweep_runs_as_a_ray_job_and_resumes_after_ray_job_stop(real_data_dir,
         assert not wide, f"the Ray head listens beyond 127.0.0.1: {wide}"
 
         # 2. `ray job stop` mid-sweep, then --resume in a new job completes it
-        stopped = storage / "job_stopped"
+        # Stopped while its driver is paused right after a snapshot, in the folder, that holds a
+        # finished trial and an unfinished one (sweeps/faults.py).
+        stopped, markers = storage / "job_stopped", tmp_path / "faults"
+        pause = {"at": "snapshot", "terminated": 1, "running": 1}
         job = job_id(
             submit(
                 head,
@@ -99,9 +108,11 @@ def test_a_sweep_runs_as_a_ray_job_and_resumes_after_ray_job_stop(real_data_dir,
                     *common,
                 ],
                 wait=False,
+                faults=fault_plan(markers, pause=pause),
             )
         )
-        wait_for(lambda: _terminated_in_snapshot(stopped), 240, "a finished trial")
+        wait_for_marker(markers / "driver-paused.json", "a snapshot with a finished trial")
+        assert _terminated_in_snapshot(stopped)
         assert job_status(head, job) == "RUNNING", "the sweep ended before it could be stopped"
         head.run([RAY, "job", "stop", "--address", head.dashboard_url, job], timeout=120)
         wait_for(lambda: job_status(head, job) == "STOPPED", 60, "the job to stop")

@@ -39,10 +39,11 @@ import threading
 import time
 from pathlib import Path
 
+import helpers  # the fault tests' helpers: fault injection, Tune snapshots, the study
 import optuna
 import pyarrow.parquet as pq
 import pytest
-import test_sweeps as ts  # the sweep tests' helpers: reading studies and Tune snapshots
+import test_sweeps as ts  # the sweep tests' helpers: W&B runs, the searcher without Ray
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import TrialScheduler
@@ -52,14 +53,15 @@ from sweeps import (
     ae_sweep,
     cli,
     experiment,
+    faults,
     outcome,
     results,
     resume,
     runner,
-    schedulers,
     study_storage,
     wandb_hub,
 )
+from sweeps.layout import trial_dirname
 from sweeps.strategies.asha import ASHA
 from trainables import autoencoder, classifier, core, data, gan
 from trainables.errors import UsageError
@@ -440,13 +442,9 @@ def test_the_local_ray_of_a_sweep_serves_no_dashboard():
 # Real sweeps through Ray Tune (smoke-sized)
 
 
-@pytest.fixture(scope="module")
-def local_ray(real_data_dir):
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
+def _trial_dir(trial_id: str) -> str:
+    """The folder name of an autoencoder sweep's trial (``sweeps/layout.py``)."""
+    return trial_dirname(autoencoder.TRAINABLE.__name__, trial_id)
 
 
 def _results(exp: Path, trial_dir: Path | None = None) -> list[dict]:
@@ -462,39 +460,45 @@ def test_a_trial_whose_worker_is_killed_resumes_from_its_checkpoint(
 ):
     """Every epoch once and one COMPLETE Optuna trial: this needs no exact replay, so it holds on
     a GPU too (docs/reliability.md)."""
-    exp = tmp_path / "killed"
-    killed = []
-    # Tune takes a snapshot at every step, so the killer below sees epoch 2's checkpoint at once.
-    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    exp, markers = tmp_path / "killed", tmp_path / "faults"
+    # The trial holds right after reporting epoch 2 (sweeps/faults.py), and its worker is killed
+    # there, in the epoch after it. Tune's report returns only at the driver's next call to the
+    # worker, which comes once Tune has registered epoch 2's checkpoint (its "save" of the
+    # result): a kill between the result and the save would restore epoch 1's and train epoch 2
+    # twice (a race CI lost once, when this test killed on reading Tune's files).
+    plan = helpers.fault_plan(markers, hold=[{"trial": 0, "epoch": 2}])
+    monkeypatch.setenv(faults.VARIABLE, plan)
+    killed, failed = [], []
 
-    def kill_after_epoch_2():  # SIGKILL the trial's worker process while it trains epoch 3
-        # Not at epoch 2's row in result.json: Tune registers the checkpoint a result carries
-        # only after a second call to the worker (its "save"), so a kill in between restores
-        # epoch 1's and trains epoch 2 twice (a race CI lost once). Wait for the snapshot to
-        # name epoch 2's checkpoint as the one Tune would restore.
-        deadline = time.time() + 240
-        while time.time() < deadline and not killed:
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                for _, trial in ts._snapshot_trials(exp).values():
-                    result = trial.last_result or {}
-                    restores = trial.checkpoint.path if trial.checkpoint else ""
-                    if result.get("training_iteration") == 2 and restores.endswith("_000001"):
-                        os.kill(result["pid"], signal.SIGKILL)
-                        killed.append(result["pid"])
-            time.sleep(0.05)
+    def kill_when_held():  # SIGKILL the trial's worker process, held after epoch 2
+        try:
+            held = helpers.wait_for_marker(
+                markers / "held-trial0-epoch2.json",
+                "trial 0 held after epoch 2",
+                alive=sweep_on.is_set,
+            )
+            os.kill(held["pid"], signal.SIGKILL)
+            killed.extend([held["pid"], held["trial_id"]])
+        except BaseException as e:  # pytest.fail in this thread: reported by the test below
+            failed.append(str(e))
 
-    killer = threading.Thread(target=kill_after_epoch_2, daemon=True)
+    sweep_on = threading.Event()
+    sweep_on.set()
+    killer = threading.Thread(target=kill_when_held, daemon=True)
     killer.start()
-    summary = ae_sweep.main(
-        [*QUIET, "--storage-path", str(tmp_path), "--name", "killed", "--num-samples", "1"]
-        + ["--max-epochs", "4", "--grace-period", "4", "--max-concurrent", "1"]
-        + ["--subset", "12000"]  # an epoch long enough (about a second) to be killed inside
-    )
-    killer.join(timeout=5)
-    assert killed, "the worker was never killed"
+    try:
+        summary = ae_sweep.main(
+            [*QUIET, "--storage-path", str(tmp_path), "--name", "killed", "--num-samples", "1"]
+            + ["--max-epochs", "4", "--grace-period", "4", "--max-concurrent", "1"]
+        )
+    finally:
+        sweep_on.clear()
+        killer.join(timeout=60)
+    assert killed, f"the worker was never killed: {failed}"
     assert summary["complete"] and summary["errored"] == 0 and summary["trials"] == 1
 
-    (trial_dir,) = exp.glob("train_autoencoder_*")
+    trial_dir = exp / _trial_dir(killed[1])
+    assert list(exp.glob(_trial_dir("*"))) == [trial_dir]  # the sweep's one trial, held
     rows = _results(exp, trial_dir)
     assert [r["training_iteration"] for r in rows] == [1, 2, 3, 4]  # no gap, no repeat
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
@@ -504,7 +508,7 @@ def test_a_trial_whose_worker_is_killed_resumes_from_its_checkpoint(
     assert [h["epoch"] for h in core.load_checkpoint(latest)["history"]] == [1, 2, 3, 4]
     table = pq.read_table(exp / "results.parquet").to_pandas()
     assert list(table["epoch"]) == [1, 2, 3, 4] and set(table["status"]) == {"TERMINATED"}
-    (ot,) = ts.study_of(exp).trials
+    (ot,) = helpers.study_of(exp).trials
     assert ot.state == TrialState.COMPLETE and sorted(ot.intermediate_values) == [1, 2, 3, 4]
     assert ot.value == pytest.approx(rows[-1]["val_mse"])
 
@@ -544,17 +548,28 @@ def _fails_in_epoch_2(train):
     return trainable
 
 
-class _RecordingASHA(schedulers.RevisingASHAScheduler):
-    """The sweep's own scheduler (the one build_scheduler made, same settings, same code) that also
-    keeps every decision it makes with the rungs it made it against. Tune runs it in the driver:
-    this process."""
+class _RecordingASHA(TrialScheduler):
+    """The sweep's own scheduler (the one its strategy built, same settings, same code), to which
+    every question Tune asks goes; this only keeps each decision it makes with the rungs it made
+    it against. Tune runs it in the driver: this process."""
 
     decisions: list[tuple[str, dict, list, str]] = []
 
+    def __init__(self, scheduler: TrialScheduler) -> None:
+        object.__setattr__(self, "_scheduler", scheduler)
+
+    def __getattribute__(self, name: str):
+        if name in ("on_trial_result", "decisions", "_scheduler"):
+            return object.__getattribute__(self, name)
+        return getattr(object.__getattribute__(self, "_scheduler"), name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self._scheduler, name, value)
+
     def on_trial_result(self, tune_controller, trial, result):
-        bracket = self._trial_info.get(trial.trial_id)
+        bracket = self._scheduler._trial_info.get(trial.trial_id)
         rungs = [(m, dict(r)) for m, r in bracket._rungs] if bracket is not None else []
-        action = super().on_trial_result(tune_controller, trial, result)
+        action = self._scheduler.on_trial_result(tune_controller, trial, result)
         self.decisions.append((trial.trial_id, dict(result), rungs, action))
         return action
 
@@ -563,9 +578,7 @@ _asha_scheduler = ASHA.scheduler
 
 
 def _recording_scheduler(strategy, settings, perturbations):
-    scheduler = _asha_scheduler(strategy, settings, perturbations)
-    scheduler.__class__ = _RecordingASHA  # a subclass that adds no state: only records
-    return scheduler
+    return _RecordingASHA(_asha_scheduler(strategy, settings, perturbations))
 
 
 @pytest.fixture(scope="module")
@@ -614,13 +627,13 @@ def test_a_diverging_trial_ends_once_and_the_sweep_carries_on(faulty_sweep):
     assert bad["error"].str.contains("became nan at epoch 1; the trial diverged").all()
     assert set(good["status"]) == {"TERMINATED"} and good["error"].isna().all()
     for trial_id in bad.index:  # ended at once, never retried from its checkpoint
-        rows = _results(exp, exp / f"train_autoencoder_{trial_id}")
+        rows = _results(exp, exp / _trial_dir(trial_id))
         assert len(rows) == 1 and rows[0]["diverged"] is True
-        assert not (exp / f"train_autoencoder_{trial_id}" / "error.txt").exists()
+        assert not (exp / _trial_dir(trial_id) / "error.txt").exists()
         assert f"trial {trial_id} diverged: " in out
     assert f"{len(bad)} diverged" in out
 
-    study = ts.study_of(exp)
+    study = helpers.study_of(exp)
     by_id = {t.user_attrs["trial_id"]: t for t in study.trials}
     assert set(by_id) == set(last.index)
     for trial_id in bad.index:
@@ -665,13 +678,13 @@ def test_a_trial_that_raises_is_an_error_with_its_exception_and_the_sweep_carrie
         assert set(rows["status"]) == {"ERROR"} and set(rows["error"]) == {PLANTED}
         assert not rows["stopped_early"].any()
         assert f"ae_sweep: trial {trial_id} errored: {PLANTED}" in out.splitlines()
-        assert (exp / f"train_autoencoder_{trial_id}" / "error.txt").is_file()
-        assert len(_results(exp, exp / f"train_autoencoder_{trial_id}")) == 1  # not retried
+        assert (exp / _trial_dir(trial_id) / "error.txt").is_file()
+        assert len(_results(exp, exp / _trial_dir(trial_id))) == 1  # not retried
     assert f"{len(raised)} errored" in out
     others = last[last["config/lr"] != RAISES]
     assert set(others["status"]) <= {"TERMINATED", "DIVERGED"}  # the others carried on
 
-    by_id = {t.user_attrs["trial_id"]: t for t in ts.study_of(exp).trials}
+    by_id = {t.user_attrs["trial_id"]: t for t in helpers.study_of(exp).trials}
     for trial_id, row in raised.iterrows():
         ot = by_id[trial_id]
         assert ot.state == TrialState.FAIL and ot.user_attrs["fail_reason"] == "the trial errored"
@@ -681,15 +694,16 @@ def test_a_trial_that_raises_is_an_error_with_its_exception_and_the_sweep_carrie
 
 @pytest.fixture(scope="module")
 def interrupted(real_data_dir, tmp_path_factory):
-    """A smoke sweep (offline W&B) stopped with Ctrl-C once Tune's snapshot shows a finished
-    trial: (its folder, a copy of it made at once, the exit status, what the driver printed)."""
+    """A smoke sweep (offline W&B) stopped with Ctrl-C while its driver is paused right after a
+    snapshot, in the folder, that holds a finished trial and an unfinished one (sweeps/faults.py):
+    (its folder, a copy of it made at once, the exit status, what the driver printed)."""
     root = tmp_path_factory.mktemp("interrupted")
     exp = root / "runs" / "interrupted"
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--wandb-mode", "offline"]
     cmd += ["--storage-path", str(exp.parent), "--name", "interrupted", "--num-samples", "5"]
-    cmd += ["--max-epochs", "3", "--subset", "12000"]  # epochs long enough to see a snapshot
-    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # ... every second (3 s: test_sweeps)
-    code = ts.ctrl_c_after_a_trial(cmd, exp, root / "first.log", env=env)
+    cmd += ["--max-epochs", "3", "--subset", "12000"]  # epochs of about a second: snapshots
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # every second see trials end one by one
+    code = helpers.ctrl_c_after_a_trial(cmd, exp, root / "first.log", env=env)
     copy = root / "copy" / "interrupted"
     shutil.copytree(exp, copy, symlinks=True)  # copy2: contents and modification times
     return exp, copy, code, (root / "first.log").read_text()
@@ -711,8 +725,8 @@ def test_resume_after_ctrl_c_keeps_every_result_and_agrees_with_ray(local_ray, i
     exp, _, code, first = interrupted
     assert code == 130, first
     assert f"--resume {exp}" in first  # the driver said how to continue
-    finished = ts._terminated_in_snapshot(exp)
-    assert finished and ts._finished_trials(exp) < 5
+    finished = helpers._terminated_in_snapshot(exp)
+    assert finished and helpers._finished_trials(exp) < 5
     before = {name: (exp / name / "result.json").read_text() for name in finished}
 
     summary = ae_sweep.main(["--resume", str(exp), "--wandb-mode", "offline"])
@@ -722,14 +736,18 @@ def test_resume_after_ctrl_c_keeps_every_result_and_agrees_with_ray(local_ray, i
 
     table = pq.read_table(exp / "results.parquet").to_pandas()
     assert not table.duplicated(["trial_id", "training_iteration"]).any()
-    ts.check_study_matches(exp, table, "val_mse", 3)  # ids, every epoch's value, PRUNED/COMPLETE
+    helpers.check_study_matches(
+        exp, table, "val_mse", 3
+    )  # ids, every epoch's value, PRUNED/COMPLETE
     ts.check_wandb_runs(exp, table, ["val_mse"])  # the W&B runs too, across the two drivers
     analysis = tune.ExperimentAnalysis(str(exp))
     ray_last = {t.trial_id: t.last_result["val_mse"] for t in analysis.trials}
     parquet_last = table.sort_values("training_iteration").groupby("trial_id")["val_mse"].last()
     assert ray_last == pytest.approx(parquet_last.to_dict())
     study = {
-        t.user_attrs["trial_id"]: t for t in ts.study_of(exp).trials if t.state != TrialState.FAIL
+        t.user_attrs["trial_id"]: t
+        for t in helpers.study_of(exp).trials
+        if t.state != TrialState.FAIL
     }
     assert {k: t.value for k, t in study.items()} == pytest.approx(ray_last)
 
@@ -758,8 +776,8 @@ def test_resume_reads_only_the_folder_it_was_given(local_ray, interrupted, tmp_p
     assert table["trial_id"].nunique() == 5
     assert not table.duplicated(["trial_id", "training_iteration"]).any()
     for trial_id in table["trial_id"].unique():  # every trial, old and new, wrote in the new place
-        assert (moved / f"train_autoencoder_{trial_id}" / "result.json").is_file()
-    ts.check_study_matches(moved, table, "val_mse", 3)  # the study in moved/optuna.db agrees
+        assert (moved / _trial_dir(trial_id) / "result.json").is_file()
+    helpers.check_study_matches(moved, table, "val_mse", 3)  # the study in moved/optuna.db agrees
     ts.check_wandb_runs(moved, table, ["val_mse"])  # and the W&B runs in moved/wandb
     record = json.loads((moved / "sweep.json").read_text())
     assert record["experiment_dir"] == str(moved)

@@ -13,13 +13,24 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+from helpers import (  # noqa: F401 (also read by other test files as ts.<name>)
+    _ahead_of_snapshot,
+    _finished_trials,
+    _restored_checkpoints,
+    _snapshot_trials,
+    _terminated_in_snapshot,
+    check_study_matches,
+    ctrl_c_after_a_trial,
+    fault_env,
+    study_of,
+    wait_for_marker,
+)
 from optuna.trial import TrialState
 from ray import tune
 from wandb.proto import wandb_internal_pb2
@@ -35,12 +46,6 @@ from trainables import core, gan
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--smoke-test", "--wandb-mode", "offline"]
-
-
-def study_of(exp: Path) -> optuna.Study:
-    """The sweep's Optuna study, read back from its SQLite file as analysis would."""
-    sweep = json.loads((exp / "sweep.json").read_text())
-    return optuna.load_study(study_name=sweep["study_name"], storage=f"sqlite:///{exp}/optuna.db")
 
 
 # A line a trial's worker printed, which Ray forwards to the driver's console with this prefix
@@ -424,6 +429,7 @@ def test_classifier_needs_an_autoencoder_checkpoint(tmp_path, capsys):
         assert e.value.code == 2 and expected in one_error_line(capsys), argv
 
 
+@pytest.mark.slow
 def test_script_prints_one_line_and_exits_2():
     proc = subprocess.run(
         [sys.executable, "sweeps/ae_sweep.py", "--num-samples", "-3"],
@@ -441,16 +447,6 @@ def test_script_prints_one_line_and_exits_2():
 
 # ---------------------------------------------------------------------------------------------
 # Real sweeps (smoke-sized) through Ray Tune
-
-
-@pytest.fixture(scope="module")
-def local_ray(real_data_dir):
-    """One local Ray (2 CPUs) for the in-process sweeps of this module: ~10 s saved per sweep."""
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -559,22 +555,6 @@ def check_checkpoints_kept(
         assert kept == {f"checkpoint_{e - 1:06d}" for e in epochs}, (trial_id, kept, epochs)
 
 
-def check_study_matches(exp: Path, table, metric: str, max_epochs: int):
-    """Each Tune trial is one Optuna trial: PRUNED (with every epoch's value) when ASHA stopped it,
-    COMPLETE otherwise."""
-    study = study_of(exp)
-    by_id = {t.user_attrs["trial_id"]: t for t in study.trials if t.state != TrialState.FAIL}
-    assert set(by_id) == set(table["trial_id"])
-    for trial_id, rows in table.groupby("trial_id"):
-        ot = by_id[trial_id]
-        values = dict(zip(rows["training_iteration"], rows[metric], strict=True))
-        assert ot.intermediate_values == pytest.approx(values)
-        if rows["stopped_early"].iloc[0]:
-            assert ot.state == TrialState.PRUNED and len(values) < max_epochs
-        else:
-            assert ot.state == TrialState.COMPLETE and len(values) == max_epochs
-
-
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_ae_sweep_writes_everything_and_optuna_sees_asha(ae_run):
@@ -632,99 +612,6 @@ def test_gan_sweep_reports_fid_at_every_rung(local_ray, tmp_path):
     assert math.isfinite(best["test"]["test_fid"])
 
 
-def _finished_trials(exp: Path) -> int:
-    """Trials whose last result says done (ran all epochs or ASHA stopped them)."""
-    done = 0
-    for f in exp.glob("*/result.json"):
-        lines = f.read_text().splitlines()
-        done += bool(lines and json.loads(lines[-1]).get("done"))
-    return done
-
-
-def _terminated_in_snapshot(exp: Path) -> list[str]:
-    """Trial folders that Tune's last experiment snapshot records as TERMINATED."""
-    try:
-        newest = max(exp.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
-        trials = [json.loads(t) for t, _ in json.loads(newest.read_text())["trial_data"]]
-    except (ValueError, OSError):  # not written yet, or caught mid-copy
-        return []
-    return [f"train_autoencoder_{t['trial_id']}" for t in trials if t["status"] == "TERMINATED"]
-
-
-def ctrl_c_after_a_trial(cmd: list[str], exp: Path, log: Path, cwd=REPO, env=None) -> int:
-    """Run the sweep ``cmd`` as a new process group, send it SIGINT (Ctrl-C) once Tune's snapshot
-    shows a finished trial, and return its exit status (whatever Ray it started is killed)."""
-    with open(log, "w") as out:
-        driver = subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            deadline = time.time() + 240
-            while time.time() < deadline and driver.poll() is None:
-                if len(_terminated_in_snapshot(exp)) >= 1:
-                    break
-                time.sleep(0.3)
-            assert driver.poll() is None, "the sweep ended before it could be interrupted"
-            driver.send_signal(signal.SIGINT)  # Ctrl-C
-            return driver.wait(timeout=120)
-        finally:
-            with contextlib.suppress(ProcessLookupError):  # the local Ray it started, if left
-                os.killpg(driver.pid, signal.SIGKILL)
-
-
-def _snapshot_trials(exp: Path) -> dict:
-    """The trials of Tune's newest experiment snapshot, by id, as Tune restores them: (status
-    in the snapshot, the Trial with the checkpoint it would restore from)."""
-    from ray.tune.experiment import Trial
-
-    newest = max(exp.glob("experiment_state-*.json"), key=lambda p: p.name)  # as Tune picks it
-    trials = {}
-    for state, metadata in json.loads(newest.read_text())["trial_data"]:
-        trial = Trial.from_json_state(state, stub=True)
-        trial.restore_run_metadata(metadata)
-        trials[trial.trial_id] = (json.loads(state)["status"], trial)
-    return trials
-
-
-def _epochs_in_study(exp: Path) -> dict[str, int]:
-    """Tune trial id -> the last epoch the Optuna study holds for it, read from the database
-    the running sweep writes (read-only, so it never blocks the sweep)."""
-    import sqlite3
-
-    db = sqlite3.connect(f"file:{exp / 'optuna.db'}?mode=ro", uri=True, timeout=1)
-    try:
-        rows = db.execute(
-            "SELECT a.value_json, MAX(v.step) FROM trial_user_attributes a JOIN "
-            "trial_intermediate_values v ON v.trial_id = a.trial_id WHERE a.key = 'trial_id' "
-            "GROUP BY a.value_json"
-        ).fetchall()
-    finally:
-        db.close()
-    return {json.loads(trial_id): int(step) for trial_id, step in rows}
-
-
-def _restored_checkpoints(snapshot: dict) -> dict[str, str]:
-    """Of ``_snapshot_trials``: the trials a resume restores from a checkpoint, and its path."""
-    return {
-        t: trial.checkpoint.path
-        for t, (status, trial) in snapshot.items()
-        if trial.checkpoint and status != "TERMINATED"
-    }
-
-
-def _ahead_of_snapshot(exp: Path, snapshot: dict | None = None) -> dict[str, int]:
-    """Unfinished trials of the newest snapshot (or of ``snapshot``, ``_snapshot_trials``'s) for
-    which the study holds a later epoch than the snapshot's last result: Tune will run those
-    epochs again. Trial id -> the snapshot's epoch."""
-    epochs = {
-        t: int((trial.last_result or {}).get("training_iteration") or 0)
-        for t, (status, trial) in (snapshot or _snapshot_trials(exp)).items()
-        if status not in ("TERMINATED", "ERROR")
-    }
-    study = _epochs_in_study(exp)
-    return {t: e for t, e in epochs.items() if study.get(t, 0) > e}
-
-
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
@@ -733,51 +620,39 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
     replaced here); then --resume. Every checkpoint the snapshot names is still there, each trial
     Tune runs again from an older epoch gets a retry in the study, finished trials are not run
     again, and the study and the results agree."""
-    import sqlite3
-
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "3")  # the killed driver and the resume
-    exp = tmp_path / "resumed"
+    exp, markers = tmp_path / "resumed", tmp_path / "faults"
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--storage-path", str(tmp_path)]
     cmd += ["--name", "resumed", "--num-samples", "6", "--max-epochs", "3"]
-    cmd += ["--subset", "12000"]  # epochs of about a second: a few per snapshot period
+    cmd += ["--subset", "12000"]  # epochs of about a second: snapshots see trials end one by one
     cmd += ["--wandb-mode", "disabled"]  # W&B is checked above; here it would only cost time
+    # The driver pauses (sweeps/faults.py) once the newest snapshot, whole in the folder, holds a
+    # finished trial (not to be run again) and a trial it will restore from a checkpoint (which
+    # must be there), at the first result after it that the searcher has told the study, of a
+    # trial the snapshot holds unfinished (Tune runs that epoch again): killed there, all three
+    # hold, whatever the timing.
+    pause = {"at": "result", "terminated": 1, "restorable": 1}
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen(
-            cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=REPO,
+            env=fault_env(markers, pause=pause),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-
-        # Kill when the newest snapshot holds a finished trial (not to be run again), a trial it
-        # will restore from a checkpoint (which must be there), and a trial of which the study
-        # holds a later epoch (Tune runs it again). With a snapshot every 3 s and epochs of about
-        # 1 s, all three hold only briefly: one finished trial is enough (CI saw the snapshots go
-        # from 1 finished to 5), and the trial ahead need not be the one with a checkpoint (it
-        # may be one whose first epoch the snapshot does not hold yet).
-        def ready() -> bool:
-            with contextlib.suppress(ValueError, OSError, sqlite3.Error):  # caught mid-write
-                snapshot = _snapshot_trials(exp)  # one snapshot read for all three
-                return bool(
-                    any(status == "TERMINATED" for status, _ in snapshot.values())
-                    and _restored_checkpoints(snapshot)
-                    and _ahead_of_snapshot(exp, snapshot)
-                )
-            return False
-
-        deadline = time.time() + 240
-        while time.time() < deadline and driver.poll() is None:
-            if ready():
-                # Frozen, the driver writes no newer snapshot (which would catch the study up)
-                # between the reads that decide and the kill: read again, then kill or go on.
-                driver.send_signal(signal.SIGSTOP)
-                if ready():
-                    break
-                driver.send_signal(signal.SIGCONT)
-            time.sleep(0.1)
-        assert driver.poll() is None, "the sweep ended before it could be killed"
-        os.kill(driver.pid, signal.SIGKILL)  # the driver dies mid-sweep ...
-        time.sleep(1)
-        with contextlib.suppress(ProcessLookupError):  # ... and the local Ray it started
-            os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait()
+        try:
+            paused = wait_for_marker(
+                markers / "driver-paused.json",
+                "a result ahead of the snapshot",
+                driver,
+                log=tmp_path / "first.log",
+            )
+            os.kill(driver.pid, signal.SIGKILL)  # the driver dies mid-sweep ...
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # ... and the local Ray it started
+                os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
     finished = _terminated_in_snapshot(exp)
     assert finished and _finished_trials(exp) < 6
     results_before = {name: (exp / name / "result.json").read_text() for name in finished}
@@ -794,6 +669,7 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
     # The trials Tune will run again from an older epoch than the study holds for them.
     ahead = _ahead_of_snapshot(exp)
     assert ahead, "the driver was killed when no trial was ahead of Tune's snapshot"
+    assert paused["trial_id"] in ahead, (paused, ahead)  # the trial it paused on, at least
 
     summary = ae_sweep.main(["--resume", str(exp)])
     assert summary["complete"] and summary["trials"] == 6 and summary["errored"] == 0
