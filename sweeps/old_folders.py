@@ -16,6 +16,7 @@ import sys
 import types
 from typing import Any
 
+from sweeps import private_api
 from sweeps.layout import SWEEP_FILE, SWEEP_FORMAT
 from trainables.errors import UsageError
 
@@ -63,6 +64,25 @@ def pruner_state(state: dict[str, Any]) -> dict[str, Any]:
 def pbt_pruner_state(state: dict[str, Any]) -> dict[str, Any]:
     """A ``PBTCheckpointPruner`` pickled before it remembered the checkpoints it refused."""
     return {"_refused": {}, **state}
+
+
+def asha_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A ``RevisingASHAScheduler`` pickled when it was a subclass of Ray's ASHAScheduler (its
+    one bracket's rungs held in Ray's private ``_Bracket``)."""
+    if "rungs" in state:
+        return state
+    where = "ray.tune.schedulers.async_hyperband._Bracket"
+    (bracket,) = state["_brackets"]
+    return {
+        "time_attr": state["_time_attr"],
+        "max_t": state["_max_t"],
+        "rf": private_api.private(bracket, "rf", where, "ray"),
+        "revise": True,
+        "rungs": [(m, dict(r)) for m, r in private_api.private(bracket, "_rungs", where, "ray")],
+        "num_stopped": state.get("_num_stopped", 0),
+        "_metric": state.get("_metric"),
+        "mode": state.get("_mode"),
+    }
 
 
 def searcher_state(searcher) -> None:

@@ -9,8 +9,7 @@ below. A name that a new Ray or Optuna has dropped or renamed is then one line, 
 (``RAY_TESTED``, ``OPTUNA_TESTED``: the ranges ``pyproject.toml`` declares), never a silent
 no-op or a traceback inside a trial. ``check()`` looks every name up before Ray starts.
 
-``sweeps/schedulers.py`` (``RevisingASHAScheduler``) reads ASHA's private bracket state too;
-``check()`` covers those names as well.
+``sweeps/old_folders.py`` reads Ray's ASHA bracket of a scheduler pickled by an older version.
 """
 
 from __future__ import annotations
@@ -179,7 +178,6 @@ def check() -> None:
     from ray.air.integrations.wandb import WandbLoggerCallback
     from ray.air.util import node
     from ray.tune.execution import class_cache
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     private(class_cache, "ENV_VARS_TO_PROPAGATE", "ray.tune.execution.class_cache", "ray")
@@ -213,10 +211,3 @@ def check() -> None:
         optuna.logging.set_verbosity(verbosity)
     private(study, "_storage", "optuna.Study", "optuna")
     private(optuna.trial.create_trial(value=0.0), "_trial_id", "optuna.trial.FrozenTrial", "optuna")
-
-    asha = ASHAScheduler(metric="m", mode="min", max_t=2, grace_period=1)
-    where = "ray.tune.schedulers.ASHAScheduler"
-    for name in ("_trial_info", "_metric", "_num_stopped"):
-        private(asha, name, where, "ray")
-    for bracket in private(asha, "_brackets", where, "ray"):
-        private(bracket, "_rungs", "ray.tune.schedulers.async_hyperband._Bracket", "ray")

@@ -12,7 +12,6 @@ import pytest
 import ray
 from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.tune.execution import class_cache
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from sweeps import ae_sweep, private_api, ray_cluster
@@ -35,7 +34,6 @@ INSTANCE_NAMES = [  # set by the class's __init__
     (OptunaSearch, "_ot_study", "ray"),
     (OptunaSearch, "_space", "ray"),
     (WandbLoggerCallback, "_trial_logging_actors", "ray"),
-    (ASHAScheduler, "_trial_info", "ray"),
     (optuna.study.Study, "_storage", "optuna"),
     (optuna.trial.FrozenTrial, "_trial_id", "optuna"),
 ]

@@ -567,8 +567,7 @@ class _RecordingASHA(TrialScheduler):
         setattr(self._scheduler, name, value)
 
     def on_trial_result(self, tune_controller, trial, result):
-        bracket = self._scheduler._trial_info.get(trial.trial_id)
-        rungs = [(m, dict(r)) for m, r in bracket._rungs] if bracket is not None else []
+        rungs = [(m, dict(r)) for m, r in self._scheduler.rungs]
         action = self._scheduler.on_trial_result(tune_controller, trial, result)
         self.decisions.append((trial.trial_id, dict(result), rungs, action))
         return action
@@ -604,12 +603,12 @@ def _last_rows(exp: Path):
 
 def _replayed(settings, trial_id: str, result: dict, rungs: list) -> str:
     """What the sweep's scheduler decides on ``result`` when its rungs hold ``rungs``: a fresh
-    one from build_scheduler, given that state, asked the same question."""
+    one from the strategy, given that state, asked the same question."""
     asha = ASHA().scheduler(settings, {})
     asha.set_search_properties(ae_sweep.METRIC, ae_sweep.MODE)
     trial = argparse.Namespace(trial_id=trial_id)
     asha.on_trial_add(None, trial)
-    asha._trial_info[trial_id]._rungs = [(m, dict(r)) for m, r in rungs]
+    asha.rungs = [(m, dict(r)) for m, r in rungs]
     return asha.on_trial_result(None, trial, result)
 
 

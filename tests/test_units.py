@@ -11,6 +11,7 @@ import json
 import sys
 import types
 
+import numpy as np
 import pytest
 from ray import tune
 from ray.train._internal.session import _TrainingResult
@@ -621,3 +622,79 @@ def test_summary_notes_trials_granted_gpus_that_trained_on_the_cpu(capsys, tmp_p
     )
     best_line = json.loads(lines[0].split(": ", 2)[2])
     assert best_line == BEST["config"]
+
+
+# ---------------------------------------------------------------------------------------------
+# RevisingASHAScheduler: ASHA written against Tune's public TrialScheduler interface
+
+
+def _asha_pair(mode: str, seed: int):
+    from ray.tune.schedulers import ASHAScheduler
+
+    from sweeps.schedulers import RevisingASHAScheduler
+
+    args = dict(time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3)
+    ours = RevisingASHAScheduler(**args, revise=False)
+    rays = ASHAScheduler(**args)
+    for scheduler in (ours, rays):
+        scheduler.set_search_properties("val_mse", mode)
+    return ours, rays, np.random.default_rng(seed)
+
+
+@pytest.mark.filterwarnings("ignore:All-NaN slice")
+@pytest.mark.parametrize("mode", ["min", "max"])
+@pytest.mark.parametrize("seed", range(5))
+def test_asha_without_revising_decides_as_rays_asha(mode, seed):
+    """40 trials reporting in a random interleaving, some values NaN, some trials ending early:
+    every decision (and every record at a trial's end) the same as Ray's ASHAScheduler's."""
+    from ray.tune.schedulers import TrialScheduler
+
+    ours, rays, rng = _asha_pair(mode, seed)
+    trials = [Trial("train_autoencoder", trial_id=f"t{i:03d}", stub=True) for i in range(40)]
+    epochs = {t.trial_id: 0 for t in trials}
+    live = list(trials)
+    for trial in trials:
+        ours.on_trial_add(None, trial)
+        rays.on_trial_add(None, trial)
+    decisions, stops = 0, 0
+    while live:
+        trial = live[int(rng.integers(len(live)))]
+        epochs[trial.trial_id] += 1
+        value = float("nan") if rng.random() < 0.05 else float(rng.random())
+        result = {"training_iteration": epochs[trial.trial_id], "val_mse": value}
+        if rng.random() < 0.03:  # the trial ends on its own (an error, a divergence)
+            ours.on_trial_complete(None, trial, result)
+            rays.on_trial_complete(None, trial, result)
+            live.remove(trial)
+            continue
+        action = ours.on_trial_result(None, trial, result)
+        assert action == rays.on_trial_result(None, trial, result), (trial.trial_id, result)
+        decisions += 1
+        if action == TrialScheduler.STOP:
+            stops += 1
+            live.remove(trial)
+    assert decisions > 50 and stops > 20  # both kinds of decision, many times
+
+
+def test_an_asha_scheduler_pickled_as_a_subclass_of_rays_loads_with_its_rungs():
+    """What an older tuner.pkl holds: the scheduler's state as Ray's ASHAScheduler kept it."""
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    from sweeps.schedulers import RevisingASHAScheduler
+
+    old = ASHAScheduler(time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3)
+    old.set_search_properties("val_mse", "min")
+    a, b = (Trial("train_autoencoder", trial_id=i, stub=True) for i in "ab")
+    for trial, value in ((a, 0.9), (b, 0.2)):
+        old.on_trial_add(None, trial)
+        old.on_trial_result(None, trial, {"training_iteration": 1, "val_mse": value})
+    loaded = RevisingASHAScheduler.__new__(RevisingASHAScheduler)
+    loaded.__setstate__(dict(old.__dict__))
+    assert [m for m, _ in loaded.rungs] == [9, 3, 1] and loaded.rungs[-1][1] == {
+        "a": -0.9,
+        "b": -0.2,
+    }
+    assert (loaded.metric, loaded.mode, loaded.max_t, loaded.rf) == ("val_mse", "min", 9, 3)
+    # a revises against the rung it passed first, unopposed
+    result = {"training_iteration": 2, "val_mse": 0.8}
+    assert loaded.on_trial_result(None, a, result) == TrialScheduler.STOP
