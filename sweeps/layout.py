@@ -24,7 +24,7 @@ STUDY_FILE = "optuna.db"
 RESULTS_FILE = "results.parquet"
 BEST_FILE = "best.json"
 BEST_DIR = "best"
-BEST_CHECKPOINT = f"{BEST_DIR}/checkpoint.pt"  # trainables.checkpoints.CHECKPOINT_FILE inside BEST_DIR
+BEST_CHECKPOINT = f"{BEST_DIR}/checkpoint.pt"  # trainables' CHECKPOINT_FILE inside BEST_DIR
 WANDB_DIR = "wandb"
 REPORT_DIR = "report"
 
