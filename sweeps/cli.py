@@ -126,10 +126,10 @@ def parse_settings(
     if given.get("resume"):
         unknown = sorted(set(given) - set(RESUME_FLAGS))
         if unknown:
-            flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+            flags = ", ".join(map(_dashed, unknown))
             raise UsageError(
                 f"{flags} cannot change when resuming (the sweep's settings are in its {SWEEP_FILE})",
-                f"give only --resume and optionally {', '.join('--' + f.replace('_', '-') for f in RESUME_FLAGS[1:])}",
+                f"give only --resume and optionally {', '.join(map(_dashed, RESUME_FLAGS[1:]))}",
             )
         saved = read_sweep_file(spec, given["resume"])
         values.update({k: v for k, v in saved["args"].items() if k in values})

@@ -44,8 +44,8 @@ from typing import Any
 
 from ray import tune
 
+from sweeps import outcome
 from sweeps.experiment import Folder
-from sweeps.outcome import ENDED
 from trainables.reporting import TuneReporter
 
 VARIABLE = "LATENTSWEEP_FAULTS"
@@ -164,7 +164,7 @@ class FaultPoints(tune.Callback):
             self._snapshot = {
                 t.trial_id: {
                     "status": t.status,
-                    "epoch": int((t.last_result or {}).get("training_iteration") or 0),
+                    "epoch": outcome.epochs(t),
                     "checkpoint": t.checkpoint is not None,
                 }
                 for t in self._trials
@@ -185,7 +185,7 @@ class FaultPoints(tune.Callback):
 
     def _matches(self, rule: dict[str, Any], trial) -> bool:
         trials = (self._snapshot or {}).values()
-        unfinished = [t for t in trials if t["status"] not in ENDED]
+        unfinished = [t for t in trials if t["status"] not in outcome.ENDED]
         return bool(
             self._snapshot
             and sum(t["status"] == "TERMINATED" for t in trials) >= rule.get("terminated", 0)
@@ -193,7 +193,8 @@ class FaultPoints(tune.Callback):
             and len(unfinished) >= rule.get("running", 0)
             and (
                 trial is None
-                or self._snapshot.get(trial.trial_id, {}).get("status", "TERMINATED") not in ENDED
+                or self._snapshot.get(trial.trial_id, {}).get("status", "TERMINATED")
+                not in outcome.ENDED
             )
         )
 
