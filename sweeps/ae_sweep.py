@@ -18,6 +18,7 @@ from ray import tune
 
 from sweeps import cli, runner
 from sweeps.settings import SweepSpec
+from trainables import autoencoder
 from trainables.errors import cli_errors
 
 METRIC, MODE = "val_mse", "min"
@@ -40,6 +41,10 @@ SPACES = {
         "latent_dim": 16,
     },
 }
+
+# Configurations a sweep can try first (--warm-start NAME; --smoke-test tries the report's): the
+# report's best model (section I.B), as `python -m trainables.autoencoder --preset report` trains it.
+WARM_STARTS = {"report": autoencoder.PRESETS["report"]}
 
 # What Population Based Training may change while a trial trains (--scheduler pbt), per space:
 # the optimiser's values and the batch size, never the network (latent_dim) or the optimiser's
@@ -77,6 +82,10 @@ SWEEP = SweepSpec(
     ),
     description=__doc__,
     perturbations=PERTURBATIONS,
+    warm_starts=WARM_STARTS,
+    # 8,000 images in batches of 32: 500 steps in two epochs take the report's configuration
+    # to val_mse 0.034 (the mean image: 0.088); batches of 256 (16 steps) learn nothing
+    smoke_config=dict(batch_size=32),
 )
 
 

@@ -36,6 +36,11 @@ SPACES = {
     },
 }
 
+# Configurations a sweep can try first (--warm-start NAME; --smoke-test tries the report's): the
+# report's classifier (section II.B: frozen encoder, head 256, Adam at 2e-4) and our fine-tuned
+# one, as `python -m trainables.classifier --preset NAME` trains them.
+WARM_STARTS = {name: classifier.PRESETS[name] for name in ("report", "finetune")}
+
 SWEEP = SweepSpec(
     kind="classifier",
     name="classifier_sweep",
@@ -52,6 +57,8 @@ SWEEP = SweepSpec(
         gpus_per_trial=0.25,
     ),
     description=__doc__,
+    warm_starts=WARM_STARTS,
+    smoke_config=dict(batch_size=32),
 )
 
 

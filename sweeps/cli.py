@@ -29,7 +29,7 @@ from trainables.errors import OneLineParser, UsageError
 
 # What --smoke-test changes (flags given explicitly still win): a quick look, not a result.
 SMOKE = dict(
-    subset=2000,
+    subset=8000,
     num_samples=4,
     max_epochs=2,
     grace_period=1,
@@ -38,6 +38,8 @@ SMOKE = dict(
     cpus_per_trial=1,
     max_concurrent=2,
 )
+# and the first trial is the script's first WARM_STARTS configuration (one known to learn), with
+# the script's SweepSpec.smoke_config (its budget: a small batch gives the few images many steps)
 
 
 # The flags with a fixed set of values, each set owned by the module that acts on it.
@@ -72,8 +74,14 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
     context = {
         **spec.defaults,
         "spaces": ", ".join(spec.spaces),
+        "warm_starts": ", ".join(spec.warm_starts) or "none in this script",
         "name": spec.name,
-        "smoke": ", ".join(f"{k.replace('_', '-')} {v}" for k, v in SMOKE.items()),
+        "smoke": ", ".join(
+            f"{k.replace('_', '-')} {v}"
+            for k, v in {**SMOKE, "warm_start": next(iter(spec.warm_starts), None)}.items()
+            if v is not None
+        )
+        + "".join(f"; every trial's {k} {v}" for k, v in spec.smoke_config.items()),
     }
     groups: dict[str | None, Any] = {None: parser}
     flags = sorted(Settings.flags().items(), key=lambda item: item[1][0].shown_last)
@@ -134,7 +142,7 @@ def parse_settings(
         saved = read_sweep_file(spec, given["resume"])
         values.update({k: v for k, v in saved["args"].items() if k in values})
     elif given.get("smoke_test"):
-        values.update(SMOKE)
+        values.update(SMOKE, warm_start=next(iter(spec.warm_starts), None))
         values["name"] = f"{spec.name}_smoke"
     values.update(given)
     values["name"] = values["name"] or spec.name
@@ -175,6 +183,11 @@ def validate(spec: SweepSpec, s: Settings) -> None:
         s.space in spec.spaces,
         f"unknown --space {s.space!r}",
         f"choose one of {', '.join(spec.spaces)}",
+    )
+    need(
+        s.warm_start is None or s.warm_start in spec.warm_starts,
+        f"unknown --warm-start {s.warm_start!r}",
+        f"choose one of {', '.join(spec.warm_starts)}" if spec.warm_starts else "omit it",
     )
     need(
         1 <= s.grace_period <= s.max_epochs,

@@ -23,6 +23,7 @@ import pickletools
 from typing import Any
 
 from ray import cloudpickle, tune
+from ray.tune.search.sample import Domain
 
 from sweeps import old_folders, private_api
 from sweeps.experiment import Folder
@@ -121,7 +122,25 @@ def restore_tuner(
     resume_study_at(study_url)
     _relocate_search_state(exp)
     note_resume(exp, record, settings, wandb_mode, study_url)
+    space = recorded_space(space, record)
     return tune.Tuner.restore(exp.uri, trainable=trainable, resume_errored=True, param_space=space)
+
+
+def recorded_space(space: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """``space`` as the sweep began it: each fixed value as sweep.json's ``fixed_config`` holds
+    it, and a fixed key it lacks left out (the trainable's default, as before), so that trials
+    started after a resume get what the first ones did even where this version's defaults moved
+    (--smoke-test's batch size: 256 before 0.3, 32 since). Searched axes stay as given, and
+    data_dir is where the data is now (the driver loads it and ships it to the trials)."""
+    fixed = record.get("fixed_config")
+    if not isinstance(fixed, dict):
+        return space
+    here = {"data_dir"}
+    out = {k: v for k, v in space.items() if isinstance(v, Domain) or k in fixed or k in here}
+    out.update(
+        {k: v for k, v in fixed.items() if not isinstance(space.get(k), Domain) and k not in here}
+    )
+    return out
 
 
 def _relocate_search_state(exp: Folder) -> None:

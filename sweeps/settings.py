@@ -35,6 +35,12 @@ class SweepSpec:
     # per space: what Population Based Training may change mid-trial (--scheduler pbt); a space
     # without an entry cannot be run with PBT
     perturbations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # named configurations --warm-start tries first (e.g. the report's best), as trial-config
+    # values; an axis of the space a configuration leaves out takes the trainable's default
+    warm_starts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # trial-config values a --smoke-test sweep fixes, searched or not: the budget that shows
+    # learning in a minute (a small batch gives the few images many steps)
+    smoke_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def script(self) -> str:
@@ -144,6 +150,12 @@ class Settings:
         "(%(default)s)",
         default=0,
         metavar="N",
+    )
+    warm_start: str | None = flag(
+        "search",
+        "try this named configuration as the first trial: {warm_starts} (Ray's "
+        "points_to_evaluate; axes it leaves out take the trainable's defaults)",
+        metavar="NAME",
     )
     lr_range: tuple[float, float] | None = flag(
         "search",

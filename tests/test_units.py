@@ -698,3 +698,19 @@ def test_an_asha_scheduler_pickled_as_a_subclass_of_rays_loads_with_its_rungs():
     # a revises against the rung it passed first, unopposed
     result = {"training_iteration": 2, "val_mse": 0.8}
     assert loaded.on_trial_result(None, a, result) == TrialScheduler.STOP
+
+
+def test_a_resumed_sweep_keeps_the_fixed_values_it_began_with():
+    """A smoke sweep begun before 0.3 (batch 256 by the trainable's default, no batch_size in
+    its space) resumed by this version, whose --smoke-test fixes batch_size 32: its later
+    trials keep the default, as its first ones had it; searched axes and data_dir stay new."""
+    from ray import tune
+
+    from sweeps.resume import recorded_space
+
+    lr = tune.loguniform(1e-4, 1e-3)
+    now = {"lr": lr, "epochs": 2, "subset": 8000, "batch_size": 32, "data_dir": "/new"}
+    record = {"fixed_config": {"epochs": 2, "subset": 2000, "data_dir": "/old", "latent_dim": 16}}
+    space = recorded_space(now, record)
+    assert space == {"lr": lr, "epochs": 2, "subset": 2000, "data_dir": "/new", "latent_dim": 16}
+    assert recorded_space(now, {}) == now  # a record without fixed_config: as given

@@ -19,10 +19,11 @@ class ASHA(Strategy):
     name = "asha"
     uses_study = True
 
-    def searcher(self, settings: Settings, study_storage) -> SearchAlgorithm:
+    def searcher(self, settings: Settings, study_storage, first) -> SearchAlgorithm:
         """TPE seeded with --seed, on the study named like the experiment, at most
-        --max-concurrent trials at once."""
+        --max-concurrent trials at once; ``first`` enqueued in the study before it samples."""
         searcher = TrialStateOptunaSearch(
+            points_to_evaluate=first or None,
             max_epochs=settings.max_epochs,
             study_name=settings.name,
             storage=study_storage,

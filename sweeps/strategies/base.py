@@ -30,8 +30,13 @@ class Strategy:
         return {}
 
     def searcher(
-        self, settings: Settings, study_storage: optuna.storages.BaseStorage | None
+        self,
+        settings: Settings,
+        study_storage: optuna.storages.BaseStorage | None,
+        first: list[dict[str, Any]],
     ) -> SearchAlgorithm:
+        """What proposes the trials; ``first``: configurations to try before any other
+        (--warm-start, as Ray's ``points_to_evaluate``)."""
         raise NotImplementedError
 
     def scheduler(self, settings: Settings, perturbations: dict[str, Any]) -> TrialScheduler:

@@ -64,11 +64,14 @@ class PBT(Strategy):
     ) -> dict[str, Any]:
         return trial_perturbations(spec, settings, module, space)
 
-    def searcher(self, settings: Settings, study_storage) -> SearchAlgorithm:
-        """The initial population, sampled at random from the space by Ray's
-        ``BasicVariantGenerator``, seeded with --seed (PBT makes the later configs itself)."""
+    def searcher(self, settings: Settings, study_storage, first) -> SearchAlgorithm:
+        """The initial population, ``first`` and then sampled at random from the space by
+        Ray's ``BasicVariantGenerator``, seeded with --seed (PBT makes the later configs
+        itself)."""
         return BasicVariantGenerator(
-            max_concurrent=settings.max_concurrent, random_state=settings.seed
+            points_to_evaluate=first or None,
+            max_concurrent=settings.max_concurrent,
+            random_state=settings.seed,
         )
 
     def scheduler(self, settings: Settings, perturbations: dict[str, Any]) -> TrialScheduler:
