@@ -5,7 +5,7 @@ with Population Based Training (--scheduler pbt).
     python sweeps/ae_sweep.py --space wide --num-samples 40
     python sweeps/ae_sweep.py --scheduler pbt --num-samples 8   # PBT over PERTURBATIONS
     python sweeps/ae_sweep.py --latent-dim 2 --name ae_sweep_2d
-    python sweeps/ae_sweep.py --smoke-test             # a quick look on 2,000 images
+    python sweeps/ae_sweep.py --smoke-test             # a quick look: 8,000 images, ~20 s
     python sweeps/ae_sweep.py --resume runs/ae_sweep   # continue after a crash
 
 Writes runs/ae_sweep/ (see docs/sweeps.md): sweep.json, optuna.db, trial folders,

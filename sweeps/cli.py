@@ -140,6 +140,7 @@ def parse_settings(
                 f"give only --resume and optionally {', '.join(map(_dashed, RESUME_FLAGS[1:]))}",
             )
         saved = read_sweep_file(spec, given["resume"])
+        check_growth(saved, given)
         values.update({k: v for k, v in saved["args"].items() if k in values})
     elif given.get("smoke_test"):
         values.update(SMOKE, warm_start=next(iter(spec.warm_starts), None))
@@ -165,6 +166,26 @@ def _settings(values: dict[str, Any]) -> Settings:
     common = Settings.flag_names()
     extra = {k: v for k, v in values.items() if k not in common}
     return Settings(**{k: values[k] for k in common}, extra=MappingProxyType(extra))
+
+
+def check_growth(saved: dict[str, Any], given: dict[str, Any]) -> None:
+    """--num-samples with --resume may grow a sweep that ASHA runs, never shrink one."""
+    had, wanted = saved["args"].get("num_samples"), given.get("num_samples")
+    if wanted is None or had is None or wanted == had:
+        return
+    where = f"--resume {given['resume']}"
+    if wanted < had:
+        raise UsageError(
+            f"--num-samples {wanted} with {where}: the sweep has {had} trials (its {SWEEP_FILE}); "
+            "a sweep can grow, not shrink",
+            f"omit --num-samples, or pass more than {had} to add trials",
+        )
+    if not STRATEGIES[saved["args"].get("scheduler", "asha")].uses_study:
+        raise UsageError(
+            f"--num-samples {wanted} with {where}: a PBT population cannot grow (its trials "
+            "exploit one another from the start)",
+            "omit --num-samples to resume it, or start a new sweep with --num-samples",
+        )
 
 
 def validate(spec: SweepSpec, s: Settings) -> None:

@@ -86,10 +86,11 @@ def asha_state(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def searcher_state(searcher) -> None:
-    """A ``TrialStateOptunaSearch`` restored from a version that kept no told states or seen
-    epochs."""
+    """A ``TrialStateOptunaSearch`` restored from a version that kept no told states, seen
+    epochs or warm-start points."""
     searcher.__dict__.setdefault("_told", {})
     searcher.__dict__.setdefault("_seen", {})
+    searcher.__dict__.setdefault("_first", [])
 
 
 def wandb_callback_state(state: dict[str, Any]) -> dict[str, Any]:

@@ -119,15 +119,16 @@ def note_resume(
 ) -> None:
     """Append this resume (when, from where, W&B's mode) to the record in sweep.json. A folder
     resumed somewhere else than it ran gets its new place recorded (``experiment_dir``, and
-    ``study_storage`` when the resumed sweep's study is ``study_url``); the entry of the
-    resume keeps the old values."""
+    ``study_storage`` when the resumed sweep's study is ``study_url``), a grown sweep its
+    ``num_samples`` (and ``args``); the entry of the resume keeps the old values."""
     entry = {"time": now(), "address": settings.address, "wandb_mode": wandb_mode}
-    moved = {"experiment_dir": exp.uri}
+    moved = {"experiment_dir": exp.uri, "num_samples": settings.num_samples}  # grown
     if study_url is not None:
         moved["study_storage"] = masked_url(study_url)
     for key, value in moved.items():
         if record.get(key) != value:
             entry[f"{key}_before"] = record.get(key)
             record[key] = value
+    record["args"]["num_samples"] = settings.num_samples
     record.setdefault("resumes", []).append(entry)
     exp.write_json(SWEEP_FILE, record)

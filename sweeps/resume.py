@@ -120,7 +120,7 @@ def restore_tuner(
     else:  # a database of its own (--study-storage), its password given again
         study_url = resumed_database_url(settings, record)
     resume_study_at(study_url)
-    _relocate_search_state(exp)
+    _rewrite_search_state(exp, settings.num_samples)
     note_resume(exp, record, settings, wandb_mode, study_url)
     space = recorded_space(space, record)
     return tune.Tuner.restore(exp.uri, trainable=trainable, resume_errored=True, param_space=space)
@@ -143,13 +143,20 @@ def recorded_space(space: dict[str, Any], record: dict[str, Any]) -> dict[str, A
     return out
 
 
-def _relocate_search_state(exp: Folder) -> None:
-    """Ray Tune (2.60) moves the trials it restores to the folder it restores from, but not the
-    experiment its search algorithm pickled (the newest ``search_gen_state-*.json``), from which
-    it makes every trial it starts after the resume: those trials would write their results and
-    checkpoints where the folder was. If that experiment names another folder than ``exp``, it
-    is pointed at ``exp`` (the change Tune makes to each restored trial's storage) and the file
-    is written back in place."""
+def _rewrite_search_state(exp: Folder, num_samples: int) -> None:
+    """What the search algorithm pickled (the newest ``search_gen_state-*.json``, a
+    ``SearchGenerator``'s state), made to fit the resume; the file is written back in place
+    only if something changed.
+
+    - Its place: Ray Tune (2.60) moves the trials it restores to the folder it restores from,
+      but not the experiment its search algorithm pickled, from which it makes every trial it
+      starts after the resume: those trials would write their results and checkpoints where the
+      folder was. If that experiment names another folder than ``exp``, it is pointed at
+      ``exp`` (the change Tune makes to each restored trial's storage).
+    - Its size: Tune keeps the ``num_samples`` a sweep began with in ``total_samples`` (and
+      ends the search once that many trials were made). A resume with a larger --num-samples
+      raises it, so the searcher proposes the trials added, from the study that holds the
+      others."""
     names = sorted(fnmatch.filter(exp.files(), "search_gen_state-*.json"))
     if not names:
         return
@@ -161,11 +168,16 @@ def _relocate_search_state(exp: Folder) -> None:
     storage = private_api.private(experiment, "storage", where, "ray")
     for attr in ("storage_filesystem", "storage_fs_path", "experiment_dir_name"):
         private_api.private(storage, attr, f"{where}.storage", "ray")
+    changed = False
     parent, _, name = exp.path.rstrip("/").rpartition("/")
-    if (storage.storage_fs_path, storage.experiment_dir_name) == (parent, name):
-        return
-    storage.storage_filesystem, storage.storage_fs_path = exp.fs, parent
-    storage.experiment_dir_name = name
-    if hasattr(getattr(storage, "syncer", None), "storage_filesystem"):
-        storage.syncer.storage_filesystem = exp.fs  # its uploads go through the same file system
-    exp.write_bytes(names[-1], cloudpickle.dumps(state))
+    if (storage.storage_fs_path, storage.experiment_dir_name) != (parent, name):
+        storage.storage_filesystem, storage.storage_fs_path = exp.fs, parent
+        storage.experiment_dir_name = name
+        if hasattr(getattr(storage, "syncer", None), "storage_filesystem"):
+            storage.syncer.storage_filesystem = exp.fs  # its uploads go the same way
+        changed = True
+    if num_samples > state["total_samples"]:  # SearchGenerator.get_state's keys
+        state["total_samples"], state["finished"] = num_samples, False
+        changed = True
+    if changed:
+        exp.write_bytes(names[-1], cloudpickle.dumps(state))

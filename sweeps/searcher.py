@@ -58,6 +58,9 @@ class TrialStateOptunaSearch(OptunaSearch):
     same parameters and its earlier intermediate values (Optuna's own retry convention), since
     a finished Optuna trial cannot change state.
 
+    ``first`` (--warm-start) are configurations the study is given to try before TPE samples:
+    enqueued once (``Study.enqueue_trial``), so a restore does not enqueue them again.
+
     A trial can also be *rewound*: Tune restarts it from an older checkpoint than its last
     reported epoch (the driver was killed after the trial reported epochs Tune's snapshot does
     not hold, or a worker died between a report and its checkpoint). The epochs after that
@@ -72,9 +75,13 @@ class TrialStateOptunaSearch(OptunaSearch):
     ``sweeps/private_api.py``.
     """
 
-    def __init__(self, *, max_epochs: int, **kwargs: Any):
+    def __init__(self, *, max_epochs: int, first: list[dict] = (), **kwargs: Any):
         super().__init__(**kwargs)
         self.max_epochs = max_epochs
+        # --warm-start's configurations, enqueued in the study before the first suggestion.
+        # Not Ray's points_to_evaluate: Ray enqueues those each time it sets the study up, a
+        # resume included, so a resumed or grown sweep would run them again.
+        self._first = [dict(point) for point in first]
         self._told: dict[str, TrialState] = {}
         self._last: dict[str, tuple[int, float]] = {}  # the last (step, value) Optuna holds
         self._seen: dict[str, tuple] = {}  # _identity of the last result on_trial_result got
@@ -95,6 +102,9 @@ class TrialStateOptunaSearch(OptunaSearch):
         return private_api.searcher_study(self)
 
     def suggest(self, trial_id: str) -> dict | None:
+        for point in self._first:  # once: a study that holds them already skips them
+            self._study.enqueue_trial(point, skip_if_exists=True)
+        self._first = []
         config = super().suggest(trial_id)
         if trial_id in self._trials:
             self._trials[trial_id].set_user_attr("trial_id", trial_id)

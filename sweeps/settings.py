@@ -138,11 +138,12 @@ class Settings:
     space: str = flag("search", "search space: {spaces}", from_script=True)
     num_samples: int = flag(
         "search",
-        "trials to run (%(default)s)",
+        "trials to run (%(default)s); with --resume, more than the sweep had grows it (ASHA)",
         from_script=True,
         metavar="N",
         bound=at_least(1),
         fix="pass the number of trials to run, e.g. --num-samples 20",
+        on_resume=MAY_CHANGE,
     )
     seed: int = flag(
         "search",

@@ -48,6 +48,7 @@ def test_the_parser_follows_the_declaration():
 def test_resume_accepts_exactly_the_flags_declared_for_it():
     assert cli.RESUME_FLAGS == (
         "resume",
+        "num_samples",  # to grow the sweep (cli.check_growth)
         "address",
         "num_cpus",
         "wandb_mode",

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -698,3 +699,34 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
         if t.user_attrs.get("fail_reason", "").startswith("rewound")
     }
     assert rewound <= set(ahead)  # and no other trial is taken for rewound
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_finished_sweep_grows_with_resume_and_more_samples(local_ray, tmp_path):
+    """`--resume DIR --num-samples 8` on a finished 4-trial sweep runs 4 more trials: the study
+    holds 8 (TPE proposes the new ones from the first 4, and the warm start is not tried
+    again), the first 4 trials' rows are as they were, and sweep.json says it grew."""
+    argv = ["--smoke-test", "--wandb-mode", "disabled", "--storage-path", str(tmp_path)]
+    ae_sweep.main([*argv, "--max-epochs", "1"])
+    exp = tmp_path / "ae_sweep_smoke"
+    before = pd.read_parquet(exp / "results.parquet")
+    assert before["trial_id"].nunique() == 4
+
+    summary = ae_sweep.main(["--resume", str(exp), "--num-samples", "8"])
+    assert summary["trials"] == 8 and summary["complete"]
+    after = pd.read_parquet(exp / "results.parquet")
+    assert after["trial_id"].nunique() == 8
+    old = after[after["trial_id"].isin(before["trial_id"])].drop(columns=["time_total_s"])
+    pd.testing.assert_frame_equal(
+        old.sort_values("trial_id").reset_index(drop=True),
+        before.drop(columns=["time_total_s"]).sort_values("trial_id").reset_index(drop=True),
+    )
+    study = optuna.load_study(study_name="ae_sweep_smoke", storage=f"sqlite:///{exp}/optuna.db")
+    assert len(study.trials) == 8
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(params)) == 8, "a configuration was tried twice (the warm start again?)"
+    record = json.loads((exp / "sweep.json").read_text())
+    assert record["num_samples"] == 8 and record["args"]["num_samples"] == 8
+    assert record["resumes"][-1]["num_samples_before"] == 4

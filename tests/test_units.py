@@ -714,3 +714,18 @@ def test_a_resumed_sweep_keeps_the_fixed_values_it_began_with():
     space = recorded_space(now, record)
     assert space == {"lr": lr, "epochs": 2, "subset": 2000, "data_dir": "/new", "latent_dim": 16}
     assert recorded_space(now, {}) == now  # a record without fixed_config: as given
+
+
+def test_resume_may_grow_an_asha_sweep_but_not_shrink_it_nor_grow_pbt():
+    from sweeps.cli import check_growth
+    from trainables.errors import UsageError
+
+    asha = {"args": {"num_samples": 20, "scheduler": "asha"}}
+    check_growth(asha, {"resume": "runs/s", "num_samples": 40})  # grows
+    check_growth(asha, {"resume": "runs/s", "num_samples": 20})  # as it was
+    check_growth(asha, {"resume": "runs/s"})  # not given
+    with pytest.raises(UsageError, match="has 20 trials .* can grow, not shrink"):
+        check_growth(asha, {"resume": "runs/s", "num_samples": 10})
+    pbt = {"args": {"num_samples": 8, "scheduler": "pbt"}}
+    with pytest.raises(UsageError, match="PBT population cannot grow"):
+        check_growth(pbt, {"resume": "runs/s", "num_samples": 16})

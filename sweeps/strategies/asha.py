@@ -23,7 +23,7 @@ class ASHA(Strategy):
         """TPE seeded with --seed, on the study named like the experiment, at most
         --max-concurrent trials at once; ``first`` enqueued in the study before it samples."""
         searcher = TrialStateOptunaSearch(
-            points_to_evaluate=first or None,
+            first=first,
             max_epochs=settings.max_epochs,
             study_name=settings.name,
             storage=study_storage,
