@@ -274,17 +274,6 @@ def load_input_checkpoint(path: str | Path, kind: str | None = None) -> dict[str
         raise UsageError(str(e), fix) from None
 
 
-def test_metrics_beside(checkpoint: str | Path) -> dict[str, Any]:
-    """``test_metrics.json`` written next to a checkpoint by ``python -m trainables.<model>``."""
-    path = Path(checkpoint).parent / "test_metrics.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 # ---------------------------------------------------------------------------------------------
 # The test split
 

@@ -25,11 +25,11 @@ from analysis.experiment import (
     load_input_checkpoint,
     open_input,
     test_images,
-    test_metrics_beside,
 )
 from models import ConvAutoencoder
 from sweeps.layout import SWEEP_FILE
 from trainables import autoencoder, classifier, gan
+from trainables.best import test_metrics_beside
 from trainables.data import DeviceSplit
 from trainables.errors import UsageError
 

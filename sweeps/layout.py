@@ -1,8 +1,9 @@
 """The experiment folder's layout: the one place that names the files a sweep leaves behind.
 
 ``sweeps/`` writes these files and ``analysis/`` reads them; both take the names from here. This
-module imports nothing, so analysis can read a sweep folder without importing anything that runs a
-sweep (the import contract in pyproject.toml allows analysis this one module of sweeps/).
+module imports only ``trainables.best`` (which names the best trial's files, for
+``trainables.load_model``), so analysis can read a sweep folder without importing anything that
+runs a sweep (the import contract in pyproject.toml allows analysis this module of sweeps/).
 
 The experiment folder, ``<storage-path>/<name>`` (a local folder, or s3:// / gs://):
 
@@ -18,13 +19,13 @@ The experiment folder, ``<storage-path>/<name>`` (a local folder, or s3:// / gs:
     report/             analysis/report.py's figures and index.html (its default output)
 """
 
+# best.json and best/checkpoint.pt: named where trainables.load_model reads them
+from trainables.best import BEST_CHECKPOINT, BEST_DIR, BEST_FILE  # noqa: F401
+
 SWEEP_FILE = "sweep.json"  # its presence marks a sweep folder
 SWEEP_FORMAT = 2  # sweep.json's "format"; 1: written before the field (sweeps/old_folders.py)
 STUDY_FILE = "optuna.db"
 RESULTS_FILE = "results.parquet"
-BEST_FILE = "best.json"
-BEST_DIR = "best"
-BEST_CHECKPOINT = f"{BEST_DIR}/checkpoint.pt"  # trainables' CHECKPOINT_FILE inside BEST_DIR
 WANDB_DIR = "wandb"
 REPORT_DIR = "report"
 

@@ -730,3 +730,64 @@ def test_a_finished_sweep_grows_with_resume_and_more_samples(local_ray, tmp_path
     record = json.loads((exp / "sweep.json").read_text())
     assert record["num_samples"] == 8 and record["args"]["num_samples"] == 8
     assert record["resumes"][-1]["num_samples_before"] == 4
+
+
+def readme_block(marker: str) -> str:
+    """The fenced code block of README.md that follows the HTML comment naming ``marker``."""
+    text = (REPO / "README.md").read_text()
+    after = text[text.index(marker) :]
+    start = after.index("```python\n") + len("```python\n")
+    return after[start : after.index("```", start)]
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_the_readmes_load_model_call_runs_as_shown(ae_run, tmp_path):
+    """README's "After the sweep" block, as it is written, in a folder whose runs/ae_sweep is
+    the smoke sweep's folder."""
+    _, exp = ae_run
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "ae_sweep").symlink_to(exp)
+    code = readme_block("test_the_readmes_load_model_call_runs_as_shown")
+    proc = subprocess.run(
+        [sys.executable, "-c", code + "\nprint(tuple(codes.shape))"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = json.loads((exp / "best.json").read_text())
+    kind, lr, val, test = proc.stdout.splitlines()[0].split()
+    assert kind == "autoencoder" and float(lr) == best["config"]["lr"]
+    assert float(val) == best["val"]["val_mse"] and float(test) == best["test"]["test_mse"]
+    assert proc.stdout.splitlines()[1] == "(8, 16)"
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_retraining_from_a_sweep_takes_its_best_config(ae_run, tmp_path, capsys):
+    """`python -m trainables.autoencoder --from SWEEP --epochs 1`: the best trial's config, the
+    flag given over it, named in one line; another model's trainable refuses the sweep."""
+    from trainables import autoencoder
+    from trainables import cli as trainables_cli
+
+    _, exp = ae_run
+    best = json.loads((exp / "best.json").read_text())
+    out = tmp_path / "ae_best"
+    trainables_cli.main("autoencoder", ["--from", str(exp), "--epochs", "1", "--out", str(out)])
+    said = capsys.readouterr().out
+    epochs = best["config"]["epochs"]
+    assert f"best trial {best['trial_id']}" in said
+    assert f"overridden: epochs {epochs} -> 1" in said
+    saved = core.load_checkpoint(out / "checkpoint.pt", "autoencoder")["config"]
+    assert saved == {
+        **autoencoder.AutoencoderConfig.from_dict(best["config"]).to_dict(),
+        "epochs": 1,
+    }
+    with pytest.raises(SystemExit) as e:
+        trainables_cli.main("gan", ["--from", str(exp), "--out", str(tmp_path / "g")])
+    assert e.value.code == 2
+    assert "is a sweep of the autoencoder, not of the gan" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()

@@ -14,6 +14,14 @@ from types import ModuleType
 KINDS = ("autoencoder", "classifier", "gan")
 
 
+def load_model(path, map_location: str = "cpu"):
+    """The trained model at ``path`` (a sweep's folder or best.json, a run's --out folder, a
+    checkpoint): ``.model``, ``.config``, ``.metrics`` (``trainables/best.py``)."""
+    from trainables.best import load_model as load
+
+    return load(path, map_location)
+
+
 def module_for(kind: str) -> ModuleType:
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {KINDS}")

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from trainables import module_for
+from trainables.best import TEST_METRICS_FILE, best_config
 from trainables.checkpoints import CheckpointError, check_resumes
 from trainables.config import ConfigError, help_of
-from trainables.errors import OneLineParser, cli_errors
+from trainables.errors import OneLineParser, UsageError, cli_errors
 from trainables.reporting import FolderReporter
 from trainables.training import DivergedError
 
@@ -59,6 +60,13 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
         "--preset", choices=sorted(module.PRESETS), help="start from a named preset"
     )
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument(
+        "--from",
+        dest="from_sweep",
+        metavar="SWEEP",
+        help="start from the best trial's config of a sweep (its folder or best.json); flags "
+        "given override it, e.g. --from runs/ae_sweep --epochs 60",
+    )
     parser.add_argument(
         "--no-test", action="store_true", help="skip the final test-split evaluation"
     )
@@ -127,6 +135,23 @@ def resumed_config(
     return resolved, line
 
 
+def swept_config(kind: str, sweep: str, given: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The config ``--from SWEEP`` trains with, and the line that says so: the sweep's best
+    trial's, then the flags ``given`` (each change named)."""
+    module = module_for(kind)
+    saved, best = best_config(kind, sweep)
+    resolved = module.CONFIG.from_dict({**saved, **given}).to_dict()
+    base = module.CONFIG.from_dict(saved).to_dict()
+    changed = ", ".join(f"{k} {base[k]} -> {v}" for k, v in resolved.items() if base[k] != v)
+    metric = best.get("metric")
+    value = (best.get("val") or {}).get(metric)
+    scored = f", {metric} {value:.6g}" if isinstance(value, float) else ""
+    line = f"{kind}: the config of {sweep}'s best trial {best.get('trial_id')}{scored}; " + (
+        f"overridden: {changed}" if changed else "nothing overridden"
+    )
+    return resolved, line
+
+
 def main(kind: str, argv: list[str] | None = None) -> dict:
     module = module_for(kind)
     parser = build_parser(kind)
@@ -139,8 +164,17 @@ def main(kind: str, argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     # Besides any UsageError, a diverged run and a bad value or path are the user's to fix.
     with cli_errors(also=(DivergedError, ValueError, OSError), default_fix=_fix_for):
+        if args.from_sweep and (args.resume or args.preset):
+            flag = "--resume" if args.resume else "--preset"
+            raise UsageError(
+                f"--from and {flag} both say where the config starts",
+                f"give one of them (--from {args.from_sweep} takes the sweep's best trial's)",
+            )
         if args.resume:
             config, line = resumed_config(kind, out, args.preset, given)
+            print(line, flush=True)
+        elif args.from_sweep:
+            config, line = swept_config(kind, args.from_sweep, given)
             print(line, flush=True)
         else:
             config = dict(module.PRESETS[args.preset]) if args.preset else {}
@@ -159,6 +193,6 @@ def main(kind: str, argv: list[str] | None = None) -> dict:
         result = {"train_seconds": round(time.perf_counter() - t0, 2)}
         if not args.no_test:
             result.update(module.evaluate_checkpoint(out))
-            (out / "test_metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+            (out / TEST_METRICS_FILE).write_text(json.dumps(result, indent=2) + "\n")
         print(f"{kind}: done: {json.dumps(result)}", flush=True)
         return result
