@@ -26,7 +26,14 @@ from typing import Any
 import pandas as pd
 import torch
 
-from sweeps.layout import BEST_DIR, BEST_FILE, RESULTS_FILE, STUDY_FILE, SWEEP_FILE
+from sweeps.layout import (
+    BEST_DIR,
+    BEST_FILE,
+    EARLIER_TRIAL_ATTR,
+    RESULTS_FILE,
+    STUDY_FILE,
+    SWEEP_FILE,
+)
 from sweeps.old_folders import check_format
 from sweeps.study_url import is_masked, sqlite_path
 from trainables import checkpoints, data
@@ -208,6 +215,8 @@ def trial_table(study) -> pd.DataFrame:
 
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if EARLIER_TRIAL_ATTR in t.user_attrs:  # an earlier sweep's (--warm-start-from)
+            continue
         curve = dict(sorted(t.intermediate_values.items()))
         epoch = max(curve, default=None)
         value = t.value if t.value is not None else (curve[epoch] if curve else None)

@@ -1,7 +1,8 @@
 """Early-stopping economy: the autoencoder sweep with ASHA against the same trials without it.
 
-    python bench/asha_economy.py              # ae_sweep's defaults (20 trials x 20 epochs, grace 2,
-                                              # reduction factor 3) on 20,000 images, 2 concurrent
+    python bench/asha_economy.py              # ae_sweep's defaults (20 trials x 20 epochs, grace 1,
+                                              # reduction factor 3, revising ASHA) on 20,000 images,
+                                              # 2 concurrent
     python bench/asha_economy.py --num-trials 12 --epochs 10 --subset 5000
     python bench/asha_economy.py --replay-from out.json   # other ASHA settings on a run's curves
 

@@ -38,8 +38,9 @@ SMOKE = dict(
     cpus_per_trial=1,
     max_concurrent=2,
 )
-# and the first trial is the script's first WARM_STARTS configuration (one known to learn), with
-# the script's SweepSpec.smoke_config (its budget: a small batch gives the few images many steps)
+# and, unless --warm-start is given, the first trial is the script's first WARM_STARTS
+# configuration where the space holds it (sweeps/warm_start.py), with the script's
+# SweepSpec.smoke_config (its budget: a small batch gives the few images many steps)
 
 
 # The flags with a fixed set of values, each set owned by the module that acts on it.
@@ -143,7 +144,7 @@ def parse_settings(
         check_growth(saved, given)
         values.update({k: v for k, v in saved["args"].items() if k in values})
     elif given.get("smoke_test"):
-        values.update(SMOKE, warm_start=next(iter(spec.warm_starts), None))
+        values.update(SMOKE)
         values["name"] = f"{spec.name}_smoke"
     values.update(given)
     values["name"] = values["name"] or spec.name

@@ -106,6 +106,10 @@ class Folder:
     def delete(self, name: str) -> None:
         self.fs.delete_file(self._p(name))
 
+    def read_parquet(self, name: str) -> pa.Table:
+        with self.fs.open_input_file(self._p(name)) as f:
+            return pq.read_table(f)
+
     def write_parquet(self, name: str, table: pa.Table) -> str:
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)

@@ -27,6 +27,9 @@ SWEEP_FORMAT = 2  # sweep.json's "format"; 1: written before the field (sweeps/o
 STUDY_FILE = "optuna.db"
 RESULTS_FILE = "results.parquet"
 WANDB_DIR = "wandb"
+# the user attribute of an Optuna trial copied from an earlier sweep (--warm-start-from): its
+# experiment folder; such trials are that sweep's, not this one's
+EARLIER_TRIAL_ATTR = "warm_start_from"
 REPORT_DIR = "report"
 
 # Ray Tune's state, as --resume reads it: (file name or glob, format). Tune writes these itself.

@@ -91,6 +91,7 @@ def searcher_state(searcher) -> None:
     searcher.__dict__.setdefault("_told", {})
     searcher.__dict__.setdefault("_seen", {})
     searcher.__dict__.setdefault("_first", [])
+    searcher.__dict__.setdefault("_known", [])
 
 
 def wandb_callback_state(state: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,11 @@ import datetime
 import importlib.util
 import json
 import math
+import os
 import shlex
+import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -305,44 +308,69 @@ def cpu_fallback_note(best: dict[str, Any] | None) -> str | None:
     )
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shell_command(tool: str) -> str:
+    """How the shell the sweep was started from runs ``tool`` of this Python environment (the
+    interpreter itself for "python", else a console script beside it): the bare name where the
+    shell's PATH finds this environment's, else its path (relative to the working directory when
+    inside it). ``make sweep`` runs ``.venv/bin/python`` without activating the venv, so its
+    user's ``python`` is another one and ``optuna-dashboard`` may not be found at all."""
+    mine = Path(sys.executable) if tool == "python" else Path(sys.executable).parent / tool
+    found = shutil.which(tool)
+    if found is not None and os.path.abspath(found) == os.path.abspath(mine):
+        return tool
+    return shlex.quote(_shown_path(mine))
+
+
+def _shown_path(path: Path) -> str:
+    relative = os.path.relpath(os.path.abspath(path))
+    return str(path.absolute()) if relative.startswith("..") else relative
+
+
 def next_steps(summary: dict[str, Any], wandb_mode: str) -> list[tuple[str, str]]:
-    """What a user runs next, each a command that works as printed: the report, the Optuna
-    dashboard (on 127.0.0.1), and uploading offline W&B runs (logging in first if need be)."""
+    """What a user runs next, each a command that works as printed in the shell the sweep was
+    started from (``shell_command``): the report, the Optuna dashboard (on 127.0.0.1), and
+    uploading offline W&B runs (logging in first if need be)."""
     exp = Folder(summary["experiment"])
     steps = []
     if exp.local is not None:  # analysis/ reads local folders
+        report = shlex.quote(_shown_path(REPO / "analysis" / "report.py"))
         steps.append(
             (
-                f"python analysis/report.py {shlex.quote(str(exp.local))}",
+                f"{shell_command('python')} {report} {shlex.quote(str(exp.local))}",
                 "figures and an HTML report",
             )
         )
     storage = summary.get("study_storage") or ""
+    dashboard = shell_command("optuna-dashboard")
     if storage.startswith("sqlite:"):
         install = (
             ""
             if importlib.util.find_spec("optuna_dashboard")
-            else "pip install optuna-dashboard && "
+            else f"{shell_command('pip')} install optuna-dashboard && "
         )
         steps.append(
             (
-                f"{install}optuna-dashboard --host 127.0.0.1 {shlex.quote(storage)}",
+                f"{install}{dashboard} --host 127.0.0.1 {shlex.quote(storage)}",
                 "the Optuna study in a browser, at http://127.0.0.1:8080",
             )
         )
     elif storage:
         steps.append(
             (
-                f"optuna-dashboard --host 127.0.0.1 {shlex.quote(storage)}",
+                f"{dashboard} --host 127.0.0.1 {shlex.quote(storage)}",
                 "the Optuna study in a browser (put the password back where the URL shows ***)",
             )
         )
     if wandb_mode == "offline":
         runs = wandb_root(exp.local) / WANDB_DIR
-        login = "" if wandb_key_configured() else "wandb login && "
+        wandb = shell_command("wandb")
+        login = "" if wandb_key_configured() else f"{wandb} login && "
         steps.append(
             (
-                f"{login}wandb sync {shlex.quote(str(runs))}/offline-run-*",
+                f"{login}{wandb} sync {shlex.quote(str(runs))}/offline-run-*",
                 "upload the offline W&B runs",
             )
         )

@@ -28,12 +28,13 @@ from sweeps.progress import SweepProgress, quiet_driver_logs
 from sweeps.record import sweep_record
 from sweeps.result_loggers import result_loggers
 from sweeps.resume import check_restorable, restore_tuner
-from sweeps.search_space import searched_keys, trial_space, warm_points
+from sweeps.search_space import searched_keys, trial_space
 from sweeps.settings import Settings, SweepSpec
 from sweeps.strategies import Strategy, strategy_for
 from sweeps.study_storage import open_study_storage, study_storage_url
 from sweeps.trainable import sweep_trainable, trial_dirname
 from sweeps.wandb_hub import SweepWandbCallback, sweep_wandb_mode
+from sweeps.warm_start import WarmStart, warm_start
 from trainables import module_for
 from trainables.data import load_splits
 
@@ -53,7 +54,7 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
     strategy = strategy_for(settings)
     space = trial_space(spec, settings, module, param_space)
     perturbations = strategy.perturbations(spec, settings, module, space)
-    warm = warm_points(spec, settings, module, space)  # --warm-start's first trial
+    warm = warm_start(spec, settings, module, space)  # --warm-start(-from): known first
 
     # 1. The experiment folder: a new one that must not exist yet, or one to resume.
     exp = Folder(settings.experiment_uri)
@@ -104,7 +105,12 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
             tuner = restore_tuner(exp, record, settings, trainable, space, wandb_mode)
         else:
             described = strategy.record(settings, perturbations)
-            described["searcher"] |= {"warm_start": settings.warm_start, "points_to_evaluate": warm}
+            described["searcher"] |= {
+                "warm_start": warm.name,
+                "points_to_evaluate": warm.points,
+                "warm_start_from": settings.warm_start_from,
+                "earlier_trials": len(warm.trials),
+            }
             record = sweep_record(
                 spec, settings, resources, space, study_url, wandb_mode, described
             )
@@ -141,11 +147,11 @@ def make_tuner(
     study_storage: optuna.storages.BaseStorage | None,
     wandb_mode: str,
     perturbations: dict[str, Any],
-    warm: list[dict[str, Any]] = (),
+    warm: WarmStart = WarmStart(),
 ) -> tune.Tuner:
     """A new sweep's Tuner: the strategy's searcher, scheduler and checkpoint pruner, the
     callbacks and the progress view. ``perturbations``: what the scheduler may change in a
-    running trial (``Strategy.perturbations``); ``warm``: the configurations tried first."""
+    running trial (``Strategy.perturbations``); ``warm``: what the searcher knows first."""
     pruner = strategy.checkpoint_pruner(spec, settings)
     # Every epoch's result kept through a trial's restarts in this driver: PBT's pauses, and a
     # trial restored after a failure (a node lost mid-sweep: Ray's own loggers would put back
@@ -169,7 +175,7 @@ def make_tuner(
         tune_config=tune.TuneConfig(
             metric=spec.metric,
             mode=spec.mode,
-            search_alg=strategy.searcher(settings, study_storage, list(warm)),
+            search_alg=strategy.searcher(settings, study_storage, warm),
             scheduler=strategy.scheduler(settings, perturbations),
             num_samples=settings.num_samples,
             trial_dirname_creator=trial_dirname,

@@ -71,40 +71,6 @@ def trial_perturbations(
     return mutations
 
 
-def warm_points(spec: SweepSpec, settings: Settings, module, space: dict[str, Any]) -> list[dict]:
-    """The configurations tried first (Ray's ``points_to_evaluate``): --warm-start's, as a value
-    for each searched axis of ``space``; an axis the named configuration leaves out takes the
-    trainable's default. UsageError if a value lies outside its axis."""
-    if settings.warm_start is None:
-        return []
-    named = spec.warm_starts[settings.warm_start]
-    fixed = {k: v for k, v in space.items() if not isinstance(v, Domain)}
-    try:
-        full = module.CONFIG.from_dict({**fixed, **named}).to_dict()
-    except config.ConfigError as e:
-        raise UsageError(
-            f"--warm-start {settings.warm_start}: {e}", f"fix WARM_STARTS in {spec.script}"
-        ) from None
-    point = {}
-    for key in searched_keys(space):
-        value, axis = full[key], space[key]
-        if isinstance(axis, Categorical):
-            inside = value in axis.categories
-        elif isinstance(axis, Integer):
-            low, high = integer_bounds(axis)
-            inside = value is not None and low <= value <= high
-        else:
-            inside = value is not None and axis.lower <= value <= axis.upper
-        if not inside:
-            raise UsageError(
-                f"--warm-start {settings.warm_start}: its {key} {value!r} is outside the "
-                f"space's axis {describe_space({key: axis})[0][key]}",
-                "choose another --space or --lr-range, or omit --warm-start",
-            )
-        point[key] = value
-    return [point]
-
-
 def with_lr_range(space: dict[str, Any], lr_range: tuple[float, float] | None) -> dict[str, Any]:
     """``space`` with every log-uniform learning-rate axis (lr, lr_*) set to ``lr_range``."""
     if lr_range is None:

@@ -59,7 +59,9 @@ class TrialStateOptunaSearch(OptunaSearch):
     a finished Optuna trial cannot change state.
 
     ``first`` (--warm-start) are configurations the study is given to try before TPE samples:
-    enqueued once (``Study.enqueue_trial``), so a restore does not enqueue them again.
+    enqueued once (``Study.enqueue_trial``), so a restore does not enqueue them again. ``known``
+    (--warm-start-from) are an earlier sweep's trials, added to the study before the first
+    suggestion (``Study.add_trials``; user attribute ``warm_start_from``) so TPE models them.
 
     A trial can also be *rewound*: Tune restarts it from an older checkpoint than its last
     reported epoch (the driver was killed after the trial reported epochs Tune's snapshot does
@@ -75,13 +77,21 @@ class TrialStateOptunaSearch(OptunaSearch):
     ``sweeps/private_api.py``.
     """
 
-    def __init__(self, *, max_epochs: int, first: list[dict] = (), **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        max_epochs: int,
+        first: list[dict] = (),
+        known: list[optuna.trial.FrozenTrial] = (),
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.max_epochs = max_epochs
         # --warm-start's configurations, enqueued in the study before the first suggestion.
         # Not Ray's points_to_evaluate: Ray enqueues those each time it sets the study up, a
         # resume included, so a resumed or grown sweep would run them again.
         self._first = [dict(point) for point in first]
+        self._known = list(known)  # --warm-start-from's trials, added to an empty study
         self._told: dict[str, TrialState] = {}
         self._last: dict[str, tuple[int, float]] = {}  # the last (step, value) Optuna holds
         self._seen: dict[str, tuple] = {}  # _identity of the last result on_trial_result got
@@ -102,9 +112,11 @@ class TrialStateOptunaSearch(OptunaSearch):
         return private_api.searcher_study(self)
 
     def suggest(self, trial_id: str) -> dict | None:
+        if self._known and not self._study.get_trials(deepcopy=False):  # a new sweep only
+            self._study.add_trials(self._known)
         for point in self._first:  # once: a study that holds them already skips them
             self._study.enqueue_trial(point, skip_if_exists=True)
-        self._first = []
+        self._first, self._known = [], []
         config = super().suggest(trial_id)
         if trial_id in self._trials:
             self._trials[trial_id].set_user_attr("trial_id", trial_id)

@@ -158,6 +158,13 @@ class Settings:
         "points_to_evaluate; axes it leaves out take the trainable's defaults)",
         metavar="NAME",
     )
+    warm_start_from: str | None = flag(
+        "search",
+        "give the searcher an earlier sweep's finished trials before the first new one (the "
+        "same model, metric and space; Optuna's add_trials), so it starts from what that sweep "
+        "learned",
+        metavar="DIR",
+    )
     lr_range: tuple[float, float] | None = flag(
         "search",
         "replace the bounds of the learning-rate axes (lr, lr_g, lr_d) of the space",

@@ -791,3 +791,39 @@ def test_retraining_from_a_sweep_takes_its_best_config(ae_run, tmp_path, capsys)
     assert e.value.code == 2
     assert "is a sweep of the autoencoder, not of the gan" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_second_sweep_starts_from_the_first_ones_trials(ae_run, tmp_path, capsys):
+    """--warm-start-from: the first sweep's finished trials are in the second's study before its
+    first trial (TPE models them), marked as the first's; the second's own results and figures
+    hold only its own trials. Another space is a one-line error before Ray starts."""
+    from analysis.experiment import SweepFolder
+
+    _, first = ae_run
+    before = pd.read_parquet(first / "results.parquet")
+    argv = ["--smoke-test", "--wandb-mode", "disabled", "--storage-path", str(tmp_path)]
+    argv += ["--name", "second", "--num-samples", "2", "--max-epochs", "3"]
+    summary = ae_sweep.main([*argv, "--warm-start-from", str(first)])
+    exp = tmp_path / "second"
+    study = optuna.load_study(study_name="second", storage=f"sqlite:///{exp}/optuna.db")
+    earlier = [t for t in study.trials if "warm_start_from" in t.user_attrs]
+    assert {t.user_attrs["trial_id"] for t in earlier} == set(before["trial_id"])
+    assert [t.number for t in earlier] == list(range(len(earlier)))  # before any new trial
+    for t in earlier:
+        rows = before[before["trial_id"] == t.user_attrs["trial_id"]]
+        assert t.intermediate_values == dict(zip(rows["epoch"], rows["val_mse"], strict=True))
+    assert summary["trials"] == 2 and len(study.trials) == len(earlier) + 2
+    assert pd.read_parquet(exp / "results.parquet")["trial_id"].nunique() == 2
+    assert len(SweepFolder.open(exp).trials()) == 2  # the report draws this sweep's own
+    record = json.loads((exp / "sweep.json").read_text())
+    assert record["searcher"]["earlier_trials"] == len(earlier)
+
+    with pytest.raises(SystemExit) as e:
+        ae_sweep.main(
+            [*argv, "--name", "third", "--space", "wide", "--warm-start-from", str(first)]
+        )
+    assert e.value.code == 2
+    assert "searched another space" in capsys.readouterr().err
+    assert not (tmp_path / "third").exists()

@@ -8,8 +8,10 @@ objects and the checkpoints real folders under ``tmp_path``."""
 import dataclasses
 import importlib.machinery
 import json
+import os
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +27,8 @@ from sweeps.search_space import trial_perturbations, with_lr_range
 from sweeps.study_storage import STUDY_STORAGE_ENV, resumed_database_url
 from trainables import autoencoder, gan
 from trainables.errors import UsageError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _settings(**changes):
@@ -409,6 +413,14 @@ DASHBOARD_WHY = "the Optuna study in a browser, at http://127.0.0.1:8080"
 
 
 @pytest.fixture
+def venv_shell(monkeypatch):
+    """The shell of a user whose PATH holds this environment (an activated venv), in the
+    repository: the commands are printed with their bare names."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin")
+    monkeypatch.chdir(REPO)
+
+
+@pytest.fixture
 def dashboard(monkeypatch):
     """``dashboard(installed)``: make optuna_dashboard importable, or not, whatever is installed."""
 
@@ -439,7 +451,7 @@ def wandb_key(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("installed", [True, False])
-def test_next_steps_of_a_local_sweep_with_sqlite(installed, dashboard, tmp_path):
+def test_next_steps_of_a_local_sweep_with_sqlite(installed, dashboard, tmp_path, venv_shell):
     dashboard(installed)
     exp, db = tmp_path / "ae_sweep", f"sqlite:///{tmp_path / 'ae_sweep' / 'optuna.db'}"
     install = "" if installed else "pip install optuna-dashboard && "
@@ -449,7 +461,7 @@ def test_next_steps_of_a_local_sweep_with_sqlite(installed, dashboard, tmp_path)
     ]
 
 
-def test_next_steps_of_another_database_quote_its_masked_url(dashboard, tmp_path):
+def test_next_steps_of_another_database_quote_its_masked_url(dashboard, tmp_path, venv_shell):
     dashboard(False)  # no pip install for a URL whose password the user types back
     exp = tmp_path / "ae_sweep"
     assert next_steps({"experiment": str(exp), "study_storage": MASKED}, "disabled") == [
@@ -462,7 +474,7 @@ def test_next_steps_of_another_database_quote_its_masked_url(dashboard, tmp_path
 
 
 @pytest.mark.parametrize("key", [True, False])
-def test_next_steps_upload_a_local_sweeps_offline_runs(key, wandb_key, tmp_path):
+def test_next_steps_upload_a_local_sweeps_offline_runs(key, wandb_key, tmp_path, venv_shell):
     wandb_key(key)
     exp = tmp_path / "ae_sweep"
     login = "" if key else "wandb login && "
@@ -472,7 +484,7 @@ def test_next_steps_upload_a_local_sweeps_offline_runs(key, wandb_key, tmp_path)
     ]
 
 
-def test_next_steps_of_a_remote_sweep(dashboard, wandb_key, monkeypatch, tmp_path):
+def test_next_steps_of_a_remote_sweep(dashboard, wandb_key, monkeypatch, tmp_path, venv_shell):
     """No report (analysis/ reads local folders); the driver's SQLite copy in the dashboard; the
     offline runs where W&B wrote them ($WANDB_DIR)."""
     dashboard(True)
@@ -486,12 +498,41 @@ def test_next_steps_of_a_remote_sweep(dashboard, wandb_key, monkeypatch, tmp_pat
     assert next_steps({"experiment": S3, "study_storage": None}, "online") == []
 
 
-def test_next_steps_commands_survive_a_space_in_the_folder(tmp_path):
+def test_next_steps_commands_survive_a_space_in_the_folder(tmp_path, venv_shell):
     import shlex
 
     exp = tmp_path / "my runs" / "ae_sweep"
     command, _ = next_steps({"experiment": str(exp), "study_storage": None}, "online")[0]
     assert shlex.split(command) == ["python", "analysis/report.py", str(exp)]
+
+
+def test_next_steps_spell_the_environments_own_programs_where_path_lacks_them(
+    dashboard, wandb_key, monkeypatch, tmp_path
+):
+    """`make sweep` runs .venv/bin/python without activating the venv: the user's shell finds
+    another python (or none) and no optuna-dashboard or wandb, so the steps name this
+    environment's programs by path (relative to the working directory, where the user is)."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.chdir(REPO)
+    dashboard(False)
+    wandb_key(False)
+    env = Path(os.path.relpath(Path(sys.executable).parent, REPO))
+    py = os.path.relpath(sys.executable, REPO)
+    exp, db = tmp_path / "ae_sweep", f"sqlite:///{tmp_path / 'ae_sweep' / 'optuna.db'}"
+    assert next_steps({"experiment": str(exp), "study_storage": db}, "offline") == [
+        (f"{py} analysis/report.py {exp}", REPORT_WHY),
+        (
+            f"{env}/pip install optuna-dashboard && {env}/optuna-dashboard --host 127.0.0.1 {db}",
+            DASHBOARD_WHY,
+        ),
+        (
+            f"{env}/wandb login && {env}/wandb sync {exp}/wandb/offline-run-*",
+            "upload the offline W&B runs",
+        ),
+    ]
+    monkeypatch.chdir(tmp_path)  # elsewhere: absolute paths
+    command, _ = next_steps({"experiment": str(exp), "study_storage": None}, "online")[0]
+    assert command == f"{sys.executable} {REPO}/analysis/report.py {exp}"
 
 
 BEST = {
@@ -729,3 +770,18 @@ def test_resume_may_grow_an_asha_sweep_but_not_shrink_it_nor_grow_pbt():
     pbt = {"args": {"num_samples": 8, "scheduler": "pbt"}}
     with pytest.raises(UsageError, match="PBT population cannot grow"):
         check_growth(pbt, {"resume": "runs/s", "num_samples": 16})
+
+
+def test_an_unknown_flag_names_the_nearest_known_one(capsys):
+    from sweeps import ae_sweep, cli
+
+    parser = cli.build_parser(ae_sweep.SWEEP)
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(["--epochs", "3"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [err]  # one line
+    assert "unrecognized arguments: --epochs 3; did you mean --max-epochs (for --epochs)?" in err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--zzz"])
+    assert "did you mean" not in capsys.readouterr().err  # nothing near: the --help pointer only

@@ -3,6 +3,9 @@ terminal here) says a line per trial and a fixed few more, names the experiment 
 next steps that work as printed, and holds none of Ray's per-checkpoint noise; the report's
 sweep-level figures draw every trial, pruned ones included, not only the COMPLETE ones."""
 
+import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -57,9 +60,67 @@ def test_the_console_is_a_line_per_trial_and_names_the_experiment(sweep):
     assert len(ended) == TRIALS
     assert any("stopped early" in line for line in ended)
     assert all(len(line) <= 100 for line in ended)
-    assert f"python analysis/report.py {exp}" in proc.stdout
+    assert f"analysis/report.py {exp}" in proc.stdout
     assert f"optuna-dashboard --host 127.0.0.1 sqlite:///{exp}/optuna.db" in proc.stdout
     assert f"wandb sync {exp}/wandb/offline-run-*" in proc.stdout
+
+
+def printed_steps(stdout: str) -> list[str]:
+    """The commands under "next steps:" (each indented two spaces, its purpose four)."""
+    lines = stdout.split("next steps:\n", 1)[1].splitlines()
+    return [line[2:] for line in lines if line.startswith("  ") and not line.startswith("    ")]
+
+
+def in_users_shell(command: str, **kwargs) -> subprocess.Popen:
+    """``command`` as printed, in the repository, in a shell whose PATH does not hold the venv
+    (``make sweep`` never activates it)."""
+    return subprocess.Popen(
+        ["bash", "-c", command],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_the_next_steps_work_as_printed_in_a_shell_without_the_venv(sweep):
+    """Each printed command, run exactly as printed: the report writes its page, the dashboard
+    serves the study on 127.0.0.1:8080, and the W&B command's programs are found (uploading
+    needs W&B's server, which this machine cannot reach)."""
+    import time
+    import urllib.request
+
+    exp, proc = sweep
+    report, dashboard, wandb = printed_steps(proc.stdout)
+    ran = in_users_shell(report)
+    out, _ = ran.communicate(timeout=300)
+    assert ran.returncode == 0, out[-3000:]
+    assert (exp / "report" / "index.html").is_file()
+
+    served = in_users_shell(dashboard, start_new_session=True)
+    try:
+        page, deadline = None, time.monotonic() + 120  # its start, not a race: polled
+        while page is None and served.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:8080/api/studies", timeout=5) as r:
+                    page = r.read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert page is not None, f"the dashboard did not answer: {served.poll()}"
+        names = [study["study_name"] for study in json.loads(page)["study_summaries"]]
+        assert names == ["seen"]
+    finally:
+        os.killpg(served.pid, signal.SIGTERM)
+        served.wait(timeout=30)
+
+    for part in wandb.split(" && "):
+        program = part.split()[0]
+        found = in_users_shell(f"command -v {program}")
+        assert found.communicate(timeout=30)[0].strip(), f"{program}: command not found"
 
 
 @pytest.mark.slow

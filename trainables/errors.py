@@ -13,6 +13,7 @@ and analysis/ share it without importing each other.
 from __future__ import annotations
 
 import argparse
+import difflib
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
@@ -56,5 +57,24 @@ class OneLineParser(argparse.ArgumentParser):
     (``error: <problem>; see <prog> --help``), not usage text plus a message."""
 
     def error(self, message: str) -> None:
-        print(f"error: {message}; see {self.prog} --help", file=sys.stderr, flush=True)
+        fix = self.nearest_flags(message) or f"see {self.prog} --help"
+        print(f"error: {message}; {fix}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USAGE)
+
+    def nearest_flags(self, message: str) -> str | None:
+        """For an unknown flag, the known flags it is nearest to: ``did you mean --max-epochs?``
+        (``--epochs`` on a sweep)."""
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return None
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        hints = []
+        for word in message.removeprefix(prefix).split():
+            flag = word.split("=", 1)[0]
+            if not flag.startswith("--"):
+                continue
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+            close = close or [k for k in known if flag[2:] and flag[2:] in k]
+            if close:
+                hints.append(f"did you mean {close[0]} (for {flag})?")
+        return " ".join(hints) + f" see {self.prog} --help" if hints else None

@@ -19,11 +19,12 @@ class ASHA(Strategy):
     name = "asha"
     uses_study = True
 
-    def searcher(self, settings: Settings, study_storage, first) -> SearchAlgorithm:
+    def searcher(self, settings: Settings, study_storage, warm) -> SearchAlgorithm:
         """TPE seeded with --seed, on the study named like the experiment, at most
-        --max-concurrent trials at once; ``first`` enqueued in the study before it samples."""
+        --max-concurrent trials at once; ``warm`` given to the study before it samples."""
         searcher = TrialStateOptunaSearch(
-            first=first,
+            first=warm.points,
+            known=warm.trials,
             max_epochs=settings.max_epochs,
             study_name=settings.name,
             storage=study_storage,

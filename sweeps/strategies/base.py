@@ -12,6 +12,7 @@ from ray.tune.search import SearchAlgorithm
 
 from sweeps.checkpoint_pruner import CheckpointPruner
 from sweeps.settings import Settings, SweepSpec
+from sweeps.warm_start import WarmStart
 
 Need = Callable[[bool, str, str], None]  # need(ok, problem, fix): a UsageError unless ok
 
@@ -33,10 +34,10 @@ class Strategy:
         self,
         settings: Settings,
         study_storage: optuna.storages.BaseStorage | None,
-        first: list[dict[str, Any]],
+        warm: WarmStart,
     ) -> SearchAlgorithm:
-        """What proposes the trials; ``first``: configurations to try before any other
-        (--warm-start, as Ray's ``points_to_evaluate``)."""
+        """What proposes the trials; ``warm``: configurations to try before any other
+        (--warm-start) and an earlier sweep's trials (--warm-start-from)."""
         raise NotImplementedError
 
     def scheduler(self, settings: Settings, perturbations: dict[str, Any]) -> TrialScheduler:

@@ -36,6 +36,12 @@ class PBT(Strategy):
             else "use --scheduler asha (this sweep has no PERTURBATIONS)",
         )
         need(
+            s.warm_start_from is None,
+            "--warm-start-from with --scheduler pbt: PBT has no model of earlier trials to "
+            "give them to",
+            "use --scheduler asha, or --warm-start NAME to put a configuration in the population",
+        )
+        need(
             s.num_samples >= 2,
             f"--scheduler pbt with --num-samples {s.num_samples}: a population of one has no "
             "trial to clone",
@@ -64,12 +70,12 @@ class PBT(Strategy):
     ) -> dict[str, Any]:
         return trial_perturbations(spec, settings, module, space)
 
-    def searcher(self, settings: Settings, study_storage, first) -> SearchAlgorithm:
-        """The initial population, ``first`` and then sampled at random from the space by
-        Ray's ``BasicVariantGenerator``, seeded with --seed (PBT makes the later configs
-        itself)."""
+    def searcher(self, settings: Settings, study_storage, warm) -> SearchAlgorithm:
+        """The initial population, --warm-start's configuration and then sampled at random
+        from the space by Ray's ``BasicVariantGenerator``, seeded with --seed (PBT makes the
+        later configs itself)."""
         return BasicVariantGenerator(
-            points_to_evaluate=first or None,
+            points_to_evaluate=warm.points or None,
             max_concurrent=settings.max_concurrent,
             random_state=settings.seed,
         )
