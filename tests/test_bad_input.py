@@ -125,6 +125,9 @@ CASES = [
         0,
     ),
     ("cli-preset", "autoencoder", "--preset huge --out {out}", "invalid choice: 'huge'", 0),
+    # a refused run makes no --out folder (these do not exist before)
+    ("cli-from-nothing", "autoencoder", "--from {empty} --out {root}/ae_new", "no best.json", 0),
+    ("cli-from-other", "gan_cli", "--from {done} --out {root}/gan_new", "not of the gan", 0),
     ("cli-gan-sgd", "gan_cli", "--optimizer sgd --out {out}", "must be adam or adamw", 0),
     ("cli-resume-nothing", "autoencoder", "--resume --out {out}", "does not exist; run without", 0),
     (
@@ -138,7 +141,7 @@ CASES = [
     (
         "cli-encoder-kind",
         "classifier_cli",
-        "--encoder-checkpoint {gan_ckpt} --out {out}",
+        "--encoder-checkpoint {gan_ckpt} --out {root}/clf_new",  # not made: checked first
         "kind 'gan'",
         0,
     ),

@@ -2,8 +2,9 @@
 
 Each module (one per model kind, ``KINDS``) exposes ``train_<kind>(config, data=None,
 reporter=None)`` (the Tune trainable, also ``TRAINABLE``), its typed config (``CONFIG``),
-``PRESETS``, ``load_model(path)``, ``evaluate_checkpoint(path, data=None, device="auto")`` and a
-command line (``python -m trainables.<kind>`` or ``python -m trainables <kind>``).
+``PRESETS``, ``load_model(path)``, ``evaluate_checkpoint(path, data=None, device="auto")``,
+optionally ``check_inputs(cfg)`` (what a run needs beyond its config, e.g. the classifier's
+encoder, checked before anything is written) and a command line (``python -m trainables.<kind>`` or ``python -m trainables <kind>``).
 """
 
 from __future__ import annotations

@@ -74,9 +74,15 @@ def read_best(path: str | os.PathLike) -> tuple[dict[str, Any], Path]:
         best = json.loads(file.read_text())
     except ValueError as e:
         raise UsageError(f"{file} is not valid JSON ({e})", "rerun the sweep's --resume") from None
-    if not isinstance(best, dict) or not isinstance(best.get("config"), dict):
+    if not isinstance(best, dict):
         raise UsageError(f"{file} is not a sweep's best.json", "pass a sweep's folder")
     return best, file.parent
+
+
+def _config_of(best: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    if not isinstance(best.get("config"), dict):
+        raise UsageError(f"{path}: its best.json holds no config", "pass a finished sweep's folder")
+    return dict(best["config"])
 
 
 def best_config(kind: str, path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -87,7 +93,7 @@ def best_config(kind: str, path: str | os.PathLike) -> tuple[dict[str, Any], dic
             f"{path} is a sweep of the {best.get('model')}, not of the {kind}",
             f"retrain it with python -m trainables.{best.get('model')} --from {path}",
         )
-    return dict(best["config"]), best
+    return _config_of(best, path), best
 
 
 def load_model(path: str | os.PathLike, map_location: str = "cpu") -> Trained:
@@ -110,7 +116,7 @@ def load_model(path: str | os.PathLike, map_location: str = "cpu") -> Trained:
     kind = load_checkpoint(file, map_location=map_location)["kind"]
     model, payload = module_for(kind).load_model(file, map_location=map_location)
     if source:
-        config = dict(source["config"])
+        config = _config_of(source, path)
         metrics = {**source.get("val", {}), **source.get("test", {})}
     else:
         config = dict(payload["config"])

@@ -109,6 +109,11 @@ def check_encoder(path: str | os.PathLike, data_seed: int, val_size: int) -> dic
     return payload
 
 
+def check_inputs(cfg: ClassifierConfig) -> None:
+    """What a run needs beyond its config, checked before it writes anything: its encoder."""
+    check_encoder(cfg.encoder_checkpoint, cfg.data_seed, cfg.val_size)
+
+
 def build_model(
     cfg: ClassifierConfig, encoder_payload: dict[str, Any]
 ) -> tuple[LatentClassifier, dict[str, Any]]:

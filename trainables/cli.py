@@ -180,6 +180,9 @@ def main(kind: str, argv: list[str] | None = None) -> dict:
             config = dict(module.PRESETS[args.preset]) if args.preset else {}
             config.update(given)
         cfg = module.CONFIG.from_dict(config)
+        check_inputs = getattr(module, "check_inputs", None)  # e.g. the classifier's encoder
+        if check_inputs is not None:
+            check_inputs(cfg)  # before --out is made: a refused run leaves nothing behind
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:

@@ -13,8 +13,8 @@ and analysis/ share it without importing each other.
 from __future__ import annotations
 
 import argparse
-import difflib
 import contextlib
+import difflib
 import sys
 from collections.abc import Callable, Iterator
 
