@@ -24,7 +24,7 @@ from sweeps.layout import SWEEP_FILE
 from sweeps.record import read_sweep_file
 from sweeps.settings import GIVEN_AGAIN, MAY_CHANGE, Flag, Settings, SweepSpec
 from sweeps.strategies import STRATEGIES
-from sweeps.wandb_hub import WANDB_MODES
+from sweeps.wandb_hub import WANDB_CHECKPOINTS, WANDB_MODES
 from trainables.errors import OneLineParser, UsageError
 
 # What --smoke-test changes (flags given explicitly still win): a quick look, not a result.
@@ -45,7 +45,12 @@ SMOKE = dict(
 
 # The flags with a fixed set of values, each set owned by the module that acts on it.
 CHOICES = MappingProxyType(
-    {"scheduler": tuple(STRATEGIES), "keep_checkpoints": KEEP_CHOICES, "wandb_mode": WANDB_MODES}
+    {
+        "scheduler": tuple(STRATEGIES),
+        "keep_checkpoints": KEEP_CHOICES,
+        "wandb_mode": WANDB_MODES,
+        "wandb_log_checkpoint": WANDB_CHECKPOINTS,
+    }
 )
 
 # Flags that may be given with --resume (declared on_resume: may change, then given again);

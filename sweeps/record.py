@@ -64,7 +64,12 @@ def sweep_record(
         # the study as a SQLite file inside the experiment folder (None: only in study_storage,
         # or no study: PBT)
         "study_file": None if settings.study_storage or not study_url else STUDY_FILE,
-        "wandb": {"project": settings.wandb_project, "group": settings.name, "mode": wandb_mode},
+        "wandb": {
+            "project": settings.wandb_project,
+            "entity": settings.wandb_entity,
+            "group": settings.name,
+            "mode": wandb_mode,
+        },
         "smoke_test": settings.smoke_test,
         "started": now(),
         "versions": {"ray": ray.__version__, "optuna": optuna.__version__},

@@ -23,7 +23,7 @@ from ray import tune
 
 from sweeps import faults, private_api, ray_cluster, results
 from sweeps.experiment import Folder, check_new, check_writable
-from sweeps.layout import SWEEP_FILE
+from sweeps.layout import BEST_CHECKPOINT, SWEEP_FILE
 from sweeps.progress import SweepProgress, quiet_driver_logs
 from sweeps.record import sweep_record
 from sweeps.result_loggers import result_loggers
@@ -33,7 +33,7 @@ from sweeps.settings import Settings, SweepSpec
 from sweeps.strategies import Strategy, strategy_for
 from sweeps.study_storage import open_study_storage, study_storage_url
 from sweeps.trainable import sweep_trainable, trial_dirname
-from sweeps.wandb_hub import SweepWandbCallback, sweep_wandb_mode
+from sweeps.wandb_hub import SweepWandbCallback, mark_best_run, sweep_wandb_mode
 from sweeps.warm_start import WarmStart, warm_start
 from trainables import module_for
 from trainables.data import load_splits
@@ -130,6 +130,11 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
         with ray_cluster.tune_environment(wandb_mode, settings.verbose):
             tuner.fit()
         summary = results.finish(spec, settings, exp, record, splits, module)
+        if wandb_mode != "disabled" and summary["best"]:  # the best trial's run says so
+            best_file = exp.local / BEST_CHECKPOINT if exp.local else None  # remote: no upload
+            warning = mark_best_run(settings, exp.local, summary["best"], wandb_mode, best_file)
+            if warning:
+                print(f"{spec.name}: {warning}", flush=True)
     finally:
         if started_ray:
             ray.shutdown()  # also flushes the trials' and W&B actors' output before the summary
@@ -159,7 +164,11 @@ def make_tuner(
     callbacks: list[tune.Callback] = [pruner, *result_loggers()]
     callbacks += faults.callbacks(settings.experiment_uri)  # none unless a fault test asks
     if wandb_mode != "disabled":
-        callbacks.append(SweepWandbCallback(project=settings.wandb_project, group=settings.name))
+        callbacks.append(
+            SweepWandbCallback(
+                project=settings.wandb_project, group=settings.name, entity=settings.wandb_entity
+            )
+        )
     reporter = SweepProgress(  # the compact view; Ray's table with --verbose
         name=spec.name,
         experiment=settings.experiment_uri,

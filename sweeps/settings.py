@@ -308,6 +308,17 @@ class Settings:
     wandb_project: str = flag(
         "W&B", "W&B project (%(default)s)", default="latentsweep", metavar="NAME"
     )
+    wandb_entity: str | None = flag(
+        "W&B",
+        "W&B entity (team or user) of the runs; default: $WANDB_ENTITY, else your default entity",
+        metavar="NAME",
+    )
+    wandb_log_checkpoint: str = flag(
+        "W&B",
+        "none (default) | best: upload the best trial's checkpoint as a W&B model artifact of "
+        "its run once the sweep ends",
+        default="none",
+    )
     wandb_mode: str | None = flag(  # as given; sweeps.wandb_hub.resolve_wandb_mode decides
         "W&B",
         "default: $WANDB_MODE, else online if an API key is configured, else offline",

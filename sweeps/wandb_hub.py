@@ -36,13 +36,15 @@ from ray.air.constants import TRAINING_ITERATION
 from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.tune.utils import flatten_dict
 
-from sweeps import old_folders, private_api  # private_api: Ray's W&B helpers
+from sweeps import old_folders, outcome, private_api  # private_api: Ray's W&B helpers
 from sweeps.layout import WANDB_DIR
 from trainables.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
 WANDB_MODES = ("online", "offline", "disabled")
+WANDB_CHECKPOINTS = ("none", "best")  # --wandb-log-checkpoint
+BEST_TAG = "best"  # the tag of the best trial's run
 DEFAULT_SERVER = "https://api.wandb.ai"
 PROBE_TIMEOUT_S = 3.0  # the most a sweep waits to learn that W&B cannot be reached
 
@@ -166,6 +168,54 @@ def wandb_row(result: dict, exclude, to_config, wandb) -> tuple[dict, dict]:
     return row, config_update
 
 
+def run_status(trial, failed: bool = False) -> dict[str, Any]:
+    """What a trial's run summary says of its end: ``status`` (finished, stopped early,
+    diverged, errored: the console's words), the epochs it ran and, if it failed, why."""
+    epochs = outcome.epochs(trial)
+    status = (
+        "errored" if failed else outcome.how_it_ended(trial, trial.config.get("epochs", epochs))
+    )
+    out = {"status": status, "epochs": epochs}
+    error = outcome.trial_error(trial)
+    if error:
+        out["error"] = error
+    return out
+
+
+def mark_best_run(
+    settings, exp_local, best: dict[str, Any], wandb_mode: str, checkpoint: str | None
+) -> str | None:
+    """After the sweep: the best trial's run (resumed by its id, the trial id) gets the tag
+    ``best``, its test metrics in its summary and, with ``--wandb-log-checkpoint best``, the
+    checkpoint as a model artifact. Returns a warning line if W&B failed (the sweep's results
+    stand either way)."""
+    import wandb
+
+    try:
+        run = wandb.init(
+            id=best["trial_id"],
+            resume="allow",
+            project=settings.wandb_project,
+            entity=settings.wandb_entity,
+            group=settings.name,
+            mode=wandb_mode,
+            dir=str(wandb_root(exp_local)),
+            settings={"silent": True},
+            reinit="create_new",
+        )
+        run.tags = tuple(dict.fromkeys((*run.tags, BEST_TAG)))
+        run.summary.update({**best.get("test", {}), "best_of_sweep": True})
+        if checkpoint and settings.wandb_log_checkpoint == "best":
+            artifact = wandb.Artifact(name=f"{settings.name}-best", type="model")
+            artifact.add_file(str(checkpoint))
+            run.log_artifact(artifact, aliases=["best"])
+        run.finish()
+        wandb.teardown()
+    except Exception as e:  # W&B is a view of the results, never a reason to lose them
+        return f"W&B: could not mark the best trial's run ({type(e).__name__}: {e})"
+    return None
+
+
 class WandbHub:
     """The actor that holds the sweep's W&B runs, keyed by Tune trial id. A failure in one run
     is logged and does not touch the others (nor the sweep)."""
@@ -217,10 +267,12 @@ class WandbHub:
             artifact.add_dir(path)
             run.log_artifact(artifact)
 
-    def end(self, trial_id: str, failed: bool = False) -> None:
+    def end(self, trial_id: str, failed: bool = False, status: dict | None = None) -> None:
+        """Finish the trial's run, its summary holding how the trial ended (``status``)."""
         run, _ = self._runs.pop(trial_id, (None, None))
         if run is not None:
             try:
+                run.summary.update(status or {})
                 run.finish(exit_code=1 if failed else 0)
             except Exception:
                 logger.warning("W&B: could not finish the run of trial %s", trial_id, exc_info=True)
@@ -289,7 +341,7 @@ class SweepWandbCallback(WandbLoggerCallback):
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         if self._trial_logging_actors.pop(trial, None) is not None:
-            self._hub.end.remote(trial.trial_id, failed)
+            self._hub.end.remote(trial.trial_id, failed, run_status(trial, failed))
 
     def on_experiment_end(self, trials, **info) -> None:
         """Wait (up to ``upload_timeout``) until every run is finished and written."""

@@ -457,17 +457,17 @@ def ae_run(local_ray, tmp_path_factory):
     storage = tmp_path_factory.mktemp("runs")
     summary = ae_sweep.main(
         [*SMOKE, "--storage-path", str(storage), "--num-samples", "5", "--max-epochs", "3"]
+        + ["--wandb-entity", "lab", "--wandb-log-checkpoint", "best"]
     )
     return summary, storage / "ae_sweep_smoke"
 
 
-def wandb_history(run_file: Path) -> tuple[str, list[dict]]:
-    """The run id and the logged rows of an offline W&B run file (run-<id>.wandb): W&B's
-    LevelDB-style log, a 7-byte header then 32 KiB blocks of records (crc32, length, type)
-    holding protobuf ``Record`` messages."""
+def wandb_records(run_file: Path):
+    """The protobuf ``Record`` messages of an offline W&B run file (run-<id>.wandb): W&B's
+    LevelDB-style log, a 7-byte header then 32 KiB blocks of records (crc32, length, type)."""
     data = run_file.read_bytes()
     assert data[:4] == b":W&B", f"{run_file} is not a W&B run file"
-    pos, buf, run_id, rows = 7, b"", None, []
+    pos, buf = 7, b""
     while pos + 7 <= len(data):
         if 32768 - pos % 32768 < 7:  # a block's tail too short for a record header is padding
             pos += 32768 - pos % 32768
@@ -478,16 +478,35 @@ def wandb_history(run_file: Path) -> tuple[str, list[dict]]:
         buf += data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # FULL or LAST: a whole record
-            record = wandb_internal_pb2.Record.FromString(buf)
+            yield wandb_internal_pb2.Record.FromString(buf)
             buf = b""
-            if record.HasField("run"):
-                run_id = record.run.run_id
-            elif record.HasField("history"):
-                items = record.history.item
-                rows.append(
-                    {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items}
-                )
+
+
+def wandb_history(run_file: Path) -> tuple[str, list[dict]]:
+    """The run id and the logged rows of an offline W&B run file."""
+    run_id, rows = None, []
+    for record in wandb_records(run_file):
+        if record.HasField("run"):
+            run_id = record.run.run_id
+        elif record.HasField("history"):
+            items = record.history.item
+            rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items})
     return run_id, rows
+
+
+def wandb_run_end(run_file: Path) -> dict:
+    """What an offline W&B run file says beyond its rows: id, entity, tags, the summary's last
+    values and the artifacts it logged (name, type)."""
+    out = {"id": None, "entity": None, "tags": (), "summary": {}, "artifacts": []}
+    for record in wandb_records(run_file):
+        if record.HasField("run"):
+            out.update(id=record.run.run_id, entity=record.run.entity, tags=tuple(record.run.tags))
+        elif record.HasField("summary"):
+            for item in record.summary.update:
+                out["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+        elif record.HasField("artifact"):
+            out["artifacts"].append((record.artifact.name, record.artifact.type))
+    return out
 
 
 def check_wandb_runs(exp: Path, table, metrics: list[str]) -> None:
@@ -827,3 +846,32 @@ def test_a_second_sweep_starts_from_the_first_ones_trials(ae_run, tmp_path, caps
     assert e.value.code == 2
     assert "searched another space" in capsys.readouterr().err
     assert not (tmp_path / "third").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_wandb_runs_say_how_each_trial_ended_and_which_is_best(ae_run):
+    """Each trial's offline run ends with its status in its summary (the console's words); the
+    best trial's run, resumed after the sweep, carries the tag "best", its test metrics and its
+    checkpoint as a model artifact (--wandb-log-checkpoint best); --wandb-entity is the runs'."""
+    summary, exp = ae_run
+    table = pd.read_parquet(exp / "results.parquet")
+    ends: dict[str, list[dict]] = {}
+    for run_file in sorted((exp / "wandb").glob("offline-run-*/run-*.wandb")):
+        end = wandb_run_end(run_file)
+        ends.setdefault(end["id"], []).append(end)
+    assert set(ends) == set(table["trial_id"])
+    for trial_id, rows in table.groupby("trial_id"):
+        last = rows.sort_values("epoch").iloc[-1]
+        word = "stopped early" if last["stopped_early"] else "finished"
+        first_run = ends[trial_id][0]
+        assert first_run["summary"]["status"] == word, trial_id
+        assert first_run["summary"]["epochs"] == last["epoch"]
+        assert first_run["entity"] == "lab"
+    best = summary["best"]
+    marked = [e for e in ends[best["trial_id"]] if "best" in e["tags"]]
+    assert len(marked) == 1
+    assert marked[0]["summary"]["test_mse"] == pytest.approx(best["test"]["test_mse"])
+    assert ("ae_sweep_smoke-best", "model") in marked[0]["artifacts"]
+    others = [e for t, es in ends.items() if t != best["trial_id"] for e in es]
+    assert not any("best" in e["tags"] for e in others)
