@@ -20,7 +20,9 @@ Methods, each the real objects (``METHODS``):
                     its parsed flags (``sweeps.cli.parse_settings`` -> ``strategy_for`` ->
                     ``Strategy.searcher`` / ``scheduler``): TPE (Optuna, seeded) through Ray's
                     OptunaSearch + ConcurrencyLimiter, and the revising ASHA
-  ours-ray-asha     the same searcher with Ray's own ASHAScheduler (``--no-asha-revise``)
+  ours-<variant>    the same with one flag changed (``OUR_VARIANTS``): Ray's own ASHA
+                    (``--no-asha-revise``), ``--searcher tpe-liar`` or ``random``,
+                    ``--warm-start report``
   ray-default       what Ray Tune does with no search_alg: random search (Tune's own samplers,
                     as BasicVariantGenerator draws) and Ray's ASHAScheduler
   random            random search without early stopping: regret's normaliser
@@ -41,6 +43,7 @@ import argparse
 import heapq
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -145,7 +148,9 @@ class Trial:
         self.trial_id, self.config = trial_id, config
 
 
-def sweep_settings(space: str, workers: int, seed: int, max_epochs: int, args) -> tuple:
+def sweep_settings(
+    space: str, workers: int, seed: int, max_epochs: int, args, extra: tuple[str, ...] = ()
+) -> tuple:
     """The sweep's own Settings, parsed from flags as ``sweeps/ae_sweep.py`` parses them, and
     the trial space the runner builds from them."""
     from sweeps import ae_sweep, cli
@@ -161,6 +166,7 @@ def sweep_settings(space: str, workers: int, seed: int, max_epochs: int, args) -
         f"--grace-period={args.grace_period}",
         f"--reduction-factor={args.reduction_factor}",
         "--wandb-mode=disabled",
+        *extra,
     ]
     if args.warm_start:
         argv.append(f"--warm-start={args.warm_start}")
@@ -211,8 +217,9 @@ class TuneMethod:
             self.searcher.on_trial_complete(trial_id, result)
 
 
-def ours(space, workers, seed, max_epochs, args, revise=True):
-    """The sweep's own: Settings from its flags, its strategy's searcher and scheduler."""
+def ours(space, workers, seed, max_epochs, args, extra: tuple[str, ...] = ()):
+    """The sweep's own: Settings from its flags (``extra``: the variant's), its strategy's
+    searcher and scheduler, built as ``sweeps/runner.py`` builds them."""
     import optuna
 
     from sweeps import ae_sweep
@@ -220,11 +227,7 @@ def ours(space, workers, seed, max_epochs, args, revise=True):
     from sweeps.warm_start import warm_start
     from trainables import autoencoder
 
-    settings, full = sweep_settings(space, workers, seed, max_epochs, args)
-    if not revise:
-        import dataclasses
-
-        settings = dataclasses.replace(settings, asha_revise=False)
+    settings, full = sweep_settings(space, workers, seed, max_epochs, args, extra)
     strategy = strategy_for(settings)
     warm = warm_start(ae_sweep.SWEEP, settings, autoencoder, full)
     searcher = strategy.searcher(settings, optuna.storages.InMemoryStorage(), warm)
@@ -295,13 +298,33 @@ class OptunaHyperband:
             self.study.tell(trial, value)
 
 
+# The sweep's own code with other flags: each a setting a user could pick, and a candidate default.
+OUR_VARIANTS = {
+    "ours": (),
+    "ours-ray-asha": ("--no-asha-revise",),
+    "ours-tpe-liar": ("--searcher=tpe-liar",),
+    "ours-random": ("--searcher=random",),
+    "ours-warm-report": ("--warm-start=report",),
+}
+
 METHODS = {
-    "ours": ours,
-    "ours-ray-asha": lambda *a: ours(*a, revise=False),
+    **{
+        name: (lambda extra: lambda *a: ours(*a, extra=extra))(v)
+        for name, v in OUR_VARIANTS.items()
+    },
+    "ours-warm-from": None,  # simulate() runs "ours" first, then this from its trials
     "ray-default": ray_default,
     "random": lambda *a: ray_default(*a, early_stopping=False),
     "optuna-hyperband": OptunaHyperband,
 }
+DEFAULT_METHODS = [
+    "ours",
+    "ours-ray-asha",
+    "ours-tpe-liar",
+    "ray-default",
+    "random",
+    "optuna-hyperband",
+]
 
 
 # -- the simulation ---------------------------------------------------------------------------
@@ -319,6 +342,7 @@ class Run:
     epochs: int = 0
     search_seconds: float = 0.0
     first_trial_end: float = math.nan
+    rows: list[dict[str, Any]] = field(default_factory=list)  # results.parquet's, per epoch
 
     def best_at(self, t: np.ndarray) -> np.ndarray:
         """The best value found by each time in ``t`` (inf before the first result)."""
@@ -337,8 +361,16 @@ def simulate(
     args,
     search_time: bool = True,
 ) -> Run:
-    """One sweep of ``method_name`` with ``workers`` workers until simulated ``horizon``."""
-    method = METHODS[method_name](space, workers, seed, curves.max_epochs, args)
+    """One sweep of ``method_name`` with ``workers`` workers until simulated ``horizon``.
+    "ours-warm-from" first runs "ours" (seed + 10000) and starts from its trials through
+    --warm-start-from, written as the folder a sweep leaves (``earlier_sweep``)."""
+    if method_name == "ours-warm-from":
+        first = simulate("ours", curves, space, workers, seed + 10000, horizon, args, search_time)
+        folder = earlier_sweep(first, space, workers, curves.max_epochs, args)
+        method = ours(space, workers, seed, curves.max_epochs, args, ("--warm-start-from", folder))
+        shutil.rmtree(folder)  # read when the searcher was built
+    else:
+        method = METHODS[method_name](space, workers, seed, curves.max_epochs, args)
     run = Run(method_name, seed)
     events: list[tuple[float, int, str]] = []
     running: dict[str, list] = {}  # trial id -> [curve index, epochs done]
@@ -364,7 +396,7 @@ def simulate(
                 return
             counter += 1
             i = curves.nearest({**curves.space, **config})
-            running[trial_id] = [i, 0]
+            running[trial_id] = [i, 0, config]
             now += clock_debt
             clock_debt = 0.0
             heapq.heappush(events, (now + curves.seconds[i][0], counter, trial_id))
@@ -376,7 +408,7 @@ def simulate(
         now, _, trial_id = heapq.heappop(events)
         if now > horizon:
             break
-        i, done = running[trial_id]
+        i, done, config = running[trial_id]
         epoch = done + 1
         running[trial_id][1] = epoch
         value = float(curves.values[i][epoch - 1])
@@ -386,7 +418,18 @@ def simulate(
             run.times.append(now)
             run.best.append(best)
         decision = timed(method.on_result, trial_id, epoch, value)
-        if decision == STOP or epoch >= curves.max_epochs:
+        ended = decision == STOP or epoch >= curves.max_epochs
+        run.rows.append(
+            {
+                "trial_id": trial_id,
+                "status": "TERMINATED" if ended else "RUNNING",
+                "stopped_early": ended and epoch < curves.max_epochs,
+                "epoch": epoch,
+                "val_mse": value,
+                **{f"config/{k}": v for k, v in config.items()},
+            }
+        )
+        if ended:
             timed(method.on_complete, trial_id, epoch, value)
             if math.isnan(run.first_trial_end):
                 run.first_trial_end = now
@@ -398,6 +441,34 @@ def simulate(
             heapq.heappush(events, (now + curves.seconds[i][epoch], counter, trial_id))
             counter += 1
     return run
+
+
+def earlier_sweep(first: Run, space: str, workers: int, max_epochs: int, args) -> str:
+    """A folder holding ``first`` as a finished sweep leaves it for --warm-start-from: its
+    sweep.json (model, metric, space) and results.parquet (only its trials that ended)."""
+    import tempfile
+
+    from sweeps.layout import RESULTS_FILE, SWEEP_FILE
+    from sweeps.search_space import describe_space
+
+    _, full = sweep_settings(space, workers, first.seed, max_epochs, args)
+    folder = Path(tempfile.mkdtemp(prefix="sim-first-"))
+    record = {
+        "model": "autoencoder",
+        "metric": "val_mse",
+        "mode": "min",
+        "search_space": describe_space(full)[0],
+        "max_epochs": max_epochs,
+        "experiment_dir": str(folder),
+    }
+    (folder / SWEEP_FILE).write_text(json.dumps(record))
+    rows = pd.DataFrame(first.rows)
+    ended = set(rows.loc[rows["status"] == "TERMINATED", "trial_id"])
+    rows = rows[rows["trial_id"].isin(ended)].copy()
+    rows["status"] = "TERMINATED"  # results.parquet's status is the trial's, on every row
+    rows["stopped_early"] = rows.groupby("trial_id")["stopped_early"].transform("max")
+    rows.to_parquet(folder / RESULTS_FILE, index=False)
+    return str(folder)
 
 
 # -- statistics -------------------------------------------------------------------------------
@@ -505,7 +576,7 @@ def draw(summary: dict[str, Any], path: Path, title: str) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="wide", choices=["report", "wide"])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--seeds", type=int, default=30)
     parser.add_argument("--first-seed", type=int, default=0)

@@ -22,6 +22,7 @@ from sweeps.checkpoint_pruner import KEEP_CHOICES
 from sweeps.experiment import Folder
 from sweeps.layout import SWEEP_FILE
 from sweeps.record import read_sweep_file
+from sweeps.searcher import SAMPLERS
 from sweeps.settings import GIVEN_AGAIN, MAY_CHANGE, Flag, Settings, SweepSpec
 from sweeps.strategies import STRATEGIES
 from sweeps.wandb_hub import WANDB_CHECKPOINTS, WANDB_MODES
@@ -47,6 +48,7 @@ SMOKE = dict(
 CHOICES = MappingProxyType(
     {
         "scheduler": tuple(STRATEGIES),
+        "searcher": tuple(SAMPLERS),
         "keep_checkpoints": KEEP_CHOICES,
         "wandb_mode": WANDB_MODES,
         "wandb_log_checkpoint": WANDB_CHECKPOINTS,

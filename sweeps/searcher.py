@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -20,6 +21,20 @@ from sweeps import old_folders, private_api
 from sweeps.outcome import DIVERGED, ERROR, is_finite_number
 
 logger = logging.getLogger(__name__)
+
+
+# The samplers --searcher names, each made from the sweep's --seed. "tpe" is Optuna's TPE with
+# its defaults (what Ray's OptunaSearch makes): 10 random trials first, one dimension at a time.
+# "tpe-liar" is Optuna's advice for parallel workers: multivariate TPE, and the trials still
+# running counted as if they had the worst value (constant liar), so concurrent suggestions
+# spread out; "random" samples the space uniformly (as Ray's default search does).
+SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
+    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
+    "tpe-liar": lambda seed: optuna.samplers.TPESampler(
+        seed=seed, multivariate=True, constant_liar=True, warn_independent_sampling=False
+    ),
+    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+}
 
 
 def _step(result: dict) -> int | None:

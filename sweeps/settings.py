@@ -152,6 +152,12 @@ class Settings:
         default=0,
         metavar="N",
     )
+    searcher: str = flag(
+        "search",
+        "the Optuna sampler that proposes trials: tpe (default: Optuna's TPE), tpe-liar "
+        "(multivariate TPE that counts running trials as bad: for many workers), random",
+        default="tpe",
+    )
     warm_start: str | None = flag(
         "search",
         "try this named configuration as the first trial: {warm_starts} (Ray's "

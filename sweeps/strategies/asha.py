@@ -10,7 +10,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, SearchAlgorithm
 
 from sweeps.schedulers import RevisingASHAScheduler
-from sweeps.searcher import TrialStateOptunaSearch
+from sweeps.searcher import SAMPLERS, TrialStateOptunaSearch
 from sweeps.settings import Settings
 from sweeps.strategies.base import Strategy
 
@@ -20,7 +20,7 @@ class ASHA(Strategy):
     uses_study = True
 
     def searcher(self, settings: Settings, study_storage, warm) -> SearchAlgorithm:
-        """TPE seeded with --seed, on the study named like the experiment, at most
+        """--searcher's sampler (TPE) seeded with --seed, on the study named like the experiment, at most
         --max-concurrent trials at once; ``warm`` given to the study before it samples."""
         searcher = TrialStateOptunaSearch(
             first=warm.points,
@@ -28,7 +28,7 @@ class ASHA(Strategy):
             max_epochs=settings.max_epochs,
             study_name=settings.name,
             storage=study_storage,
-            seed=settings.seed,
+            sampler=SAMPLERS[settings.searcher](settings.seed),
         )
         return ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent)
 
@@ -48,7 +48,11 @@ class ASHA(Strategy):
                 "grace_period": settings.grace_period,
                 "reduction_factor": settings.reduction_factor,
             },
-            "searcher": {"name": "optuna.TPESampler", "seed": settings.seed},
+            "searcher": {
+                "name": settings.searcher,
+                "sampler": type(SAMPLERS[settings.searcher](settings.seed)).__name__,
+                "seed": settings.seed,
+            },
         }
 
     def decision_period(self, settings: Settings) -> int:
