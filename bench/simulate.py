@@ -21,7 +21,7 @@ Methods, each the real objects (``METHODS``):
                     ``Strategy.searcher`` / ``scheduler``): TPE (Optuna, seeded) through Ray's
                     OptunaSearch + ConcurrencyLimiter, and the revising ASHA
   ours-<variant>    the same with one flag changed (``OUR_VARIANTS``): Ray's own ASHA
-                    (``--no-asha-revise``), ``--searcher tpe-liar`` or ``random``,
+                    (``--no-asha-revise``), ``--searcher tpe-independent``, ``tpe-5`` or ``random``,
                     ``--warm-start report``
   ray-default       what Ray Tune does with no search_alg: random search (Tune's own samplers,
                     as BasicVariantGenerator draws) and Ray's ASHAScheduler
@@ -302,7 +302,8 @@ class OptunaHyperband:
 OUR_VARIANTS = {
     "ours": (),
     "ours-ray-asha": ("--no-asha-revise",),
-    "ours-tpe-liar": ("--searcher=tpe-liar",),
+    "ours-tpe-independent": ("--searcher=tpe-independent",),
+    "ours-tpe-5": ("--searcher=tpe-5",),
     "ours-random": ("--searcher=random",),
     "ours-warm-report": ("--warm-start=report",),
 }
@@ -431,7 +432,7 @@ def simulate(
         )
         if ended:
             timed(method.on_complete, trial_id, epoch, value)
-            if math.isnan(run.first_trial_end):
+            if trial_id == "00000":  # the first trial proposed (a warm start's configuration)
                 run.first_trial_end = now
             del running[trial_id]
             free += 1
@@ -542,11 +543,25 @@ def summarise(runs: dict[str, list[Run]], curves: Curves, horizon: float) -> dic
         }
     base = out["methods"].get("ours")
     if base:
-        for m in out["methods"].values():
+        rng = np.random.default_rng(0)
+        ours_ttt = np.array([time_to(r, final_random) for r in runs["ours"]])
+        for name, m in out["methods"].items():
             m["time_to_target_vs_ours"] = (
                 m["time_to_target_median_s"] / base["time_to_target_median_s"]
             )
             m["auc_vs_ours"] = m["auc_median"] / base["auc_median"]
+            # the ratio's bootstrap 95% interval, each method's seeds resampled apart
+            ttt = np.array([time_to(r, final_random) for r in runs[name]])
+            ratios = [
+                np.median(rng.choice(ttt, len(ttt)))
+                / np.median(rng.choice(ours_ttt, len(ours_ttt)))
+                for _ in range(2000)
+            ]
+            m["time_to_target_vs_ours_ci"] = [
+                float(np.quantile(ratios, 0.025)),
+                float(np.quantile(ratios, 0.975)),
+            ]
+            m["time_to_target_s"] = ttt.tolist()
     return out
 
 
@@ -593,7 +608,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--curves", type=Path, default=CURVES)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--figure", type=Path)
+    parser.add_argument("--redraw", type=Path, help="draw --figure from this --json, run nothing")
     args = parser.parse_args(argv)
+    if args.redraw:
+        summary = json.loads(args.redraw.read_text())
+        title = (
+            f"autoencoder '{summary['space']}' space, W={summary['workers']}, "
+            f"{summary['methods']['ours']['seeds']} seeds, horizon {summary['horizon_s']:.0f} s "
+            f"({args.budget_trials:g} full trials / W)"
+        )
+        draw(summary, args.figure, title)
+        return summary
 
     from sweeps import ae_sweep
 
@@ -623,7 +648,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, m in summary["methods"].items():
         print(
             f"{name:17s} time-to-target {m['time_to_target_median_s'] / 60:6.1f} min "
-            f"({m.get('time_to_target_vs_ours', math.nan):.2f}x ours, reached "
+            f"({m.get('time_to_target_vs_ours', math.nan):.2f}x ours, 95% CI "
+            f"{m.get('time_to_target_vs_ours_ci', [math.nan] * 2)[0]:.2f}-"
+            f"{m.get('time_to_target_vs_ours_ci', [math.nan] * 2)[1]:.2f}, reached "
             f"{m['reached_target']}/{m['seeds']}), AUC {m.get('auc_vs_ours', math.nan):.2f}x, "
             f"final regret {m['final_regret_median']:.3f}, {m['trials_median']:.0f} trials, "
             f"{m['epochs_median']:.0f} epochs"
@@ -635,7 +662,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             summary,
             args.figure,
             f"autoencoder '{args.space}' space, W={args.workers}, {args.seeds} seeds, "
-            f"horizon {horizon / 60:.0f} min ({args.budget_trials:g} full trials / W)",
+            f"horizon {horizon:.0f} s ({args.budget_trials:g} full trials / W)",
         )
     return summary
 

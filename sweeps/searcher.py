@@ -24,15 +24,16 @@ logger = logging.getLogger(__name__)
 
 
 # The samplers --searcher names, each made from the sweep's --seed. "tpe" is Optuna's TPE with
-# its defaults (what Ray's OptunaSearch makes): 10 random trials first, one dimension at a time.
-# "tpe-liar" is Optuna's advice for parallel workers: multivariate TPE, and the trials still
-# running counted as if they had the worst value (constant liar), so concurrent suggestions
-# spread out; "random" samples the space uniformly (as Ray's default search does).
+# its (5.0) defaults, what Ray's OptunaSearch makes: multivariate, the running trials counted as
+# bad ones (constant liar, so parallel suggestions spread out), 10 random trials first.
+# "tpe-independent" is TPE one dimension at a time without the liar (Optuna 4's defaults);
+# "tpe-5" starts modelling after 5 random trials; "random" samples the space uniformly.
 SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
     "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
-    "tpe-liar": lambda seed: optuna.samplers.TPESampler(
-        seed=seed, multivariate=True, constant_liar=True, warn_independent_sampling=False
+    "tpe-independent": lambda seed: optuna.samplers.TPESampler(
+        seed=seed, multivariate=False, constant_liar=False
     ),
+    "tpe-5": lambda seed: optuna.samplers.TPESampler(seed=seed, n_startup_trials=5),
     "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
 }
 

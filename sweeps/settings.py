@@ -154,8 +154,9 @@ class Settings:
     )
     searcher: str = flag(
         "search",
-        "the Optuna sampler that proposes trials: tpe (default: Optuna's TPE), tpe-liar "
-        "(multivariate TPE that counts running trials as bad: for many workers), random",
+        "the Optuna sampler that proposes trials: tpe (default: Optuna's TPE, multivariate "
+        "with a constant liar), tpe-independent (one dimension at a time), tpe-5 (models "
+        "after 5 random trials, not 10), random",
         default="tpe",
     )
     warm_start: str | None = flag(
