@@ -112,13 +112,15 @@ def _train(job: tuple[str, int, dict[str, Any], dict[str, Any]]) -> list[dict[st
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", action="append", choices=["report", "wide"])
+    parser.add_argument(
+        "--space", action="append", choices=["report", "wide"], help="a space (repeat: both)"
+    )
     parser.add_argument("--n", type=int, default=150, help="configurations per space")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--subset", type=int, default=10000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per configuration")
+    parser.add_argument("--subset", type=int, default=10000, help="training images")
+    parser.add_argument("--workers", type=int, default=2, help="configurations at once")
     parser.add_argument("--seed", type=int, default=0, help="Sobol scrambling seed")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the Parquet file")
     args = parser.parse_args(argv)
 
     import pandas as pd

@@ -590,24 +590,28 @@ def draw(summary: dict[str, Any], path: Path, title: str) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="wide", choices=["report", "wide"])
-    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS))
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--seeds", type=int, default=30)
-    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--space", default="wide", choices=["report", "wide"], help="the space")
+    parser.add_argument(
+        "--methods", nargs="+", default=DEFAULT_METHODS, choices=list(METHODS), help="METHODS"
+    )
+    parser.add_argument("--workers", type=int, default=4, help="W: trials at once")
+    parser.add_argument("--seeds", type=int, default=30, help="seeds per method")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed")
     parser.add_argument(
         "--budget-trials",
         type=float,
         default=20,
         help="the horizon: the time this many full-length trials take, over the workers",
     )
-    parser.add_argument("--grace-period", type=int, default=1)
-    parser.add_argument("--reduction-factor", type=float, default=3)
-    parser.add_argument("--warm-start", default=None)
-    parser.add_argument("--no-search-time", action="store_true")
-    parser.add_argument("--curves", type=Path, default=CURVES)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--figure", type=Path)
+    parser.add_argument("--grace-period", type=int, default=1, help="minimum resource")
+    parser.add_argument("--reduction-factor", type=float, default=3, help="ASHA's factor")
+    parser.add_argument("--warm-start", default=None, help="--warm-start for every ours-*")
+    parser.add_argument(
+        "--no-search-time", action="store_true", help="leave the searchers' compute off the clock"
+    )
+    parser.add_argument("--curves", type=Path, default=CURVES, help="the recorded curves")
+    parser.add_argument("--json", type=Path, help="write the summary here")
+    parser.add_argument("--figure", type=Path, help="draw the anytime curves here")
     parser.add_argument("--redraw", type=Path, help="draw --figure from this --json, run nothing")
     args = parser.parse_args(argv)
     if args.redraw:

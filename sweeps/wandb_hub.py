@@ -200,7 +200,9 @@ def mark_best_run(
             group=settings.name,
             mode=wandb_mode,
             dir=str(wandb_root(exp_local)),
-            settings={"silent": True},
+            # no metadata: it would hold this driver's command line, whose --study-storage
+            # may carry a database password (the trials' runs start in an actor, which has none)
+            settings={"silent": True, "x_disable_meta": True, "save_code": False},
             reinit="create_new",
         )
         run.tags = tuple(dict.fromkeys((*run.tags, BEST_TAG)))

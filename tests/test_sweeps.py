@@ -386,7 +386,7 @@ def test_folder_writes_through_pyarrow_to_s3(tmp_path, monkeypatch):
         (["--address", "127.0.0.1:1"], "cannot reach Ray at --address 127.0.0.1:1"),
         (["--address", "ray://127.0.0.1:1"], "cannot reach Ray"),
         (["--resume", "."], "no sweep.json there"),
-        (["--resume", "x", "--num-samples", "3"], "--num-samples cannot change when resuming"),
+        (["--resume", "x", "--max-epochs", "3"], "--max-epochs cannot change when resuming"),
     ],
 )
 def test_bad_flags_fail_in_one_line_before_ray_starts(argv, expected, tmp_path, capsys):

@@ -571,7 +571,7 @@ def _print(capsys, summary, scheduler="asha", wandb_mode="online") -> list[str]:
     return capsys.readouterr().out.splitlines()
 
 
-def test_summary_of_a_complete_asha_sweep(capsys, dashboard, tmp_path):
+def test_summary_of_a_complete_asha_sweep(capsys, dashboard, tmp_path, venv_shell):
     dashboard(True)
     exp = tmp_path / "ae_sweep"
     db = f"sqlite:///{exp / 'optuna.db'}"
@@ -634,7 +634,9 @@ def test_summary_of_exactly_five_failures_has_no_more_line(capsys, tmp_path):
     ]
 
 
-def test_summary_of_a_pbt_sweep_counts_exploits_and_has_no_study(capsys, wandb_key, tmp_path):
+def test_summary_of_a_pbt_sweep_counts_exploits_and_has_no_study(
+    capsys, wandb_key, tmp_path, venv_shell
+):
     """PBT: exploits instead of trials stopped early; no study, so neither optuna.db nor the
     dashboard; a test metric that is not a number is left out; offline runs to upload."""
     wandb_key(True)
