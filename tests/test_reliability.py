@@ -700,7 +700,7 @@ def interrupted(real_data_dir, tmp_path_factory):
     exp = root / "runs" / "interrupted"
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--wandb-mode", "offline"]
     cmd += ["--storage-path", str(exp.parent), "--name", "interrupted", "--num-samples", "5"]
-    cmd += ["--max-epochs", "3"]  # smoke epochs (250 steps) of about two seconds: snapshots
+    cmd += ["--max-epochs", "3", "--subset", "12000"]  # epochs of about 3 s: snapshots
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # every second see trials end one by one
     code = helpers.ctrl_c_after_a_trial(cmd, exp, root / "first.log", env=env)
     copy = root / "copy" / "interrupted"

@@ -644,6 +644,7 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
     exp, markers = tmp_path / "resumed", tmp_path / "faults"
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--storage-path", str(tmp_path)]
     cmd += ["--name", "resumed", "--num-samples", "6", "--max-epochs", "3"]
+    cmd += ["--subset", "12000"]  # epochs of about 3 s: snapshots see trials end one by one
     cmd += ["--wandb-mode", "disabled"]  # W&B is checked above; here it would only cost time
     # The driver pauses (sweeps/faults.py) once the newest snapshot, whole in the folder, holds a
     # finished trial (not to be run again) and a trial it will restore from a checkpoint (which
