@@ -634,6 +634,13 @@ def test_gan_sweep_reports_fid_at_every_rung(local_ray, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.realdata
+@pytest.mark.xfail(
+    strict=False,
+    reason="timing window, issue #20: with the smoke sweep's batch-32 epochs (since 2026-12-05) "
+    "the driver-pause condition (a result ahead of a snapshot holding a finished and a "
+    "restorable trial) arises in about half the runs; the fault plan must hold a trial until it "
+    "does instead of relying on epoch length",
+)
 def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
     """SIGKILL the driver at a moment when a trial has reported an epoch that Tune's last
     snapshot does not hold, with snapshots at the sweeps' own period (3 s; conftest's 1 s is
