@@ -185,6 +185,7 @@ class TuneMethod:
         self.searcher, self.scheduler, self.space = searcher, scheduler, space
         self.rng = np.random.default_rng(seed)
         self.domains = {k: v for k, v in space.items() if isinstance(v, Domain)}
+        self._trials: dict[str, Trial] = {}  # the running trials, as the scheduler sees them
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.searcher is None:  # random search: Tune's own samplers
@@ -196,7 +197,6 @@ class TuneMethod:
         trial = Trial(trial_id, {**self.space, **config})
         if self.scheduler is not None:
             self.scheduler.on_trial_add(None, trial)
-        self._trials = getattr(self, "_trials", {})
         self._trials[trial_id] = trial
         return config
 

@@ -86,7 +86,7 @@ def build_parser(spec: SweepSpec) -> argparse.ArgumentParser:
         "name": spec.name,
         "smoke": ", ".join(
             f"{k.replace('_', '-')} {v}"
-            for k, v in {**SMOKE, "warm_start": next(iter(spec.warm_starts), None)}.items()
+            for k, v in {**SMOKE, "warm_start": spec.smoke_warm_start}.items()
             if v is not None
         )
         + "".join(f"; every trial's {k} {v}" for k, v in spec.smoke_config.items()),

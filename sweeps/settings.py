@@ -47,6 +47,11 @@ class SweepSpec:
         return f"sweeps/{self.name}.py"
 
     @property
+    def smoke_warm_start(self) -> str | None:
+        """The configuration --smoke-test tries first: the first of ``warm_starts``."""
+        return next(iter(self.warm_starts), None)
+
+    @property
     def flag_defaults(self) -> dict[str, Any]:
         """The defaults the script gives its flags: its first space, and ``defaults``."""
         return {"space": next(iter(self.spaces)), **self.defaults}

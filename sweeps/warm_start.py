@@ -41,8 +41,8 @@ class WarmStart:
 def warm_start(spec: SweepSpec, settings: Settings, module, space: dict[str, Any]) -> WarmStart:
     """--warm-start's and --warm-start-from's, checked before Ray starts (UsageError)."""
     name = settings.warm_start
-    if name is None and settings.smoke_test and spec.warm_starts:
-        name = next(iter(spec.warm_starts))  # the smoke test's, where the space holds it
+    if name is None and settings.smoke_test:
+        name = spec.smoke_warm_start  # the smoke test's, where the space holds it
     points = warm_points(spec, name, module, space, strict=settings.warm_start is not None)
     return WarmStart(
         points,
