@@ -8,7 +8,8 @@ The plan::
 
     {"dir": "/tmp/faults",                    # where the markers and go-files below live
      "hold": [{"trial": 0, "epoch": 2}],       # trial side, any number of holds
-     "pause": {"at": "snapshot", "terminated": 1, "restorable": 0, "running": 0}}  # driver side
+     "pause": {"at": "snapshot", "terminated": 1, "restorable": 0, "running": 0,   # driver side
+               "release": [{"trial": 0, "epoch": 2}]}}
 
 * ``hold``: trial ``trial`` (the order in which Tune created the trials, from 0: the driver's
   callback writes each trial's number to ``dir/trial-<trial id>`` when Tune starts it) stops
@@ -25,7 +26,10 @@ The plan::
   told the Optuna study, so the study is ahead of the snapshot. It writes
   ``dir/driver-paused.json`` (``pid``, the snapshot's trials; with ``result``, the trial and
   epoch) and waits for ``dir/driver-go``, a Ctrl-C (Tune's SIGINT handler having run), or to be
-  killed.
+  killed. ``release`` names holds the driver lets go (it writes their go-files) as soon as such
+  a snapshot is whole in the folder, before it pauses: a test holds a trial unfinished, with a
+  checkpoint, until a snapshot records it so, and the state it pauses in then comes whatever
+  the timing.
 
 Every wait gives up after ``DEADLINE_S`` and the sweep goes on: a test that never says go fails
 on its own assertions, it does not hang. The plan is parsed once per process (per value of the
@@ -174,8 +178,8 @@ class FaultPoints(tune.Callback):
 
     def on_step_end(self, iteration, trials, **info) -> None:
         fresh, self._fresh = self._fresh, False
-        if fresh and (plan().get("pause") or {}).get("at") == "snapshot":
-            self._maybe_pause(trials)
+        if fresh and plan().get("pause"):
+            self._maybe_pause(trials, pause=plan()["pause"].get("at") == "snapshot")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         # Tune calls this after the scheduler and the searcher: a result that goes on (not
@@ -198,15 +202,21 @@ class FaultPoints(tune.Callback):
             )
         )
 
-    def _maybe_pause(self, trials, trial=None, epoch: int | None = None) -> None:
+    def _maybe_pause(self, trials, trial=None, epoch: int | None = None, pause=True) -> None:
+        """Release the plan's holds and (with ``pause``) pause, if the newest snapshot matches
+        the plan and is whole in the folder."""
         if self._paused or not self._matches(plan()["pause"], trial):
             return
         if self._in_folder is None:  # checked once per snapshot
             self._in_folder = _snapshot_in(self.experiment_uri, trials)
         if not self._in_folder:
             return  # Tune skipped copying this snapshot: a later one will do
-        self._paused = True
         folder = Path(plan()["dir"])
+        for hold in plan()["pause"].get("release", []):
+            _write(folder / f"go-trial{hold['trial']}-epoch{hold['epoch']}", "")
+        if not pause:
+            return
+        self._paused = True
         paused = {"pid": os.getpid(), "snapshot": self._snapshot}
         if trial is not None:
             paused.update(trial_id=trial.trial_id, epoch=epoch)

@@ -5,15 +5,20 @@ Tune's experiment snapshot, the trials' result files, the Optuna study.
 A fault test holds the sweep at the state it means to interrupt (a trial after epoch e, the
 driver after a snapshot): the code under test writes a marker once it is held there, the test
 waits for that marker (bounded, with a message saying what never happened), then kills, sends
-Ctrl-C or says go. No sleep decides anything, and no file is read while it still changes."""
+Ctrl-C or says go. No sleep decides anything, and no file is read while it still changes.
+
+Also what several test files read: a sweep's own console lines, the searcher without Ray, the
+offline W&B runs."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -21,9 +26,12 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from ray import tune
+from wandb.proto import wandb_internal_pb2
 
 from sweeps import faults
 from sweeps.layout import trial_dirname
+from sweeps.searcher import TrialStateOptunaSearch
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER_DEADLINE_S = 300.0  # a marker that takes longer is a failure, not a slow machine
@@ -43,6 +51,23 @@ def fault_plan(folder: Path, **plan) -> str:
 def fault_env(folder: Path, env: dict | None = None, **plan) -> dict[str, str]:
     """``env`` (default: this process's) with the fault plan set, for a sweep in a subprocess."""
     return {**(os.environ if env is None else env), faults.VARIABLE: fault_plan(folder, **plan)}
+
+
+# Mid-sweep, whatever the timing: trial 1 is held right after its first epoch (its checkpoint
+# registered) until a snapshot, whole in the folder, holds a finished trial and trial 1 unfinished
+# with that checkpoint; the driver then lets it go and pauses (sweeps/faults.py). The sweep needs
+# ASHA's first rung at epoch 2 or later (``MID_SWEEP_ARGS``), so that nothing stops trial 1 at
+# epoch 1 before it is held; its other trials run on and finish meanwhile.
+HELD = {"trial": 1, "epoch": 1}
+MID_SWEEP_ARGS = ["--grace-period", "2"]
+
+
+def mid_sweep(at: str = "snapshot", **rule: int) -> dict:
+    """The fault plan (``fault_plan``'s keywords) that pauses the driver ``at`` a snapshot, or
+    at the first result after it, once the snapshot holds a finished trial and a held one that
+    Tune would restore from its checkpoint (``rule`` adds to that)."""
+    pause = {"at": at, "terminated": 1, "restorable": 1, "running": 1, **rule, "release": [HELD]}
+    return {"hold": [HELD], "pause": pause}
 
 
 def wait_for_marker(
@@ -76,12 +101,12 @@ def ctrl_c_after_a_trial(cmd: list[str], exp: Path, log: Path, cwd=REPO, env=Non
     paused right after a snapshot that is in ``exp`` and holds a finished trial and an unfinished
     one, and return its exit status (whatever Ray it started is killed afterwards). Code without
     the fault-injection points (an old commit's checkout, ``cwd``) is interrupted the old way:
-    once a snapshot read shows a finished trial."""
+    once a snapshot read shows a finished trial. ``cmd`` gets ``MID_SWEEP_ARGS``."""
     if not (Path(cwd) / "sweeps" / "faults.py").is_file():
         return _ctrl_c_by_polling(cmd, exp, log, cwd, env)
+    cmd = [*cmd, *MID_SWEEP_ARGS]
     markers = log.parent / f"{log.stem}-faults"
-    pause = {"at": "snapshot", "terminated": 1, "running": 1}
-    env = fault_env(markers, env, pause=pause)
+    env = fault_env(markers, env, **mid_sweep())
     with open(log, "w") as out:
         driver = subprocess.Popen(
             cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -219,3 +244,107 @@ def _ahead_of_snapshot(exp: Path, snapshot: dict | None = None) -> dict[str, int
     }
     study = _epochs_in_study(exp)
     return {t: e for t, e in epochs.items() if study.get(t, 0) > e}
+
+
+# ---------------------------------------------------------------------------------------------
+# What a sweep printed, its searcher without Ray, its offline W&B runs
+
+
+# A line a trial's worker printed, which Ray forwards to the driver's console with this prefix
+# (colour codes first on a terminal): a worker killed at shutdown may print a SystemExit traceback.
+WORKER_LINE = re.compile(r"^(\x1b\[\d+m)?\(\w+ pid=\d+")
+
+
+def sweeps_own_lines(text: str) -> list[str]:
+    """The non-blank lines of a sweep's console output that the sweep's driver printed itself,
+    without the lines Ray forwards from the trials' workers."""
+    return [line for line in text.splitlines() if line.strip() and not WORKER_LINE.match(line)]
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "; " in err[0], err
+    return err[0]
+
+
+def optuna_searcher(tmp_path, max_epochs=3):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/optuna.db")
+    searcher = TrialStateOptunaSearch(
+        max_epochs=max_epochs, study_name="s", storage=storage, seed=0
+    )
+    space = {"lr": tune.loguniform(1e-4, 1e-2), "optimizer": tune.choice(["adam", "sgd"])}
+    searcher.set_search_properties("val_mse", "min", space)
+    return searcher
+
+
+def report_epochs(searcher, trial_id, values, complete=True, error=False):
+    searcher.suggest(trial_id)
+    results = [{"val_mse": v, "training_iteration": i} for i, v in enumerate(values, 1)]
+    for r in results[:-1]:
+        searcher.on_trial_result(trial_id, r)
+    if complete:  # Tune hands the last result (the one ASHA stopped on) only to on_trial_complete
+        searcher.on_trial_complete(trial_id, None if error else results[-1], error=error)
+    else:
+        searcher.on_trial_result(trial_id, results[-1])
+
+
+def wandb_records(run_file: Path):
+    """The protobuf ``Record`` messages of an offline W&B run file (run-<id>.wandb): W&B's
+    LevelDB-style log, a 7-byte header then 32 KiB blocks of records (crc32, length, type)."""
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B", f"{run_file} is not a W&B run file"
+    pos, buf = 7, b""
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a record header is padding
+            pos += 32768 - pos % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0:
+            break
+        buf += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            yield wandb_internal_pb2.Record.FromString(buf)
+            buf = b""
+
+
+def wandb_history(run_file: Path) -> tuple[str, list[dict]]:
+    """The run id and the logged rows of an offline W&B run file."""
+    run_id, rows = None, []
+    for record in wandb_records(run_file):
+        if record.HasField("run"):
+            run_id = record.run.run_id
+        elif record.HasField("history"):
+            items = record.history.item
+            rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items})
+    return run_id, rows
+
+
+def wandb_run_end(run_file: Path) -> dict:
+    """What an offline W&B run file says beyond its rows: id, entity, tags, the summary's last
+    values and the artifacts it logged (name, type)."""
+    out = {"id": None, "entity": None, "tags": (), "summary": {}, "artifacts": []}
+    for record in wandb_records(run_file):
+        if record.HasField("run"):
+            out.update(id=record.run.run_id, entity=record.run.entity, tags=tuple(record.run.tags))
+        elif record.HasField("summary"):
+            for item in record.summary.update:
+                out["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+        elif record.HasField("artifact"):
+            out["artifacts"].append((record.artifact.name, record.artifact.type))
+    return out
+
+
+def check_wandb_runs(exp: Path, table, metrics: list[str]) -> None:
+    """One offline W&B run per trial, holding the trial's every epoch as results.parquet does."""
+    runs = {}
+    for run_file in (exp / "wandb").glob("offline-run-*/run-*.wandb"):
+        run_id, rows = wandb_history(run_file)
+        runs.setdefault(run_id, []).extend(rows)
+    assert set(runs) == set(table["trial_id"])
+    for trial_id, rows in table.groupby("trial_id"):
+        logged = {r["training_iteration"]: r for r in runs[trial_id]}
+        assert sorted(logged) == sorted(rows["training_iteration"]), trial_id
+        for _, row in rows.iterrows():
+            for m in metrics:
+                assert logged[row["training_iteration"]][m] == pytest.approx(row[m]), (trial_id, m)

@@ -136,17 +136,16 @@ def test_s3_sweep_writes_only_to_the_bucket_and_resumes_from_it(s3, real_data_di
     exp_uri = f"s3://sweeps/runs/s3_sweep?{query}"
     argv = ["--smoke-test", "--storage-path", f"s3://sweeps/runs?{query}", "--name", "s3_sweep"]
     argv += ["--num-samples", "6", "--max-epochs", "3", "--num-cpus", "2"]
-    argv += ["--wandb-mode", "disabled"]
+    argv += ["--wandb-mode", "disabled", *helpers.MID_SWEEP_ARGS]
 
     # Ctrl-C once a trial has finished (the driver paused right after a snapshot in the bucket
-    # that holds a finished trial and an unfinished one: sweeps/faults.py): Tune saves its state
+    # that holds a finished trial and an unfinished one: helpers.mid_sweep): Tune saves its state
     # to the bucket and the sweep ends.
-    pause = {"at": "snapshot", "terminated": 1, "running": 1}
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen(
             [sys.executable, AE_SWEEP, *argv],
             cwd=cwd,
-            env=helpers.fault_env(tmp_path / "faults", env, pause=pause),
+            env=helpers.fault_env(tmp_path / "faults", env, **helpers.mid_sweep()),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

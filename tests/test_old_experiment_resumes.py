@@ -17,9 +17,9 @@ import tarfile
 from io import BytesIO
 from pathlib import Path
 
+import helpers  # reading studies and Tune snapshots
 import pyarrow.parquet as pq
 import pytest
-import test_sweeps as ts  # the sweep tests' helpers: reading studies and Tune snapshots
 from optuna.trial import TrialState
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,14 +53,14 @@ def test_an_experiment_folder_from_before_the_split_resumes(real_data_dir, tmp_p
     cmd += ["--storage-path", str(exp.parent), "--name", "old", "--num-samples", "5"]
     cmd += ["--max-epochs", "3", "--subset", "12000"]  # epochs long enough to interrupt
     env = {**os.environ, "PYTHONPATH": str(old)}  # the old packages win over the installed ones
-    code = ts.ctrl_c_after_a_trial(cmd, exp, tmp_path / "old.log", cwd=old, env=env)
+    code = helpers.ctrl_c_after_a_trial(cmd, exp, tmp_path / "old.log", cwd=old, env=env)
     first = (tmp_path / "old.log").read_text()
     assert code == 130, first
     # The folder really is the old code's: its pickles name the old module paths.
     assert b"PruningOptunaSearch" in (exp / "tuner.pkl").read_bytes()
     assert b"sweeps.checkpoint_gc" in (exp / "tuner.pkl").read_bytes()
-    finished = ts._terminated_in_snapshot(exp)
-    assert finished and ts._finished_trials(exp) < 5
+    finished = helpers._terminated_in_snapshot(exp)
+    assert finished and helpers._finished_trials(exp) < 5
     before = {name: (exp / name / "result.json").read_text() for name in finished}
 
     resumed = subprocess.run(
@@ -71,7 +71,7 @@ def test_an_experiment_folder_from_before_the_split_resumes(real_data_dir, tmp_p
         timeout=600,
     )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    own = ts.sweeps_own_lines(resumed.stderr)  # not a worker's SystemExit at shutdown
+    own = helpers.sweeps_own_lines(resumed.stderr)  # not a worker's SystemExit at shutdown
     assert not any("Traceback" in line for line in own), resumed.stderr[-3000:]
     for name, text in before.items():  # finished trials kept, not run again
         assert (exp / name / "result.json").read_text() == text
@@ -79,9 +79,13 @@ def test_an_experiment_folder_from_before_the_split_resumes(real_data_dir, tmp_p
     table = pq.read_table(exp / "results.parquet").to_pandas()
     assert table["trial_id"].nunique() == 5
     assert not table.duplicated(["trial_id", "training_iteration"]).any()
-    ts.check_study_matches(exp, table, "val_mse", 3)  # ids, every epoch's value, PRUNED/COMPLETE
+    helpers.check_study_matches(
+        exp, table, "val_mse", 3
+    )  # ids, every epoch's value, PRUNED/COMPLETE
     study = {
-        t.user_attrs["trial_id"]: t for t in ts.study_of(exp).trials if t.state != TrialState.FAIL
+        t.user_attrs["trial_id"]: t
+        for t in helpers.study_of(exp).trials
+        if t.state != TrialState.FAIL
     }
     last = table.sort_values("training_iteration").groupby("trial_id")["val_mse"].last()
     assert {k: t.value for k, t in study.items()} == pytest.approx(last.to_dict())

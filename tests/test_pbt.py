@@ -334,7 +334,7 @@ def test_wandb_keeps_every_result_of_a_trial_that_goes_back_to_an_earlier_epoch(
     """A PBT clone of a donor's earlier checkpoint (or a retried trial) reports epochs it reported
     before. W&B drops a row logged at a step below its current one; the sweep's W&B hub logs at
     W&B's own step with the epoch as the charts' x-axis, so a real offline run keeps them all."""
-    import test_sweeps as ts
+    import helpers
 
     from sweeps.wandb_hub import WandbHub
 
@@ -348,7 +348,7 @@ def test_wandb_keeps_every_result_of_a_trial_that_goes_back_to_an_earlier_epoch(
         hub.log("rewound", {"training_iteration": epoch, "loss": loss, "time_this_iter_s": 1.0})
     assert hub.close() == 1
     (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
-    run_id, rows = ts.wandb_history(run_file)
+    run_id, rows = helpers.wandb_history(run_file)
     assert run_id == "rewound"
     assert [(r["training_iteration"], r["loss"]) for r in rows] == results
     assert all("time_this_iter_s" not in r for r in rows)

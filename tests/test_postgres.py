@@ -109,15 +109,14 @@ def test_a_killed_driver_resumes_from_the_same_postgres_study(real_data_dir, ser
     ray_dir = Path(tempfile.mkdtemp(prefix="ray-pg-"))
     env = {**os.environ, "RAY_TMPDIR": str(ray_dir)}
     cmd = _sweep(tmp_path, "pg_kill", url, "--num-samples", "5", "--max-epochs", "3")
-    cmd += ["--subset", "12000"]  # epochs of about 3 s: trials end one by one
+    cmd += helpers.MID_SWEEP_ARGS
     # Killed while the driver is paused right after a snapshot, in the folder, that holds a
-    # finished trial and an unfinished one (sweeps/faults.py): mid-sweep, whatever the timing.
-    pause = {"at": "snapshot", "terminated": 1, "running": 1}
+    # finished trial and an unfinished one (helpers.mid_sweep): mid-sweep, whatever the timing.
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen(
             cmd,
             cwd=REPO,
-            env=helpers.fault_env(tmp_path / "faults", env, pause=pause),
+            env=helpers.fault_env(tmp_path / "faults", env, **helpers.mid_sweep()),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

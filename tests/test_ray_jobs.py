@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from helpers import _terminated_in_snapshot, fault_plan, wait_for_marker
+from helpers import (
+    MID_SWEEP_ARGS,
+    _terminated_in_snapshot,
+    fault_plan,
+    mid_sweep,
+    wait_for_marker,
+)
 from ray_head import BIN, RayHead, listening_beyond_loopback, wait_for
 
 from sweeps.faults import VARIABLE
@@ -95,20 +101,20 @@ def test_a_sweep_runs_as_a_ray_job_and_resumes_after_ray_job_stop(real_data_dir,
 
         # 2. `ray job stop` mid-sweep, then --resume in a new job completes it
         # Stopped while its driver is paused right after a snapshot, in the folder, that holds a
-        # finished trial and an unfinished one (sweeps/faults.py).
+        # finished trial and an unfinished one (helpers.mid_sweep).
         stopped, markers = storage / "job_stopped", tmp_path / "faults"
-        pause = {"at": "snapshot", "terminated": 1, "running": 1}
         job = job_id(
             submit(
                 head,
                 [
                     *["--smoke-test", "--num-samples", "12", "--max-epochs", "4"],
+                    *MID_SWEEP_ARGS,
                     "--name",
                     "job_stopped",
                     *common,
                 ],
                 wait=False,
-                faults=fault_plan(markers, pause=pause),
+                faults=fault_plan(markers, **mid_sweep()),
             )
         )
         wait_for_marker(markers / "driver-paused.json", "a snapshot with a finished trial")

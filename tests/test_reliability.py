@@ -43,7 +43,6 @@ import helpers  # the fault tests' helpers: fault injection, Tune snapshots, the
 import optuna
 import pyarrow.parquet as pq
 import pytest
-import test_sweeps as ts  # the sweep tests' helpers: W&B runs, the searcher without Ray
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.schedulers import TrialScheduler
@@ -75,7 +74,7 @@ QUIET = ["--smoke-test", "--wandb-mode", "disabled"]  # W&B is tested in test_sw
 
 
 def test_searcher_fails_a_diverged_trial_with_its_reason(tmp_path):
-    s = ts._searcher(tmp_path)
+    s = helpers.optuna_searcher(tmp_path)
     reason = "train_mse became nan at epoch 2; the trial diverged (lower the learning rate ...)"
     s.suggest("bad")
     s.on_trial_result("bad", {"val_mse": 0.5, "training_iteration": 1})
@@ -700,8 +699,8 @@ def interrupted(real_data_dir, tmp_path_factory):
     exp = root / "runs" / "interrupted"
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--wandb-mode", "offline"]
     cmd += ["--storage-path", str(exp.parent), "--name", "interrupted", "--num-samples", "5"]
-    cmd += ["--max-epochs", "3", "--subset", "12000"]  # epochs of about 3 s: snapshots
-    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # every second see trials end one by one
+    cmd += ["--max-epochs", "3"]
+    env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # a snapshot every second: short waits
     code = helpers.ctrl_c_after_a_trial(cmd, exp, root / "first.log", env=env)
     copy = root / "copy" / "interrupted"
     shutil.copytree(exp, copy, symlinks=True)  # copy2: contents and modification times
@@ -738,7 +737,7 @@ def test_resume_after_ctrl_c_keeps_every_result_and_agrees_with_ray(local_ray, i
     helpers.check_study_matches(
         exp, table, "val_mse", 3
     )  # ids, every epoch's value, PRUNED/COMPLETE
-    ts.check_wandb_runs(exp, table, ["val_mse"])  # the W&B runs too, across the two drivers
+    helpers.check_wandb_runs(exp, table, ["val_mse"])  # the W&B runs too, across the two drivers
     analysis = tune.ExperimentAnalysis(str(exp))
     ray_last = {t.trial_id: t.last_result["val_mse"] for t in analysis.trials}
     parquet_last = table.sort_values("training_iteration").groupby("trial_id")["val_mse"].last()
@@ -777,7 +776,7 @@ def test_resume_reads_only_the_folder_it_was_given(local_ray, interrupted, tmp_p
     for trial_id in table["trial_id"].unique():  # every trial, old and new, wrote in the new place
         assert (moved / _trial_dir(trial_id) / "result.json").is_file()
     helpers.check_study_matches(moved, table, "val_mse", 3)  # the study in moved/optuna.db agrees
-    ts.check_wandb_runs(moved, table, ["val_mse"])  # and the W&B runs in moved/wandb
+    helpers.check_wandb_runs(moved, table, ["val_mse"])  # and the W&B runs in moved/wandb
     record = json.loads((moved / "sweep.json").read_text())
     assert record["experiment_dir"] == str(moved)
     assert record["study_storage"] == f"sqlite:///{moved / 'optuna.db'}"
@@ -854,7 +853,7 @@ def test_wandb_out_of_reach_logs_offline_without_holding_the_sweep_up(real_data_
         )
         wall = time.monotonic() - start
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        own = ts.sweeps_own_lines(proc.stderr)  # not a worker's SystemExit at shutdown
+        own = helpers.sweeps_own_lines(proc.stderr)  # not a worker's SystemExit at shutdown
         assert not any("Traceback" in line for line in own), proc.stderr[-3000:]
         return proc.stdout, wall
 
@@ -873,5 +872,5 @@ def test_wandb_out_of_reach_logs_offline_without_holding_the_sweep_up(real_data_
     # costs minutes (a 14 s smoke sweep took 6 without the probe: the docstring).
     assert unreachable < disabled + 60, (disabled, unreachable)
     table = pq.read_table(exp / "results.parquet").to_pandas()
-    ts.check_wandb_runs(exp, table, ["train_mse", "val_mse"])  # every trial, every epoch
+    helpers.check_wandb_runs(exp, table, ["train_mse", "val_mse"])  # every trial, every epoch
     assert _files_containing(exp, [key]) == []

@@ -8,9 +8,7 @@ import contextlib
 import json
 import math
 import os
-import re
 import signal
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -20,21 +18,26 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from helpers import (  # noqa: F401 (also read by other test files as ts.<name>)
+from helpers import (
+    MID_SWEEP_ARGS,
     _ahead_of_snapshot,
     _finished_trials,
     _restored_checkpoints,
     _snapshot_trials,
     _terminated_in_snapshot,
     check_study_matches,
-    ctrl_c_after_a_trial,
+    check_wandb_runs,
     fault_env,
+    mid_sweep,
+    one_error_line,
+    optuna_searcher,
+    report_epochs,
     study_of,
     wait_for_marker,
+    wandb_run_end,
 )
 from optuna.trial import TrialState
 from ray import tune
-from wandb.proto import wandb_internal_pb2
 
 from sweeps import ae_sweep, classifier_sweep, gan_sweep
 from sweeps.encoder import resolve_encoder
@@ -49,54 +52,16 @@ REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--smoke-test", "--wandb-mode", "offline"]
 
 
-# A line a trial's worker printed, which Ray forwards to the driver's console with this prefix
-# (colour codes first on a terminal): a worker killed at shutdown may print a SystemExit traceback.
-WORKER_LINE = re.compile(r"^(\x1b\[\d+m)?\(\w+ pid=\d+")
-
-
-def sweeps_own_lines(text: str) -> list[str]:
-    """The non-blank lines of a sweep's console output that the sweep's driver printed itself,
-    without the lines Ray forwards from the trials' workers."""
-    return [line for line in text.splitlines() if line.strip() and not WORKER_LINE.match(line)]
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "; " in err[0], err
-    return err[0]
-
-
 # ---------------------------------------------------------------------------------------------
 # Without Ray: the searcher's Optuna bookkeeping, the storage helper, bad flags
 
 
-def _searcher(tmp_path, max_epochs=3):
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/optuna.db")
-    searcher = TrialStateOptunaSearch(
-        max_epochs=max_epochs, study_name="s", storage=storage, seed=0
-    )
-    space = {"lr": tune.loguniform(1e-4, 1e-2), "optimizer": tune.choice(["adam", "sgd"])}
-    searcher.set_search_properties("val_mse", "min", space)
-    return searcher
-
-
-def _epochs(searcher, trial_id, values, complete=True, error=False):
-    searcher.suggest(trial_id)
-    results = [{"val_mse": v, "training_iteration": i} for i, v in enumerate(values, 1)]
-    for r in results[:-1]:
-        searcher.on_trial_result(trial_id, r)
-    if complete:  # Tune hands the last result (the one ASHA stopped on) only to on_trial_complete
-        searcher.on_trial_complete(trial_id, None if error else results[-1], error=error)
-    else:
-        searcher.on_trial_result(trial_id, results[-1])
-
-
 def test_searcher_tells_optuna_pruned_fail_and_complete(tmp_path):
-    s = _searcher(tmp_path)
-    _epochs(s, "full", [0.3, 0.2, 0.1])
-    _epochs(s, "asha", [0.5, 0.4])  # stopped at epoch 2 of 3
-    _epochs(s, "nan", [0.5, float("nan")])
-    _epochs(s, "boom", [0.5], error=True)
+    s = optuna_searcher(tmp_path)
+    report_epochs(s, "full", [0.3, 0.2, 0.1])
+    report_epochs(s, "asha", [0.5, 0.4])  # stopped at epoch 2 of 3
+    report_epochs(s, "nan", [0.5, float("nan")])
+    report_epochs(s, "boom", [0.5], error=True)
     trials = {t.user_attrs["trial_id"]: t for t in s._ot_study.get_trials()}
     assert trials["full"].state == TrialState.COMPLETE and trials["full"].value == 0.1
     assert trials["full"].intermediate_values == {1: 0.3, 2: 0.2, 3: 0.1}
@@ -109,11 +74,11 @@ def test_searcher_tells_optuna_pruned_fail_and_complete(tmp_path):
 
 
 def test_searcher_restore_fails_orphans_and_reopens_resumed_errored_trials(tmp_path):
-    s = _searcher(tmp_path)
-    _epochs(s, "done", [0.3, 0.2, 0.1])
-    _epochs(s, "crashed", [0.5, 0.4], complete=False)
+    s = optuna_searcher(tmp_path)
+    report_epochs(s, "done", [0.3, 0.2, 0.1])
+    report_epochs(s, "crashed", [0.5, 0.4], complete=False)
     s.on_trial_complete("crashed", error=True)
-    _epochs(s, "running", [0.6], complete=False)
+    report_epochs(s, "running", [0.6], complete=False)
     s.save(tmp_path / "searcher.pkl")  # Tune's snapshot
     s.suggest("orphan")  # asked for after the snapshot, then the driver dies
 
@@ -142,10 +107,10 @@ def test_searcher_restore_fails_orphans_and_reopens_resumed_errored_trials(tmp_p
 def test_searcher_retries_trials_tune_rewinds_to_an_older_checkpoint(tmp_path):
     """The driver dies after trials reported epochs that Tune's snapshot does not hold: Tune runs
     those epochs again, and the study must end up with the values of the run Tune kept."""
-    s = _searcher(tmp_path)
-    _epochs(s, "scratch", [0.5], complete=False)
-    _epochs(s, "ckpt", [0.5], complete=False)
-    _epochs(s, "ended", [0.5], complete=False)
+    s = optuna_searcher(tmp_path)
+    report_epochs(s, "scratch", [0.5], complete=False)
+    report_epochs(s, "ckpt", [0.5], complete=False)
+    report_epochs(s, "ended", [0.5], complete=False)
     s.save(tmp_path / "searcher.pkl")  # Tune's snapshot; then more epochs before the driver dies
     s.on_trial_result("scratch", {"val_mse": 0.4, "training_iteration": 2})
     s.on_trial_result("ckpt", {"val_mse": 0.4, "training_iteration": 2})
@@ -177,9 +142,9 @@ def test_searcher_retries_trials_tune_rewinds_to_an_older_checkpoint(tmp_path):
 
     # Without a restore, a trial that reports its last epoch again (the final result) is not
     # rewound, and neither is one that ASHA stops on an epoch it never reported.
-    _epochs(r, "plain", [0.3, 0.2, 0.1], complete=False)
+    report_epochs(r, "plain", [0.3, 0.2, 0.1], complete=False)
     r.on_trial_complete("plain", {"val_mse": 0.1, "training_iteration": 3})
-    _epochs(r, "asha", [0.3, 0.2])
+    report_epochs(r, "asha", [0.3, 0.2])
     states = {t.user_attrs["trial_id"]: [] for t in r._ot_study.get_trials()}
     for t in r._ot_study.get_trials():
         states[t.user_attrs["trial_id"]].append(t.state)
@@ -462,68 +427,6 @@ def ae_run(local_ray, tmp_path_factory):
     return summary, storage / "ae_sweep_smoke"
 
 
-def wandb_records(run_file: Path):
-    """The protobuf ``Record`` messages of an offline W&B run file (run-<id>.wandb): W&B's
-    LevelDB-style log, a 7-byte header then 32 KiB blocks of records (crc32, length, type)."""
-    data = run_file.read_bytes()
-    assert data[:4] == b":W&B", f"{run_file} is not a W&B run file"
-    pos, buf = 7, b""
-    while pos + 7 <= len(data):
-        if 32768 - pos % 32768 < 7:  # a block's tail too short for a record header is padding
-            pos += 32768 - pos % 32768
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        if kind == 0:
-            break
-        buf += data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST: a whole record
-            yield wandb_internal_pb2.Record.FromString(buf)
-            buf = b""
-
-
-def wandb_history(run_file: Path) -> tuple[str, list[dict]]:
-    """The run id and the logged rows of an offline W&B run file."""
-    run_id, rows = None, []
-    for record in wandb_records(run_file):
-        if record.HasField("run"):
-            run_id = record.run.run_id
-        elif record.HasField("history"):
-            items = record.history.item
-            rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items})
-    return run_id, rows
-
-
-def wandb_run_end(run_file: Path) -> dict:
-    """What an offline W&B run file says beyond its rows: id, entity, tags, the summary's last
-    values and the artifacts it logged (name, type)."""
-    out = {"id": None, "entity": None, "tags": (), "summary": {}, "artifacts": []}
-    for record in wandb_records(run_file):
-        if record.HasField("run"):
-            out.update(id=record.run.run_id, entity=record.run.entity, tags=tuple(record.run.tags))
-        elif record.HasField("summary"):
-            for item in record.summary.update:
-                out["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-        elif record.HasField("artifact"):
-            out["artifacts"].append((record.artifact.name, record.artifact.type))
-    return out
-
-
-def check_wandb_runs(exp: Path, table, metrics: list[str]) -> None:
-    """One offline W&B run per trial, holding the trial's every epoch as results.parquet does."""
-    runs = {}
-    for run_file in (exp / "wandb").glob("offline-run-*/run-*.wandb"):
-        run_id, rows = wandb_history(run_file)
-        runs.setdefault(run_id, []).extend(rows)
-    assert set(runs) == set(table["trial_id"])
-    for trial_id, rows in table.groupby("trial_id"):
-        logged = {r["training_iteration"]: r for r in runs[trial_id]}
-        assert sorted(logged) == sorted(rows["training_iteration"]), trial_id
-        for _, row in rows.iterrows():
-            for m in metrics:
-                assert logged[row["training_iteration"]][m] == pytest.approx(row[m]), (trial_id, m)
-
-
 def check_sweep_folder(exp: Path, summary: dict, metric: str, mode: str, metrics: list[str]):
     """What every sweep writes, read back as analysis would."""
     sweep = json.loads((exp / "sweep.json").read_text())
@@ -634,13 +537,6 @@ def test_gan_sweep_reports_fid_at_every_rung(local_ray, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.realdata
-@pytest.mark.xfail(
-    strict=False,
-    reason="timing window, issue #20: with the smoke sweep's batch-32 epochs (since 2026-12-05) "
-    "the driver-pause condition (a result ahead of a snapshot holding a finished and a "
-    "restorable trial) arises in about half the runs; the fault plan must hold a trial until it "
-    "does instead of relying on epoch length",
-)
 def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
     """SIGKILL the driver at a moment when a trial has reported an epoch that Tune's last
     snapshot does not hold, with snapshots at the sweeps' own period (3 s; conftest's 1 s is
@@ -650,20 +546,18 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "3")  # the killed driver and the resume
     exp, markers = tmp_path / "resumed", tmp_path / "faults"
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--storage-path", str(tmp_path)]
-    cmd += ["--name", "resumed", "--num-samples", "6", "--max-epochs", "3"]
-    cmd += ["--subset", "12000"]  # epochs of about 3 s: snapshots see trials end one by one
+    cmd += ["--name", "resumed", "--num-samples", "6", "--max-epochs", "3", *MID_SWEEP_ARGS]
     cmd += ["--wandb-mode", "disabled"]  # W&B is checked above; here it would only cost time
     # The driver pauses (sweeps/faults.py) once the newest snapshot, whole in the folder, holds a
     # finished trial (not to be run again) and a trial it will restore from a checkpoint (which
-    # must be there), at the first result after it that the searcher has told the study, of a
-    # trial the snapshot holds unfinished (Tune runs that epoch again): killed there, all three
-    # hold, whatever the timing.
-    pause = {"at": "result", "terminated": 1, "restorable": 1}
+    # must be there: trial 1, held after epoch 1 until then), at the first result after it that
+    # the searcher has told the study, of a trial the snapshot holds unfinished (Tune runs that
+    # epoch again): killed there, all three hold, whatever the timing.
     with open(tmp_path / "first.log", "w") as log:
         driver = subprocess.Popen(
             cmd,
             cwd=REPO,
-            env=fault_env(markers, pause=pause),
+            env=fault_env(markers, **mid_sweep(at="result")),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -10,9 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import helpers  # a sweep's own console lines
 import optuna
 import pytest
-import test_sweeps as ts  # the sweep tests' helpers: a sweep's own console lines
 from optuna.trial import TrialState
 
 from analysis import sweep_figures as sf
@@ -45,8 +45,8 @@ def test_the_console_is_a_line_per_trial_and_names_the_experiment(sweep):
     out = proc.stdout + proc.stderr
     # A trial worker's own output (prefixed "(train_autoencoder pid=N)") is Ray's, printed as it
     # comes: a worker killed at shutdown may print a SystemExit traceback. Counted apart.
-    lines = ts.sweeps_own_lines(out)
-    worker = [line for line in out.splitlines() if ts.WORKER_LINE.match(line)]
+    lines = helpers.sweeps_own_lines(out)
+    worker = [line for line in out.splitlines() if helpers.WORKER_LINE.match(line)]
     assert not any("Checkpoint successfully created" in line for line in worker)
     # a line per trial as it ends, the data line, status lines (at start and end, every 30 s),
     # the summary (best, totals, where) and the next steps (3 commands, 2 lines each)
