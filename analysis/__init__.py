@@ -8,5 +8,5 @@ checkpoint and the flags' checkpoints, loaded and evaluated on first use); ``fig
 figures each kind of input gets and what draws each; ``html_page``: the page, ``index.html``.
 Below them, ``experiment`` reads sweep folders, Optuna storage, checkpoints and the test split;
 ``sweep_figures`` and ``model_figures`` draw; ``plotting`` sets up matplotlib. Of ``sweeps/``,
-only ``sweeps.layout`` (the experiment folder's file names) is imported.
+only ``sweeps.folder.layout`` (the experiment folder's file names) is imported.
 """

@@ -16,11 +16,11 @@ import torch
 
 from analysis import model_figures as mf
 from analysis import sweep_figures as sf
-from analysis.experiment import MissingInput
 from analysis.inputs import Inputs
 from analysis.plotting import CLASSES, Figure, save
+from analysis.sweep_folder import MissingInput
 from models import ConvAutoencoder
-from sweeps.layout import RESULTS_FILE, SWEEP_FILE
+from sweeps.folder.layout import RESULTS_FILE, SWEEP_FILE
 from trainables import autoencoder, gan
 from trainables.fid import FID_SPREAD_SD
 
@@ -80,7 +80,7 @@ def sweep_figures(inputs: Inputs) -> list[Job]:
         asha = scheduler
         if sweep.perturbed:
             raise MissingInput(f"{sweep.strategy_words} has no ASHA rungs")
-        max_epochs = int(sweep.spec.get("max_epochs") or 0)
+        max_epochs = int(sweep.record.get("max_epochs") or 0)
         if not max_epochs or not asha.get("grace_period"):
             raise MissingInput(f"{SWEEP_FILE} names no ASHA rungs (grace_period, max_epochs)")
         return sf.rungs(int(asha["grace_period"]), float(asha["reduction_factor"]), max_epochs)

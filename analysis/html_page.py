@@ -15,11 +15,11 @@ import html
 from pathlib import Path
 from typing import Any
 
-from analysis.experiment import MissingInput
 from analysis.figures import Entry
 from analysis.inputs import Inputs
 from analysis.plotting import CLASSES
-from sweeps.layout import BEST_FILE, RESULTS_FILE
+from analysis.sweep_folder import MissingInput
+from sweeps.folder.layout import BEST_FILE, RESULTS_FILE
 
 PAGE_FILE = "index.html"
 
@@ -64,9 +64,9 @@ def summary_html(inputs: Inputs) -> tuple[str, str]:
             "folder": str(sweep.root),
             "model": sweep.model,
             "metric": f"{sweep.metric} ({sweep.mode})",
-            "num_samples": sweep.spec.get("num_samples"),
-            "max_epochs": sweep.spec.get("max_epochs"),
-            "study": f"{sweep.spec.get('study_name')} in {sweep.spec.get('study_storage')}",
+            "num_samples": sweep.record.get("num_samples"),
+            "max_epochs": sweep.record.get("max_epochs"),
+            "study": f"{sweep.record.get('study_name')} in {sweep.record.get('study_storage')}",
             "best trial": best.get("trial_id", f"none yet (no {BEST_FILE})"),
         }
         try:
@@ -77,7 +77,7 @@ def summary_html(inputs: Inputs) -> tuple[str, str]:
                 info["stopped early by ASHA"] = int(stopped.sum())
         except MissingInput:
             pass
-        searched = set(sweep.spec.get("search_space") or {})
+        searched = set(sweep.record.get("search_space") or {})
         config, val = best.get("config") or {}, best.get("val") or {}
         if inputs.given_checkpoint:
             info["figures drawn from"] = inputs.given_checkpoint["path"]

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from analysis import model_figures as mf
-from analysis.experiment import (
+from analysis.sweep_folder import (
     MissingInput,
     SweepFolder,
     a,
@@ -27,7 +27,7 @@ from analysis.experiment import (
     test_images,
 )
 from models import ConvAutoencoder
-from sweeps.layout import SWEEP_FILE
+from sweeps.folder.layout import SWEEP_FILE
 from trainables import autoencoder, classifier, gan
 from trainables.best import test_metrics_beside
 from trainables.data import DeviceSplit

@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from analysis.experiment import MissingInput
 from analysis.plotting import CLASS_COLOURS, CLASSES, Figure, image_grid, plt, to_uint8
+from analysis.sweep_folder import MissingInput
 
 # ---------------------------------------------------------------------------------------------
 # Running the models

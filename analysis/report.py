@@ -21,7 +21,7 @@ from analysis import figures
 from analysis.html_page import write_html
 from analysis.inputs import Inputs
 from analysis.model_figures import class_index
-from sweeps.layout import REPORT_DIR
+from sweeps.folder.layout import REPORT_DIR
 from trainables.errors import OneLineParser, cli_errors
 
 

@@ -15,9 +15,9 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from analysis.experiment import MissingInput
 from analysis.plotting import Figure, plt
-from sweeps.outcome import FAILED
+from analysis.sweep_folder import MissingInput
+from sweeps.folder.outcome import FAILED
 
 # The curves of one run, by model: (y-axis label, metric names) per panel.
 PANELS = {
@@ -32,7 +32,7 @@ PANELS = {
 #
 # With ASHA most trials end PRUNED, and Optuna's own plots draw only COMPLETE ones: a sweep of 20
 # trials showed 4. These figures draw every trial that reported an epoch, each at the last epoch
-# it reached (pruned ones marked), from ``analysis.experiment.trial_table``; importances compare all trials at one
+# it reached (pruned ones marked), from ``analysis.sweep_folder.trial_table``; importances compare all trials at one
 # epoch every trial reached (the first ASHA rung), as ASHA itself compares them.
 
 STATE_STYLE = {

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeps import ae_sweep, schedulers, searcher
+from sweeps import ae_sweep
+from sweeps.search import schedulers, searcher
 
 # A fresh local Ray even when another one (``ray start``) runs on this machine.
 os.environ.setdefault("RAY_ADDRESS", "local")

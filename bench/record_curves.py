@@ -48,7 +48,7 @@ def unit_to_value(axis, u: float):
             return float(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))
         return float(lo + u * (hi - lo))
     if isinstance(axis, Integer):
-        from sweeps.search_space import integer_bounds
+        from sweeps.request.search_space import integer_bounds
 
         lo, hi = integer_bounds(axis)
         return int(lo + min(int(u * (hi - lo + 1)), hi - lo))

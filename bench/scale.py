@@ -55,8 +55,11 @@ from ray import tune
 from ray.tune.execution.tune_controller import TuneController
 from sweep_overhead import _Timer, load, optuna_times
 
-from sweeps import ae_sweep, cli, private_api, results, runner
-from sweeps.search_space import trial_space
+from sweeps import ae_sweep, runner
+from sweeps.cluster import private_api
+from sweeps.folder import results
+from sweeps.request import cli
+from sweeps.request.search_space import trial_space
 from trainables import autoencoder, reporting
 from trainables.data import load_splits
 

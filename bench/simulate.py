@@ -17,7 +17,7 @@ Syne Tune's blackbox-repository surrogate. ``check_surrogate`` measures its erro
 Methods, each the real objects (``METHODS``):
 
   ours              the sweep's own searcher and scheduler, built by the sweep's own code from
-                    its parsed flags (``sweeps.cli.parse_settings`` -> ``strategy_for`` ->
+                    its parsed flags (``sweeps.request.cli.parse_settings`` -> ``strategy_for`` ->
                     ``Strategy.searcher`` / ``scheduler``): TPE (Optuna, seeded) through Ray's
                     OptunaSearch + ConcurrencyLimiter, and the revising ASHA
   ours-<variant>    the same with one flag changed (``OUR_VARIANTS``): Ray's own ASHA
@@ -153,8 +153,9 @@ def sweep_settings(
 ) -> tuple:
     """The sweep's own Settings, parsed from flags as ``sweeps/ae_sweep.py`` parses them, and
     the trial space the runner builds from them."""
-    from sweeps import ae_sweep, cli
-    from sweeps.search_space import trial_space
+    from sweeps import ae_sweep
+    from sweeps.request import cli
+    from sweeps.request.search_space import trial_space
     from trainables import autoencoder
 
     argv = [
@@ -223,8 +224,8 @@ def ours(space, workers, seed, max_epochs, args, extra: tuple[str, ...] = ()):
     import optuna
 
     from sweeps import ae_sweep
-    from sweeps.strategies import strategy_for
-    from sweeps.warm_start import warm_start
+    from sweeps.request.warm_start import warm_start
+    from sweeps.search.strategies import strategy_for
     from trainables import autoencoder
 
     settings, full = sweep_settings(space, workers, seed, max_epochs, args, extra)
@@ -449,8 +450,8 @@ def earlier_sweep(first: Run, space: str, workers: int, max_epochs: int, args) -
     sweep.json (model, metric, space) and results.parquet (only its trials that ended)."""
     import tempfile
 
-    from sweeps.layout import RESULTS_FILE, SWEEP_FILE
-    from sweeps.search_space import describe_space
+    from sweeps.folder.layout import RESULTS_FILE, SWEEP_FILE
+    from sweeps.request.search_space import describe_space
 
     _, full = sweep_settings(space, workers, first.seed, max_epochs, args)
     folder = Path(tempfile.mkdtemp(prefix="sim-first-"))

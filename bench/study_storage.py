@@ -32,8 +32,9 @@ import optuna
 import sqlalchemy
 from ray.air.constants import TRAINING_ITERATION
 
-from sweeps import ae_sweep, study_storage
-from sweeps.searcher import TrialStateOptunaSearch
+from sweeps import ae_sweep
+from sweeps.folder import study_storage
+from sweeps.search.searcher import TrialStateOptunaSearch
 
 
 def _wal(dbapi_connection, _record) -> None:

@@ -44,7 +44,8 @@ from pathlib import Path
 
 import torch
 
-from sweeps import ae_sweep, results, runner
+from sweeps import ae_sweep, runner
+from sweeps.folder import results
 from trainables import autoencoder, checkpoints, optim
 from trainables.data import load_splits
 
@@ -77,7 +78,7 @@ class _Timer:
 def _ray_wandb_callback():
     from ray.air.integrations.wandb import WandbLoggerCallback
 
-    from sweeps.wandb_hub import configure_runs
+    from sweeps.fit.wandb_hub import configure_runs
 
     class RayWandb(WandbLoggerCallback):
         """Ray's own W&B callback, its runs set up as ours are (mode, folder, resume, quiet)."""
@@ -201,7 +202,7 @@ def optuna_times(num_trials: int, epochs: int, storage: Path) -> list[float]:
     storage is the sweep's own (``SweepStudyStorage``)."""
     import optuna
 
-    from sweeps.study_storage import SweepStudyStorage
+    from sweeps.folder.study_storage import SweepStudyStorage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = f"sqlite:///{storage / 'optuna_alone.db'}"

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from ray import tune
 
-from sweeps import cli, runner
-from sweeps.settings import SweepSpec
+from sweeps import runner
+from sweeps.request import cli
+from sweeps.request.settings import SweepSpec
 from trainables import autoencoder
 from trainables.errors import cli_errors
 

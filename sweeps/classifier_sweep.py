@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from ray import tune
 
-from sweeps import cli, encoder, runner
-from sweeps.settings import SweepSpec
+from sweeps import runner
+from sweeps.request import cli, encoder
+from sweeps.request.settings import SweepSpec
 from trainables import classifier
 from trainables.errors import cli_errors
 

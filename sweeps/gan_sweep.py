@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from ray import tune
 
-from sweeps import cli, runner
-from sweeps.settings import SweepSpec
-from sweeps.strategies import strategy_for
+from sweeps import runner
+from sweeps.request import cli
+from sweeps.request.settings import SweepSpec
+from sweeps.search.strategies import strategy_for
 from trainables import fid, gan
 from trainables.errors import UsageError, cli_errors
 

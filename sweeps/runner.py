@@ -1,12 +1,13 @@
 """One sweep, from settings to ``best.json``: this module only wires the parts in the order a
 sweep runs (``docs/architecture.md`` walks through it). A script (``sweeps/<model>_sweep.py``)
-holds its search space, metric, mode and defaults, parses its flags with ``sweeps/cli.py`` and
-calls ``run``.
+holds its search space, metric, mode and defaults, parses its flags with
+``sweeps/request/cli.py`` and calls ``run``.
 
-    settings (cli.py) -> trial space (search_space.py) -> experiment folder (experiment.py) or
-    resume checks (resume.py) -> W&B mode (wandb_hub.py) -> trial resources and Ray
-    (ray_cluster.py) -> data -> Optuna study (study_storage.py) -> Tuner: searcher.py,
-    schedulers.py, checkpoint_pruner.py, wandb_hub.py -> fit -> results.py
+    settings (request/cli.py) -> trial space (request/search_space.py) -> experiment folder
+    (folder/storage.py) or resume checks (folder/resume.py) -> W&B mode (fit/wandb_hub.py) ->
+    trial resources and Ray (cluster/ray_cluster.py) -> data -> Optuna study
+    (folder/study_storage.py) -> Tuner: the strategy's searcher, scheduler and checkpoint pruner
+    (search/strategies.py), the callbacks (fit/) -> fit -> results (folder/results.py)
 
 Everything a user can get wrong is checked before Ray starts and raised as a ``UsageError``;
 the scripts run ``main`` inside ``trainables.errors.cli_errors()``.
@@ -21,20 +22,22 @@ import optuna
 import ray
 from ray import tune
 
-from sweeps import faults, private_api, ray_cluster, results
-from sweeps.experiment import Folder, check_new, check_writable
-from sweeps.layout import BEST_CHECKPOINT, SWEEP_FILE
-from sweeps.progress import SweepProgress, quiet_driver_logs
-from sweeps.record import sweep_record
-from sweeps.result_loggers import result_loggers
-from sweeps.resume import check_restorable, restore_tuner
-from sweeps.search_space import searched_keys, trial_space
-from sweeps.settings import Settings, SweepSpec
-from sweeps.strategies import Strategy, strategy_for
-from sweeps.study_storage import open_study_storage, study_storage_url
-from sweeps.trainable import sweep_trainable, trial_dirname
-from sweeps.wandb_hub import SweepWandbCallback, mark_best_run, sweep_wandb_mode
-from sweeps.warm_start import WarmStart, warm_start
+from sweeps.cluster import private_api, ray_cluster
+from sweeps.fit import faults
+from sweeps.fit.progress import SweepProgress, quiet_driver_logs
+from sweeps.fit.result_loggers import result_loggers
+from sweeps.fit.trainable import sweep_trainable, trial_dirname
+from sweeps.fit.wandb_hub import SweepWandbCallback, mark_best_run, sweep_wandb_mode
+from sweeps.folder import results
+from sweeps.folder.layout import BEST_CHECKPOINT, SWEEP_FILE
+from sweeps.folder.record import sweep_record
+from sweeps.folder.resume import check_restorable, restore_tuner
+from sweeps.folder.storage import Folder, check_new, check_writable
+from sweeps.folder.study_storage import open_study_storage, study_storage_url
+from sweeps.request.search_space import searched_keys, trial_space
+from sweeps.request.settings import Settings, SweepSpec
+from sweeps.request.warm_start import WarmStart, warm_start
+from sweeps.search.strategies import Strategy, strategy_for
 from trainables import module_for
 from trainables.data import load_splits
 

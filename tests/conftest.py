@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from sweeps import private_api
+from sweeps.cluster import private_api
 from trainables import data
 
 # Every Ray the tests start, here (fixtures' ray.init, ray.cluster_utils.Cluster) or in the
 # processes they run (which inherit the variable), listens on 127.0.0.1 only, as a local sweep's
-# Ray does (sweeps/private_api.py).
+# Ray does (sweeps/cluster/private_api.py).
 private_api.ray_on_loopback_only()
 
 # Every skip for want of data starts with this, so the summary can count them.

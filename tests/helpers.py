@@ -1,5 +1,5 @@
 """What the fault tests share: switching on the sweep's fault-injection points
-(``sweeps/faults.py``) and waiting on their markers, and reading back what a stopped sweep left:
+(``sweeps/fit/faults.py``) and waiting on their markers, and reading back what a stopped sweep left:
 Tune's experiment snapshot, the trials' result files, the Optuna study.
 
 A fault test holds the sweep at the state it means to interrupt (a trial after epoch e, the
@@ -29,9 +29,9 @@ from optuna.trial import TrialState
 from ray import tune
 from wandb.proto import wandb_internal_pb2
 
-from sweeps import faults
-from sweeps.layout import trial_dirname
-from sweeps.searcher import TrialStateOptunaSearch
+from sweeps.fit import faults
+from sweeps.folder.layout import trial_dirname
+from sweeps.search.searcher import TrialStateOptunaSearch
 
 REPO = Path(__file__).resolve().parents[1]
 MARKER_DEADLINE_S = 300.0  # a marker that takes longer is a failure, not a slow machine
@@ -42,7 +42,7 @@ MARKER_DEADLINE_S = 300.0  # a marker that takes longer is a failure, not a slow
 
 
 def fault_plan(folder: Path, **plan) -> str:
-    """The value of ``LATENTSWEEP_FAULTS`` for ``plan`` (``sweeps/faults.py``), its markers in
+    """The value of ``LATENTSWEEP_FAULTS`` for ``plan`` (``sweeps/fit/faults.py``), its markers in
     ``folder`` (created)."""
     folder.mkdir(parents=True, exist_ok=True)
     return json.dumps({"dir": str(folder), **plan})
@@ -55,7 +55,7 @@ def fault_env(folder: Path, env: dict | None = None, **plan) -> dict[str, str]:
 
 # Mid-sweep, whatever the timing: trial 1 is held right after its first epoch (its checkpoint
 # registered) until a snapshot, whole in the folder, holds a finished trial and trial 1 unfinished
-# with that checkpoint; the driver then lets it go and pauses (sweeps/faults.py). The sweep needs
+# with that checkpoint; the driver then lets it go and pauses (sweeps/fit/faults.py). The sweep needs
 # ASHA's first rung at epoch 2 or later (``MID_SWEEP_ARGS``), so that nothing stops trial 1 at
 # epoch 1 before it is held; its other trials run on and finish meanwhile.
 HELD = {"trial": 1, "epoch": 1}
@@ -123,7 +123,7 @@ def ctrl_c_after_a_trial(cmd: list[str], exp: Path, log: Path, cwd=REPO, env=Non
 
 
 def _ctrl_c_by_polling(cmd: list[str], exp: Path, log: Path, cwd, env) -> int:
-    """For code that predates ``sweeps/faults.py``: SIGINT once a read of Tune's newest snapshot
+    """For code that predates ``sweeps/fit/faults.py``: SIGINT once a read of Tune's newest snapshot
     shows a finished trial (a read that can race Tune's writes: used only there)."""
     with open(log, "w") as out:
         driver = subprocess.Popen(

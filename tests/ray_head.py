@@ -6,7 +6,7 @@
 
 Ray makes every node address, 127.0.0.1 included, the machine's external IP and listens on all
 interfaces unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (its single-machine mode: see
-``sweeps/private_api.py``); the head gets it, and ``listening_beyond_loopback`` checks that no
+``sweeps/cluster/private_api.py``); the head gets it, and ``listening_beyond_loopback`` checks that no
 process of this Ray listens anywhere else. ``ray stop`` would stop every Ray on the machine, other
 tests' included, so ``stop`` kills only this head's processes: those whose environment names its
 session folder (``RAY_TMPDIR``), which every process Ray starts inherits.

@@ -450,7 +450,7 @@ def test_the_fid_figure_draws_one_values_spread_as_error_bars():
 def test_the_study_storage_is_found_by_the_url_rules_the_sweep_writes_with(tmp_path):
     """A masked database URL asks for --study-storage; a SQLite file that moved with the folder
     is found beside sweep.json; one that exists nowhere is never opened (nor created)."""
-    from analysis.experiment import MissingInput, SweepFolder
+    from analysis.sweep_folder import MissingInput, SweepFolder
 
     masked = SweepFolder(tmp_path, {"study_storage": "postgresql://u:***@127.0.0.1:5/db"}, None)
     with pytest.raises(MissingInput, match="password masked"):

@@ -30,10 +30,12 @@ import ray
 
 from analysis import report
 from models import ConvAutoencoder
-from sweeps import ae_sweep, classifier_sweep, experiment, gan_sweep, record
-from sweeps.cli import build_parser, parse_settings
-from sweeps.ray_cluster import TrialResources
-from sweeps.strategies import strategy_for
+from sweeps import ae_sweep, classifier_sweep, gan_sweep
+from sweeps.cluster.ray_cluster import TrialResources
+from sweeps.folder import record
+from sweeps.folder import storage as experiment
+from sweeps.request.cli import build_parser, parse_settings
+from sweeps.search.strategies import strategy_for
 from trainables import autoencoder, cli, core, gan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -229,7 +231,7 @@ def paths(tmp_path_factory) -> dict[str, str]:
 
 
 # The storage folder of the sweep rows ({S}): a new sweep checks that it can write there by
-# creating and removing a probe file (sweeps/experiment.check_writable), which changes that one
+# creating and removing a probe file (sweeps/folder/storage.check_writable), which changes that one
 # folder's time; what is in it (the earlier experiment ae_done included) is compared in full.
 PROBED = "runs"
 

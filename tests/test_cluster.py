@@ -38,8 +38,8 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from sweeps import experiment
-from sweeps.layout import trial_dirname
+from sweeps.folder import storage as experiment
+from sweeps.folder.layout import trial_dirname
 from trainables import autoencoder, core
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""The sweep flags are declared once, on ``Settings``' fields (``sweeps.settings.flag``): the
+"""The sweep flags are declared once, on ``Settings``' fields (``sweeps.request.settings.flag``): the
 parser, the bound checks and what ``--resume`` accepts are generated from that declaration, so a
 flag added there is a flag, is checked and is refused on resume without another edit. (The
 ``--help`` text itself is pinned through the scripts in tests/test_help.py.)"""
@@ -7,8 +7,9 @@ import argparse
 
 import pytest
 
-from sweeps import ae_sweep, classifier_sweep, cli, gan_sweep
-from sweeps.settings import Settings
+from sweeps import ae_sweep, classifier_sweep, gan_sweep
+from sweeps.request import cli
+from sweeps.request.settings import Settings
 from trainables.errors import UsageError
 
 SPECS = [ae_sweep.SWEEP, classifier_sweep.SWEEP, gan_sweep.SWEEP]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.settings import Settings
+from sweeps.request.settings import Settings
 
 pytestmark = pytest.mark.slow  # each starts a script: seconds of Ray and torch imports
 

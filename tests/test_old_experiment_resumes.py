@@ -1,12 +1,13 @@
-"""An experiment folder written before sweeps/ was split into modules still resumes.
+"""Experiment folders written by older layouts of sweeps/ still resume.
 
 Ray Tune pickles the searcher and the callbacks (``tuner.pkl``) and the trial-folder namer
-(``search_gen_state-*.json``) by module path, so a folder made by the code as it stood at
-``OLD_COMMIT`` names ``sweeps.runner.PruningOptunaSearch``, ``sweeps.checkpoint_gc`` and
-``sweeps.runner.trial_dirname``. This test checks that commit out of the project's own history
-(``git archive``), runs a real smoke sweep with it, interrupts it with Ctrl-C, and resumes the
-folder with the code as it is now: every trial finishes once, and the Optuna study, the results
-and Ray's records agree.
+(``search_gen_state-*.json``) by module path, so a folder made by the code as it stood at one of
+``OLD_COMMITS`` names the modules of that day: ``sweeps.runner.PruningOptunaSearch`` and
+``sweeps.checkpoint_gc`` before sweeps/ was split into modules, ``sweeps.searcher`` and
+``sweeps.checkpoint_pruner`` before they were grouped into subpackages. This test checks the
+commit out of the project's own history (``git archive``), runs a real smoke sweep with it,
+interrupts it with Ctrl-C, and resumes the folder with the code as it is now: every trial
+finishes once, and the Optuna study, the results and Ray's records agree.
 """
 
 import json
@@ -23,20 +24,33 @@ import pytest
 from optuna.trial import TrialState
 
 REPO = Path(__file__).resolve().parents[1]
-OLD_COMMIT = "cd8219838dc9f8edff281b3d686f1a6bdedbb17b"  # the last commit with sweeps/runner.py whole (1,599 lines)
+# commit -> (what its tuner.pkl names, the flags its smoke sweep needs to be interrupted mid-sweep)
+OLD_COMMITS = {
+    # the last commit with sweeps/runner.py whole (1,599 lines): no fault points, so its sweep is
+    # interrupted on a read of Tune's snapshot, with epochs long enough for that
+    "cd8219838dc9f8edff281b3d686f1a6bdedbb17b": (
+        [b"PruningOptunaSearch", b"sweeps.checkpoint_gc"],
+        ["--subset", "12000"],
+    ),
+    # the last commit with sweeps/ in one folder of 30 modules (sweep.json format 2)
+    "2c28bf1edcd48c68e762459473a71000c7d43c07": (
+        [b"sweeps.searcher", b"sweeps.checkpoint_pruner", b"sweeps.wandb_hub"],
+        [],
+    ),
+}
 
 
-def _old_code(into: Path) -> Path:
-    """The project's files at OLD_COMMIT, from git; fails (never skips) when history is absent."""
+def _old_code(commit: str, into: Path) -> Path:
+    """The project's files at ``commit``, from git; fails (never skips) when history is absent."""
     try:
         archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", "--format=tar", OLD_COMMIT],
+            ["git", "-C", str(REPO), "archive", "--format=tar", commit],
             capture_output=True,
             check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError) as e:
         pytest.fail(
-            f"cannot read commit {OLD_COMMIT} from the project's git history ({e}); "
+            f"cannot read commit {commit} from the project's git history ({e}); "
             "run the tests from a full clone (not a shallow one or an exported tree)"
         )
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
@@ -46,19 +60,21 @@ def _old_code(into: Path) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_an_experiment_folder_from_before_the_split_resumes(real_data_dir, tmp_path):
-    old = _old_code(tmp_path / "old_code")
+@pytest.mark.parametrize("commit", OLD_COMMITS, ids=lambda c: c[:7])
+def test_an_experiment_folder_of_an_older_layout_resumes(commit, real_data_dir, tmp_path):
+    names, flags = OLD_COMMITS[commit]
+    old = _old_code(commit, tmp_path / "old_code")
     exp = tmp_path / "runs" / "old"
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--wandb-mode", "offline"]
     cmd += ["--storage-path", str(exp.parent), "--name", "old", "--num-samples", "5"]
-    cmd += ["--max-epochs", "3", "--subset", "12000"]  # epochs long enough to interrupt
+    cmd += ["--max-epochs", "3", *flags]
     env = {**os.environ, "PYTHONPATH": str(old)}  # the old packages win over the installed ones
     code = helpers.ctrl_c_after_a_trial(cmd, exp, tmp_path / "old.log", cwd=old, env=env)
     first = (tmp_path / "old.log").read_text()
     assert code == 130, first
     # The folder really is the old code's: its pickles name the old module paths.
-    assert b"PruningOptunaSearch" in (exp / "tuner.pkl").read_bytes()
-    assert b"sweeps.checkpoint_gc" in (exp / "tuner.pkl").read_bytes()
+    pickled = (exp / "tuner.pkl").read_bytes()
+    assert all(name in pickled for name in names), [n for n in names if n not in pickled]
     finished = helpers._terminated_in_snapshot(exp)
     assert finished and helpers._finished_trials(exp) < 5
     before = {name: (exp / name / "result.json").read_text() for name in finished}

@@ -1,4 +1,4 @@
-"""What reads folders that older versions wrote (sweeps/old_folders.py), unit by unit; the whole
+"""What reads folders that older versions wrote (sweeps/folder/old_folders.py), unit by unit; the whole
 of it, an old commit's folder resumed, is tests/test_old_experiment_resumes.py."""
 
 import json
@@ -6,14 +6,14 @@ import pickle
 
 import pytest
 
-from analysis.experiment import SweepFolder
-from sweeps import old_folders, record
+from analysis.sweep_folder import SweepFolder
 from sweeps.ae_sweep import SWEEP
-from sweeps.checkpoint_pruner import CheckpointPruner
-from sweeps.layout import SWEEP_FORMAT
-from sweeps.schedulers import RevisingASHAScheduler
-from sweeps.searcher import TrialStateOptunaSearch
-from sweeps.trainable import trial_dirname
+from sweeps.fit.checkpoint_pruner import CheckpointPruner
+from sweeps.fit.trainable import trial_dirname
+from sweeps.folder import old_folders, record
+from sweeps.folder.layout import SWEEP_FORMAT
+from sweeps.search.schedulers import RevisingASHAScheduler
+from sweeps.search.searcher import TrialStateOptunaSearch
 from trainables.errors import UsageError
 
 

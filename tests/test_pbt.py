@@ -160,8 +160,8 @@ def test_pbt_makes_no_check_at_a_trials_last_epoch(tmp_path):
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
 
-    from sweeps import cli
-    from sweeps.strategies import strategy_for
+    from sweeps.request import cli
+    from sweeps.search.strategies import strategy_for
 
     argv = ["--scheduler", "pbt", "--max-epochs", "4", "--perturbation-interval", "1"]
     argv += ["--storage-path", str(tmp_path)]
@@ -336,7 +336,7 @@ def test_wandb_keeps_every_result_of_a_trial_that_goes_back_to_an_earlier_epoch(
     W&B's own step with the epoch as the charts' x-axis, so a real offline run keeps them all."""
     import helpers
 
-    from sweeps.wandb_hub import WandbHub
+    from sweeps.fit.wandb_hub import WandbHub
 
     hub = WandbHub()
     init = {"mode": "offline", "dir": str(tmp_path), "project": "t", "id": "rewound"}

@@ -1,4 +1,4 @@
-"""The private names of Ray and Optuna the sweeps use (``sweeps/private_api.py``): all present in
+"""The private names of Ray and Optuna the sweeps use (``sweeps/cluster/private_api.py``): all present in
 the installed versions, and a missing one is one line naming the version and the tested range,
 before Ray starts, never a silent no-op. A name is removed here with monkeypatch, as a new Ray
 or Optuna would remove it: what is tested is our check, not Ray."""
@@ -14,9 +14,10 @@ from ray.air.integrations.wandb import WandbLoggerCallback
 from ray.tune.execution import class_cache
 from ray.tune.search.optuna import OptunaSearch
 
-from sweeps import ae_sweep, private_api, ray_cluster
-from sweeps.private_api import PrivateAPIError
-from sweeps.searcher import TrialStateOptunaSearch
+from sweeps import ae_sweep
+from sweeps.cluster import private_api, ray_cluster
+from sweeps.cluster.private_api import PrivateAPIError
+from sweeps.search.searcher import TrialStateOptunaSearch
 
 RAY = metadata.version("ray")
 OPTUNA = metadata.version("optuna")
@@ -123,7 +124,7 @@ def test_a_sweep_says_so_in_one_line_before_ray_starts(monkeypatch, tmp_path, ca
 
 
 def test_wandb_rows_are_split_as_rays_own_w_and_b_callback_splits_them():
-    """The hub splits a result itself (sweeps.wandb_hub.wandb_row) instead of calling Ray's
+    """The hub splits a result itself (sweeps.fit.wandb_hub.wandb_row) instead of calling Ray's
     private _WandbLoggingActor._handle_result with a stand-in self: the same row, the same
     config update."""
     import types
@@ -132,7 +133,7 @@ def test_wandb_rows_are_split_as_rays_own_w_and_b_callback_splits_them():
     import wandb
     from ray.air.integrations.wandb import _WandbLoggingActor
 
-    from sweeps.wandb_hub import wandb_row
+    from sweeps.fit.wandb_hub import wandb_row
 
     result = {
         "val_mse": 0.1,

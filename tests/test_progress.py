@@ -1,12 +1,12 @@
-"""What a sweep prints while it runs (sweeps/progress.py): in a log, a line per trial's end cut to
+"""What a sweep prints while it runs (sweeps/fit/progress.py): in a log, a line per trial's end cut to
 100 columns and the status line whole (its best and elapsed time); on a terminal, a view cut to
 100 columns; the best trial picked by best.json's rule. The trials are Tune's own ``Trial`` objects."""
 
 import pytest
 from ray.tune.experiment import Trial
 
-from sweeps.outcome import DIVERGED
-from sweeps.progress import WIDTH, SweepProgress
+from sweeps.fit.progress import WIDTH, SweepProgress
+from sweeps.folder.outcome import DIVERGED
 
 SEARCHED = ["optimizer", "lr", "weight_decay", "batch_size", "latent_dim", "momentum"]
 CONFIG = dict(optimizer="adam", lr=6.2e-4, weight_decay=1.5e-5, batch_size=256, latent_dim=16)

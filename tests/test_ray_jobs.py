@@ -23,7 +23,7 @@ from helpers import (
 )
 from ray_head import BIN, RayHead, listening_beyond_loopback, wait_for
 
-from sweeps.faults import VARIABLE
+from sweeps.fit.faults import VARIABLE
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(BIN / "ray")

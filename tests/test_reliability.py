@@ -48,20 +48,13 @@ from ray import tune
 from ray.tune.schedulers import TrialScheduler
 from synthetic import synthetic_splits
 
-from sweeps import (
-    ae_sweep,
-    cli,
-    experiment,
-    faults,
-    outcome,
-    results,
-    resume,
-    runner,
-    study_storage,
-    wandb_hub,
-)
-from sweeps.layout import trial_dirname
-from sweeps.strategies.asha import ASHA
+from sweeps import ae_sweep, runner
+from sweeps.fit import faults, wandb_hub
+from sweeps.folder import outcome, results, resume, study_storage
+from sweeps.folder import storage as experiment
+from sweeps.folder.layout import trial_dirname
+from sweeps.request import cli
+from sweeps.search.asha import ASHA
 from trainables import autoencoder, classifier, core, data, gan
 from trainables.errors import UsageError
 
@@ -374,7 +367,9 @@ def test_parallel_first_use_downloads_once_and_nobody_reads_half_a_file(real_dat
 RAY_OF_A_SWEEP = r"""
 import contextlib, json, psutil, ray
 from ray._private import ray_constants, worker
-from sweeps import ae_sweep, cli, ray_cluster
+from sweeps import ae_sweep
+from sweeps.request import cli
+from sweeps.cluster import ray_cluster
 
 settings = cli.parse_settings(ae_sweep.SWEEP, cli.build_parser(ae_sweep.SWEEP), ["--num-cpus", "1"])
 assert ray_cluster.start_ray(settings) and not settings.address
@@ -404,7 +399,7 @@ def test_the_local_ray_of_a_sweep_serves_no_dashboard():
     listens on the dashboard's port, on any address. Ray 2.60 still starts its dashboard
     process (minimal without ray[default]), without its web frontend and told 127.0.0.1. And
     every server of that Ray (GCS, raylet, agents, workers) listens on 127.0.0.1 only
-    (sweeps/private_api.py: Ray's default is every interface, under the external IP)."""
+    (sweeps/cluster/private_api.py: Ray's default is every interface, under the external IP)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
     proc = subprocess.run(
         [sys.executable, "-c", RAY_OF_A_SWEEP],
@@ -442,7 +437,7 @@ def test_the_local_ray_of_a_sweep_serves_no_dashboard():
 
 
 def _trial_dir(trial_id: str) -> str:
-    """The folder name of an autoencoder sweep's trial (``sweeps/layout.py``)."""
+    """The folder name of an autoencoder sweep's trial (``sweeps/folder/layout.py``)."""
     return trial_dirname(autoencoder.TRAINABLE.__name__, trial_id)
 
 
@@ -460,7 +455,7 @@ def test_a_trial_whose_worker_is_killed_resumes_from_its_checkpoint(
     """Every epoch once and one COMPLETE Optuna trial: this needs no exact replay, so it holds on
     a GPU too (docs/reliability.md)."""
     exp, markers = tmp_path / "killed", tmp_path / "faults"
-    # The trial holds right after reporting epoch 2 (sweeps/faults.py), and its worker is killed
+    # The trial holds right after reporting epoch 2 (sweeps/fit/faults.py), and its worker is killed
     # there, in the epoch after it. Tune's report returns only at the driver's next call to the
     # worker, which comes once Tune has registered epoch 2's checkpoint (its "save" of the
     # result): a kill between the result and the save would restore epoch 1's and train epoch 2
@@ -693,7 +688,7 @@ def test_a_trial_that_raises_is_an_error_with_its_exception_and_the_sweep_carrie
 @pytest.fixture(scope="module")
 def interrupted(real_data_dir, tmp_path_factory):
     """A smoke sweep (offline W&B) stopped with Ctrl-C while its driver is paused right after a
-    snapshot, in the folder, that holds a finished trial and an unfinished one (sweeps/faults.py):
+    snapshot, in the folder, that holds a finished trial and an unfinished one (sweeps/fit/faults.py):
     (its folder, a copy of it made at once, the exit status, what the driver printed)."""
     root = tmp_path_factory.mktemp("interrupted")
     exp = root / "runs" / "interrupted"

@@ -14,7 +14,7 @@ import pytest
 from optuna.trial import TrialState
 from ray import tune
 
-from sweeps.searcher import TrialStateOptunaSearch
+from sweeps.search.searcher import TrialStateOptunaSearch
 
 
 def _searcher(tmp_path, max_epochs=3) -> TrialStateOptunaSearch:

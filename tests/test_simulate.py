@@ -60,8 +60,8 @@ def test_the_simulated_sweep_is_the_sweeps_own_search_and_a_seed_fixes_it(sim, c
 
 
 def test_the_strategy_built_for_the_simulation_is_the_sweeps(sim):
-    from sweeps.schedulers import RevisingASHAScheduler
-    from sweeps.searcher import TrialStateOptunaSearch
+    from sweeps.search.schedulers import RevisingASHAScheduler
+    from sweeps.search.searcher import TrialStateOptunaSearch
 
     method = sim.ours("report", 4, 0, 10, Args())
     assert isinstance(method.scheduler, RevisingASHAScheduler)

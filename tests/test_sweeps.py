@@ -40,12 +40,12 @@ from optuna.trial import TrialState
 from ray import tune
 
 from sweeps import ae_sweep, classifier_sweep, gan_sweep
-from sweeps.encoder import resolve_encoder
-from sweeps.experiment import Folder, check_writable
-from sweeps.results import rows_to_table
-from sweeps.schedulers import RevisingASHAScheduler
-from sweeps.searcher import TrialStateOptunaSearch
-from sweeps.wandb_hub import resolve_wandb_mode
+from sweeps.fit.wandb_hub import resolve_wandb_mode
+from sweeps.folder.results import rows_to_table
+from sweeps.folder.storage import Folder, check_writable
+from sweeps.request.encoder import resolve_encoder
+from sweeps.search.schedulers import RevisingASHAScheduler
+from sweeps.search.searcher import TrialStateOptunaSearch
 from trainables import core, gan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,7 +210,7 @@ class _PrunerTrials:
 
 
 def test_checkpoint_pruner_keeps_what_a_snapshot_names_until_newer_snapshots_replace_it(tmp_path):
-    from sweeps.checkpoint_pruner import CheckpointPruner
+    from sweeps.fit.checkpoint_pruner import CheckpointPruner
 
     t = _PrunerTrials(CheckpointPruner("val_mse", "min"), tmp_path)
     t.save("t", 0, 0.5)
@@ -243,7 +243,7 @@ def test_checkpoint_pruner_leaves_ended_trials_their_metrics_but_the_best_its_ch
     """Ended trials lose their checkpoints (keep=best) once no recent snapshot shows them
     running; the best so far keeps its own until another beats it; an errored trial keeps its
     latest (--resume retries it); a trial still running keeps everything it had."""
-    from sweeps.checkpoint_pruner import CheckpointPruner
+    from sweeps.fit.checkpoint_pruner import CheckpointPruner
 
     n = CheckpointPruner.SNAPSHOTS
     t = _PrunerTrials(CheckpointPruner("val_mse", "min", keep=keep), tmp_path)
@@ -290,7 +290,7 @@ def test_a_pruner_pickled_before_keep_checkpoints_keeps_every_trials_checkpoints
     always kept (each trial's best and latest)."""
     from ray import cloudpickle
 
-    from sweeps.checkpoint_pruner import CheckpointPruner
+    from sweeps.fit.checkpoint_pruner import CheckpointPruner
 
     old = CheckpointPruner("val_mse", "min")
     for name in ("keep", "_live", "_ended", "_settled", "_best"):
@@ -548,7 +548,7 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--storage-path", str(tmp_path)]
     cmd += ["--name", "resumed", "--num-samples", "6", "--max-epochs", "3", *MID_SWEEP_ARGS]
     cmd += ["--wandb-mode", "disabled"]  # W&B is checked above; here it would only cost time
-    # The driver pauses (sweeps/faults.py) once the newest snapshot, whole in the folder, holds a
+    # The driver pauses (sweeps/fit/faults.py) once the newest snapshot, whole in the folder, holds a
     # finished trial (not to be run again) and a trial it will restore from a checkpoint (which
     # must be there: trial 1, held after epoch 1 until then), at the first result after it that
     # the searcher has told the study, of a trial the snapshot holds unfinished (Tune runs that
@@ -720,7 +720,7 @@ def test_a_second_sweep_starts_from_the_first_ones_trials(ae_run, tmp_path, caps
     """--warm-start-from: the first sweep's finished trials are in the second's study before its
     first trial (TPE models them), marked as the first's; the second's own results and figures
     hold only its own trials. Another space is a one-line error before Ray starts."""
-    from analysis.experiment import SweepFolder
+    from analysis.sweep_folder import SweepFolder
 
     _, first = ae_run
     before = pd.read_parquet(first / "results.parquet")

@@ -5,7 +5,7 @@ import pytest
 import ray
 import torch
 
-from sweeps.trainable import sweep_trainable
+from sweeps.fit.trainable import sweep_trainable
 from trainables import autoencoder, core
 from trainables.data import Splits
 

@@ -20,11 +20,12 @@ from ray.train._internal.session import _TrainingResult
 from ray.tune.experiment import Trial
 from ray.tune.search.sample import Float, LogUniform
 
-from sweeps import ae_sweep, cli, gan_sweep
-from sweeps.pbt import KeepInBounds, PBTCheckpointPruner
-from sweeps.results import next_steps, print_summary
-from sweeps.search_space import trial_perturbations, with_lr_range
-from sweeps.study_storage import STUDY_STORAGE_ENV, resumed_database_url
+from sweeps import ae_sweep, gan_sweep
+from sweeps.folder.results import next_steps, print_summary
+from sweeps.folder.study_storage import STUDY_STORAGE_ENV, resumed_database_url
+from sweeps.request import cli
+from sweeps.request.search_space import trial_perturbations, with_lr_range
+from sweeps.search.population import KeepInBounds, PBTCheckpointPruner
 from trainables import autoencoder, gan
 from trainables.errors import UsageError
 
@@ -674,7 +675,7 @@ def test_summary_notes_trials_granted_gpus_that_trained_on_the_cpu(capsys, tmp_p
 def _asha_pair(mode: str, seed: int):
     from ray.tune.schedulers import ASHAScheduler
 
-    from sweeps.schedulers import RevisingASHAScheduler
+    from sweeps.search.schedulers import RevisingASHAScheduler
 
     args = dict(time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3)
     ours = RevisingASHAScheduler(**args, revise=False)
@@ -723,7 +724,7 @@ def test_an_asha_scheduler_pickled_as_a_subclass_of_rays_loads_with_its_rungs():
     """What an older tuner.pkl holds: the scheduler's state as Ray's ASHAScheduler kept it."""
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-    from sweeps.schedulers import RevisingASHAScheduler
+    from sweeps.search.schedulers import RevisingASHAScheduler
 
     old = ASHAScheduler(time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3)
     old.set_search_properties("val_mse", "min")
@@ -749,7 +750,7 @@ def test_a_resumed_sweep_keeps_the_fixed_values_it_began_with():
     trials keep the default, as its first ones had it; searched axes and data_dir stay new."""
     from ray import tune
 
-    from sweeps.resume import recorded_space
+    from sweeps.folder.resume import recorded_space
 
     lr = tune.loguniform(1e-4, 1e-3)
     now = {"lr": lr, "epochs": 2, "subset": 8000, "batch_size": 32, "data_dir": "/new"}
@@ -760,7 +761,7 @@ def test_a_resumed_sweep_keeps_the_fixed_values_it_began_with():
 
 
 def test_resume_may_grow_an_asha_sweep_but_not_shrink_it_nor_grow_pbt():
-    from sweeps.cli import check_growth
+    from sweeps.request.cli import check_growth
     from trainables.errors import UsageError
 
     asha = {"args": {"num_samples": 20, "scheduler": "asha"}}
@@ -775,7 +776,8 @@ def test_resume_may_grow_an_asha_sweep_but_not_shrink_it_nor_grow_pbt():
 
 
 def test_an_unknown_flag_names_the_nearest_known_one(capsys):
-    from sweeps import ae_sweep, cli
+    from sweeps import ae_sweep
+    from sweeps.request import cli
 
     parser = cli.build_parser(ae_sweep.SWEEP)
     with pytest.raises(SystemExit) as e:

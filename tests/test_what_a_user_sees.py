@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from analysis import sweep_figures as sf
-from analysis.experiment import SweepFolder
+from analysis.sweep_folder import SweepFolder
 
 REPO = Path(__file__).resolve().parents[1]
 TRIALS = 6
@@ -146,8 +146,10 @@ def test_study_figures_draw_every_trial_pruned_ones_included(sweep):
     dashed = [ln for ln in lines if ln.get_linestyle() == "--"]
     assert len(dashed) == sum(t.state == TrialState.PRUNED for t in counted)
 
-    spec = folder.spec["scheduler"]
-    milestones = sf.rungs(spec["grace_period"], spec["reduction_factor"], folder.spec["max_epochs"])
+    spec = folder.record["scheduler"]
+    milestones = sf.rungs(
+        spec["grace_period"], spec["reduction_factor"], folder.record["max_epochs"]
+    )
     first = sf.at_epoch(table, milestones[0])
     assert len(first) == len(counted)  # every trial reached the first rung: importances use all
     importances = sf.param_importances(study, table, "val_mse", milestones[0])

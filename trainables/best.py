@@ -8,8 +8,8 @@ one checkpoint file, and gives the module, its config and its metrics; ``best_co
     best.model(images)            # the ConvAutoencoder, in eval mode, on the CPU
     best.config["lr"], best.metrics["test_mse"]
 
-The sweep writes ``best.json`` and ``best/checkpoint.pt`` (sweeps/results.py); their names are
-defined here, and ``sweeps/layout.py`` takes them from here. Only local paths are read: copy a
+The sweep writes ``best.json`` and ``best/checkpoint.pt`` (sweeps/folder/results.py); their names are
+defined here, and ``sweeps/folder/layout.py`` takes them from here. Only local paths are read: copy a
 sweep from s3:// or gs:// first.
 """
 

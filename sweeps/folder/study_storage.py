@@ -1,0 +1,169 @@
+"""The Optuna study's storage: which database holds it, opening it, and keeping a SQLite file
+beside an experiment that lives in object storage.
+
+``--study-storage URL`` names any SQLAlchemy database (PostgreSQL for a study several drivers
+share); without it the study is SQLite in ``<experiment>/optuna.db``. SQLite cannot live in
+object storage, so for an s3:// or gs:// experiment the file is kept on the driver's disk and
+copied to ``<experiment>/optuna.db`` when the sweep ends (and back, to resume elsewhere).
+Passwords never reach a file or a log: ``masked_url`` is what sweep.json records.
+
+``--resume DIR`` finds the study in ``DIR`` (``DIR/optuna.db``), wherever the folder was when the
+sweep started: Ray Tune pickles the searcher, and with it the study's storage and its URL, into
+the folder, and Optuna's ``RDBStorage`` reconnects to that URL the moment it is unpickled (it
+would open, or create, the database at the folder's old path). The storage a sweep gives its
+searcher is a ``SweepStudyStorage``, which --resume points at the study it found
+(``resume_study_at``) before Tune unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import types
+from typing import Any
+
+import optuna
+import pyarrow.fs as pafs
+import sqlalchemy
+
+from sweeps.cluster import private_api
+from sweeps.folder.layout import STUDY_FILE
+from sweeps.folder.storage import Folder
+from sweeps.folder.study_url import is_masked, masked_url, sqlite_path
+from sweeps.request.settings import Settings
+from trainables.data import cache_dir
+from trainables.errors import UsageError
+
+
+def study_storage_url(settings: Settings, exp: Folder) -> str:
+    """--study-storage, else SQLite in <experiment>/optuna.db (on the driver's disk for a remote
+    experiment)."""
+    if settings.study_storage:
+        return settings.study_storage
+    if exp.local is not None:
+        return f"sqlite:///{exp.local / STUDY_FILE}"
+    key = hashlib.sha1(exp.uri.encode()).hexdigest()[:8]
+    path = cache_dir() / "studies" / f"{settings.name}-{key}.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+# The study a --resume in this process continues (None: the URL the storage was pickled with).
+_resumed_study_url: str | None = None
+
+
+def resume_study_at(url: str | None) -> None:
+    """Before Ray Tune restores a sweep: every ``SweepStudyStorage`` unpickled from now on (the
+    searcher's, from tuner.pkl and searcher-state-*.pkl) opens the study at ``url``, not the URL
+    it was pickled with; None keeps the pickled URL (a database named by --study-storage).
+    --resume calls it each time, so a later resume in the same process sets its own study."""
+    global _resumed_study_url
+    _resumed_study_url = url
+
+
+_PICKLED = "optuna.storages.RDBStorage's pickled state"
+
+
+class SweepStudyStorage(optuna.storages.RDBStorage):
+    """Optuna's ``RDBStorage``, but pickled without its password, and unpickled during a
+    --resume it opens the study that ``resume_study_at`` named: ``<the folder given>/optuna.db``
+    for a sweep whose study is in its experiment folder, even if the folder has moved since it
+    was pickled, or the database URL with its password given again (``resumed_database_url``).
+    Tune pickles it (tuner.pkl, searcher-state-*.pkl) by this module path: keep the name
+    importable."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        private_api.private(types.SimpleNamespace(**state), "url", _PICKLED, "optuna")
+        return {**state, "url": masked_url(state["url"])}  # the password is written nowhere
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if _resumed_study_url is not None:
+            # RDBStorage pickles its __dict__ and reconnects to its "url" in __setstate__
+            private_api.private(types.SimpleNamespace(**state), "url", _PICKLED, "optuna")
+            state = {**state, "url": _resumed_study_url}
+        super().__setstate__(state)
+
+
+SCHEMA_RACE_RETRIES = 4
+STUDY_STORAGE_ENV = "LATENTSWEEP_STUDY_STORAGE"  # the full URL, password included, on --resume
+
+
+def resumed_database_url(settings: Settings, record: dict[str, Any]) -> str:
+    """The database a resumed sweep's study is in, password included: --study-storage given
+    again with --resume, else $LATENTSWEEP_STUDY_STORAGE, else sweep.json's URL when it has no
+    password (sweep.json records it masked, and Tune's pickles hold it masked too)."""
+    recorded = record.get("study_storage") or ""
+    for given in (settings.study_storage, os.environ.get(STUDY_STORAGE_ENV)):
+        if not given or is_masked(given):  # not given again: sweep.json's masked URL
+            continue
+        if masked_url(given) != recorded:
+            raise UsageError(
+                f"--resume: the study storage given, {masked_url(given)}, is not the sweep's "
+                f"({recorded})",
+                f"give the URL of the sweep's own database in --study-storage or ${STUDY_STORAGE_ENV}",
+            )
+        return given
+    if is_masked(recorded):
+        raise UsageError(
+            f"--resume: the sweep's study is in {recorded}, whose password is written nowhere",
+            f"set {STUDY_STORAGE_ENV}='<the full URL>' (or pass --study-storage '<the full "
+            "URL>' with --resume)",
+        )
+    return recorded
+
+
+def open_study_storage(url: str, study_name: str) -> optuna.storages.BaseStorage:
+    """The storage of a new sweep's study; a study of that name must not exist there yet.
+
+    Optuna creates its tables in a new database the first time it opens it; two sweeps started
+    together on one new PostgreSQL database race to create them, and the loser's CREATE fails
+    (a unique violation). The tables are there then, so opening again succeeds."""
+    try:
+        for attempt in range(SCHEMA_RACE_RETRIES + 1):
+            try:
+                storage = SweepStudyStorage(url)
+                break
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                if attempt == SCHEMA_RACE_RETRIES:
+                    raise
+                time.sleep(0.5 * (attempt + 1))  # the other driver finishes its CREATEs
+    except Exception as e:
+        raise UsageError(
+            f"cannot open the Optuna study storage {masked_url(url)} ({type(e).__name__}: {e})",
+            "pass a SQLAlchemy URL that works (sqlite:///path.db, postgresql://..., mysql://...)",
+        ) from None
+    if study_name in optuna.study.get_all_study_names(storage):
+        raise UsageError(
+            f"the study storage {masked_url(url)} already has a study named {study_name!r}",
+            "pick another --name, or delete that study (optuna delete-study)",
+        )
+    return storage
+
+
+def copy_study_up(exp: Folder, record: dict[str, Any]) -> None:
+    """At the end of a remote experiment's sweep: its SQLite study into <experiment>/optuna.db."""
+    if record.get("study_file") and exp.local is None:
+        local_db = sqlite_path(record["study_storage"])
+        exp.copy_in(pafs.LocalFileSystem(), str(local_db), STUDY_FILE)
+
+
+def fetch_study_copy(exp: Folder, url: str) -> None:
+    """Resuming a remote experiment on another machine (or from another bucket path): put its
+    optuna.db where the resumed sweep's SQLite ``url`` (``study_storage_url``) expects it. A
+    copy already there (this machine ran the sweep from this folder) is the newest: kept."""
+    if exp.local is not None:
+        return
+    local_db = sqlite_path(url)
+    if local_db.exists():
+        return
+    if not exp.exists(STUDY_FILE):  # the driver died before it could copy the study up
+        raise UsageError(
+            f"--resume {exp.uri}: its Optuna study {local_db} is not on this machine, and "
+            f"{exp.uri_of(STUDY_FILE)} does not exist (the sweep's driver was killed)",
+            "resume it on the machine whose driver started it; for sweeps that must resume "
+            "anywhere, pass --study-storage postgresql://... when you start them",
+        )
+    local_db.parent.mkdir(parents=True, exist_ok=True)
+    local_db.write_bytes(exp.read_bytes(STUDY_FILE))

@@ -1,0 +1,134 @@
+"""Our own trial schedulers: ``RevisingASHAScheduler``, the default, which judges a trial again
+at the rungs it has passed as more trials reach them, and Ray's Population Based Training
+without a check at a trial's last epoch. ``sweeps/search/`` builds them from the settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining, TrialScheduler
+
+from sweeps.folder import old_folders
+
+
+class RevisingASHAScheduler(FIFOScheduler):
+    """Asynchronous successive halving (one bracket, Ray's ASHA decisions: the same rungs, the
+    same cutoff), but a trial is judged at each of its rungs as if it had arrived there last.
+
+    Ray's ASHA decides once, when a trial reaches a rung, against the results already there, so
+    the first trials to reach a rung pass unopposed. Here a trial that reports again after
+    passing a rung is checked against that rung as it is now and stopped if it would not pass,
+    so decisions depend less on arrival order (what that saves: BENCHMARKS.md,
+    ``bench/asha_economy.py``). ``revise=False`` decides as Ray's ASHA does; the sweep's
+    ``--no-asha-revise`` runs Ray's own. Written against Tune's public ``TrialScheduler``
+    interface: its state is ``rungs``, ``(milestone, {trial id: signed value})`` from the last
+    rung down, a value signed so that higher is better.
+    """
+
+    def __init__(
+        self,
+        time_attr: str = "training_iteration",
+        max_t: int = 100,
+        grace_period: int = 1,
+        reduction_factor: float = 4,
+        metric: str | None = None,
+        mode: str | None = None,
+        revise: bool = True,
+    ) -> None:
+        super().__init__()
+        self.time_attr, self.max_t, self.rf, self.revise = (
+            time_attr,
+            max_t,
+            reduction_factor,
+            revise,
+        )
+        count = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
+        self.rungs = [(grace_period * reduction_factor**k, {}) for k in reversed(range(count))]
+        self.num_stopped = 0
+        self.mode = None
+        self.set_search_properties(metric, mode)
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        if (self.metric and metric) or (self.mode and mode):
+            return False
+        self._metric = metric or self.metric  # what TrialScheduler.metric returns
+        self.mode = mode or self.mode
+        return True
+
+    def cutoff(self, recorded: dict[str, float]) -> float | None:
+        """Ray's: the 1 - 1/rf quantile of a rung's values, NaNs left out."""
+        if not recorded:
+            return None
+        return np.nanpercentile(list(recorded.values()), (1 - 1 / self.rf) * 100)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        if not self.metric or self.mode not in ("min", "max"):
+            raise ValueError(f"{type(self).__name__} needs a metric and a mode (min or max)")
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if self.time_attr not in result or self.metric not in result:
+            return TrialScheduler.CONTINUE
+        if result[self.time_attr] >= self.max_t:
+            action = TrialScheduler.STOP
+        else:
+            action = self._record(trial.trial_id, result)
+            if action == TrialScheduler.CONTINUE and self.revise:
+                action = self._revised(trial.trial_id)
+        self.num_stopped += action == TrialScheduler.STOP
+        return action
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if self.time_attr in result and self.metric in result:
+            self._record(trial.trial_id, result)
+
+    def _record(self, trial_id: str, result: dict) -> str:
+        """Ray's rule: at the highest rung this result reaches and the trial has not, stop it if
+        its value is below the rung's cutoff, and record the value there."""
+        t, value = result[self.time_attr], result[self.metric]
+        for milestone, recorded in self.rungs:
+            if t < milestone or trial_id in recorded:
+                continue
+            cutoff = self.cutoff(recorded)
+            signed = value if self.mode == "max" else -value
+            recorded[trial_id] = signed
+            stop = cutoff is not None and signed < cutoff  # NaN compares False: goes on
+            return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
+        return TrialScheduler.CONTINUE
+
+    def _revised(self, trial_id: str) -> str:
+        """STOP if the trial would not pass one of its rungs as that rung is now."""
+        for _, recorded in self.rungs:
+            mine = recorded.get(trial_id)
+            if mine is None:
+                continue
+            cutoff = self.cutoff({k: v for k, v in recorded.items() if k != trial_id})
+            if cutoff is not None and mine < cutoff:
+                return TrialScheduler.STOP
+        return TrialScheduler.CONTINUE
+
+    def debug_string(self) -> str:
+        cutoffs = " | ".join(f"{m:g}: {self.cutoff(r)}" for m, r in self.rungs)
+        return f"Using revising ASHA: num_stopped={self.num_stopped}; rungs {cutoffs}"
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(old_folders.asha_state(state))
+
+
+class PopulationBasedTrainingToMaxEpochs(PopulationBasedTraining):
+    """Ray's Population Based Training, but a trial's last epoch (--max-epochs) is no check.
+
+    Ray's PBT checks every result, the last too: a trial cloned from a donor's final checkpoint
+    would restart with no epoch left to train, and a trial checked at its last epoch could be
+    sent back to train past the budget. A stopper at the last epoch would avoid both but would
+    also keep that result from the searcher; here only PBT passes it by.
+    """
+
+    def __init__(self, *, max_t: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._max_t = int(max_t)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if result.get(self._time_attr, 0) >= self._max_t:
+            return TrialScheduler.CONTINUE  # the trial ends here: nothing to exploit or explore
+        return super().on_trial_result(tune_controller, trial, result)
