@@ -36,7 +36,7 @@ from sweeps.folder import record
 from sweeps.folder import storage as experiment
 from sweeps.request.cli import build_parser, parse_settings
 from sweeps.search.strategies import strategy_for
-from trainables import autoencoder, cli, core, gan
+from trainables import autoencoder, checkpoints, cli, gan
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -193,13 +193,13 @@ def paths(tmp_path_factory) -> dict[str, str]:
     gan_done.write_json("sweep.json", {"model": "gan", "args": {}})
     gan_done.write_json("best.json", {"model": "gan"})
 
-    gan_payload = core.checkpoint_payload("gan", gan.GANConfig(), {}, 1, [], {})
-    gan_ckpt = core.save_checkpoint(gan_payload, root / "gan_run")
+    gan_payload = checkpoints.checkpoint_payload("gan", gan.GANConfig(), {}, 1, [], {})
+    gan_ckpt = checkpoints.save_checkpoint(gan_payload, root / "gan_run")
     ae_state = {"model": ConvAutoencoder(16).state_dict()}
-    ae_payload = core.checkpoint_payload(
+    ae_payload = checkpoints.checkpoint_payload(
         "autoencoder", autoencoder.AutoencoderConfig(), {"latent_dim": 16}, 1, [], ae_state
     )
-    core.save_checkpoint(ae_payload, root / "corrupt_run")
+    checkpoints.save_checkpoint(ae_payload, root / "corrupt_run")
     corrupt = root / "corrupt_run" / "checkpoint.pt"
     corrupt.write_bytes(corrupt.read_bytes()[:5000])  # a copy cut short
 

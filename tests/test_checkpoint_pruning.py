@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sweeps import ae_sweep
-from trainables import core
+from trainables import checkpoints
 
 pytestmark = pytest.mark.slow
 
@@ -42,15 +42,15 @@ def test_ended_trials_keep_only_their_metrics_but_the_best_keeps_its_checkpoint(
 ):
     _, exp = run(tmp_path, "pruned")
     best = json.loads((exp / "best.json").read_text())
-    assert core.load_checkpoint(best["checkpoint"])["kind"] == "autoencoder"
+    assert checkpoints.load_checkpoint(best["checkpoint"])["kind"] == "autoencoder"
     for trial_id, folder in trial_folders(exp).items():
-        checkpoints = sorted(folder.glob("checkpoint_*"))
+        saved = sorted(folder.glob("checkpoint_*"))
         if trial_id == best["trial_id"]:  # the latest, which best.json evaluated, is kept
-            assert checkpoints, f"the best trial {trial_id} lost its checkpoints"
-            latest = core.load_checkpoint(checkpoints[-1])
+            assert saved, f"the best trial {trial_id} lost its checkpoints"
+            latest = checkpoints.load_checkpoint(saved[-1])
             assert latest["epoch"] == best["val"]["training_iteration"]
         else:
-            assert not checkpoints, (trial_id, checkpoints)
+            assert not saved, (trial_id, saved)
             assert size(folder) < PRUNED_TRIAL_BYTES, (trial_id, size(folder))
             assert (folder / "result.json").read_text().strip()  # its metrics stay
 
@@ -60,6 +60,6 @@ def test_keep_checkpoints_all_keeps_every_trials_checkpoint(local_ray, tmp_path)
     _, exp = run(tmp_path, "kept", "--keep-checkpoints", "all")
     assert json.loads((exp / "sweep.json").read_text())["args"]["keep_checkpoints"] == "all"
     for trial_id, folder in trial_folders(exp).items():
-        checkpoints = sorted(folder.glob("checkpoint_*"))
-        assert 1 <= len(checkpoints) <= 2, (trial_id, checkpoints)  # its best and latest
-        assert core.load_checkpoint(checkpoints[-1])["kind"] == "autoencoder"
+        saved = sorted(folder.glob("checkpoint_*"))
+        assert 1 <= len(saved) <= 2, (trial_id, saved)  # its best and latest
+        assert checkpoints.load_checkpoint(saved[-1])["kind"] == "autoencoder"

@@ -40,7 +40,7 @@ from optuna.trial import TrialState
 
 from sweeps.folder import storage as experiment
 from sweeps.folder.layout import trial_dirname
-from trainables import autoencoder, core
+from trainables import autoencoder, checkpoints, devices
 
 REPO = Path(__file__).resolve().parents[1]
 AE_SWEEP = str(REPO / "sweeps" / "ae_sweep.py")
@@ -279,7 +279,7 @@ def test_sweep_spreads_trials_over_the_worker_nodes(cluster, real_data_dir, tmp_
         trial_dir = exp / trial_dirname(TRAINABLE, trial_id)
         assert (trial_dir / "result.json").read_text().strip()
         latest = sorted(trial_dir.glob("checkpoint_*/checkpoint.pt"))[-1]
-        trained_on[trial_id] = core.load_checkpoint(latest)["trained_on"]
+        trained_on[trial_id] = checkpoints.load_checkpoint(latest)["trained_on"]
     nodes = {t["node_id"] for t in trained_on.values()}
     assert nodes <= set(cluster.workers), "a trial ran on the head, which has no CPUs"
     assert len(nodes) == 2, f"all trials ran on one node: {trained_on}"
@@ -304,7 +304,7 @@ def test_trials_follow_their_gpu_grant_on_worker_nodes_without_data(cluster):
     @ray.remote(num_cpus=0, max_calls=1)  # max_calls: the patched worker process exits after
     def device() -> tuple[str, str | None]:
         torch.cuda.is_available = lambda: True
-        return str(core.resolve_device("auto")), os.environ.get("CUDA_VISIBLE_DEVICES")
+        return str(devices.resolve_device("auto")), os.environ.get("CUDA_VISIBLE_DEVICES")
 
     @ray.remote(num_cpus=0)
     def data_dir() -> str | None:
@@ -325,5 +325,5 @@ def test_trials_follow_their_gpu_grant_on_worker_nodes_without_data(cluster):
         ray.shutdown()
     assert without_gpu[0] == "cpu"
     assert with_gpu == ("cuda", "0")
-    assert core.ray_gpu_ids() is None  # outside Ray, 'auto' means any GPU torch sees
+    assert devices.ray_gpu_ids() is None  # outside Ray, 'auto' means any GPU torch sees
     assert data_dirs == [cluster.no_data] * 2 and not Path(cluster.no_data).exists()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from synthetic import synthetic_splits
 
-from trainables import autoencoder, classifier, core, gan
+from trainables import autoencoder, checkpoints, classifier, config, devices, gan, reporting
 
 
 @pytest.fixture(autouse=True)
@@ -37,14 +37,14 @@ def _state() -> tuple:
 
 def test_the_option_sets_every_flag_and_unsets_them(monkeypatch):
     torch.backends.cudnn.benchmark = True  # e.g. left on by a benchmark in the same process
-    core.set_determinism(core.TrainConfig(deterministic=True))
+    devices.set_determinism(config.TrainConfig(deterministic=True))
     assert _state() == (True, True, False)
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
-    core.set_determinism(core.TrainConfig(deterministic=False))
+    devices.set_determinism(config.TrainConfig(deterministic=False))
     assert _state()[:2] == (False, False)
 
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the other valid value: kept
-    core.set_determinism(core.TrainConfig(deterministic=True))
+    devices.set_determinism(config.TrainConfig(deterministic=True))
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
 
 
@@ -52,23 +52,25 @@ def test_each_trainable_runs_under_it_and_says_so_in_its_checkpoint(tmp_path):
     data = synthetic_splits(train=64)
     common = {"epochs": 1, "device": "cpu", "deterministic": True}
     autoencoder.train_autoencoder(
-        {**common, "latent_dim": 2}, data, core.FolderReporter(tmp_path / "ae", verbose=False)
+        {**common, "latent_dim": 2}, data, reporting.FolderReporter(tmp_path / "ae", verbose=False)
     )
     assert _state()[:2] == (True, True) and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     for mode in ("frozen", "finetune"):
         config = {**common, "encoder_checkpoint": str(tmp_path / "ae"), "mode": mode}
         classifier.train_classifier(
-            config, data, core.FolderReporter(tmp_path / mode, verbose=False)
+            config, data, reporting.FolderReporter(tmp_path / mode, verbose=False)
         )
     gan.train_gan(
-        {**common, "fid_samples": 20}, data, core.FolderReporter(tmp_path / "gan", verbose=False)
+        {**common, "fid_samples": 20},
+        data,
+        reporting.FolderReporter(tmp_path / "gan", verbose=False),
     )
     for run in ("ae", "frozen", "finetune", "gan"):
-        assert core.load_checkpoint(tmp_path / run)["config"]["deterministic"] is True
+        assert checkpoints.load_checkpoint(tmp_path / run)["config"]["deterministic"] is True
 
     autoencoder.train_autoencoder(  # a run without it turns the flags off again
         {**common, "latent_dim": 2, "deterministic": False},
         data,
-        core.FolderReporter(tmp_path / "plain", verbose=False),
+        reporting.FolderReporter(tmp_path / "plain", verbose=False),
     )
     assert _state()[:2] == (False, False)

@@ -6,7 +6,7 @@ images: the check reads only what the checkpoint records)."""
 import pytest
 from synthetic import synthetic_splits
 
-from trainables import autoencoder, classifier, core
+from trainables import autoencoder, checkpoints, classifier, config, reporting
 from trainables.cli import main as trainable_cli
 
 
@@ -16,7 +16,7 @@ def encoder(tmp_path_factory):
     out = tmp_path_factory.mktemp("ae")
     config = {"epochs": 1, "latent_dim": 2, "data_seed": 1, "val_size": 4000, "device": "cpu"}
     autoencoder.train_autoencoder(
-        config, synthetic_splits(), core.FolderReporter(out, verbose=False)
+        config, synthetic_splits(), reporting.FolderReporter(out, verbose=False)
     )
     return out / "checkpoint.pt"
 
@@ -32,8 +32,8 @@ def test_the_trainable_refuses_an_encoder_of_another_split_before_training(
     encoder, tmp_path, split
 ):
     out = tmp_path / "clf"
-    reporter = core.FolderReporter(out, verbose=False)
-    with pytest.raises(core.ConfigError) as e:
+    reporter = reporting.FolderReporter(out, verbose=False)
+    with pytest.raises(config.ConfigError) as e:
         classifier.train_classifier(_classifier(encoder, **split), synthetic_splits(), reporter)
     message = str(e.value)
     assert "data_seed=1, val_size=4000" in message  # the encoder's
@@ -45,14 +45,14 @@ def test_the_trainable_refuses_an_encoder_of_another_split_before_training(
 def test_the_same_split_trains(encoder, tmp_path):
     config = _classifier(encoder, data_seed=1, val_size=4000)
     classifier.train_classifier(
-        config, synthetic_splits(), core.FolderReporter(tmp_path, verbose=False)
+        config, synthetic_splits(), reporting.FolderReporter(tmp_path, verbose=False)
     )
-    assert core.load_checkpoint(tmp_path, classifier.KIND)["epoch"] == 1
+    assert checkpoints.load_checkpoint(tmp_path, classifier.KIND)["epoch"] == 1
 
 
 def test_the_sweeps_check_refuses_it_without_training(encoder):
     """``check_encoder`` is what a sweep calls before Ray starts."""
-    with pytest.raises(core.ConfigError, match="the encoder has seen its validation images"):
+    with pytest.raises(config.ConfigError, match="the encoder has seen its validation images"):
         classifier.check_encoder(encoder, data_seed=0, val_size=4000)
     assert classifier.check_encoder(encoder, data_seed=1, val_size=4000)["kind"] == "autoencoder"
 

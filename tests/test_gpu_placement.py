@@ -130,9 +130,9 @@ def results_of(trial_dir: Path) -> list[dict]:
 
 
 def latest_checkpoint(trial_dir: Path) -> dict:
-    from trainables import core
+    from trainables import checkpoints
 
-    return core.load_checkpoint(sorted(trial_dir.glob("checkpoint_*/checkpoint.pt"))[-1])
+    return checkpoints.load_checkpoint(sorted(trial_dir.glob("checkpoint_*/checkpoint.pt"))[-1])
 
 
 def interval(results: list[dict]) -> tuple[float, float]:

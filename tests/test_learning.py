@@ -28,7 +28,7 @@ import pytest
 import torch
 
 from models import Generator
-from trainables import autoencoder, classifier, core, data, fid, gan
+from trainables import autoencoder, classifier, data, devices, fid, gan, reporting
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 SUBSET = 8000  # training images for the autoencoder and the classifier (val shrinks to 727)
 
 
-class Collect(core.FolderReporter):
+class Collect(reporting.FolderReporter):
     """The trainable's own folder reporter, keeping each epoch's metrics for the test to read."""
 
     def __init__(self, out):
@@ -120,7 +120,7 @@ def test_gan_fid_fm_falls_over_its_first_epochs(real_data_dir, tmp_path):
         "sample_every": 100,
     }
     cfg = gan.GANConfig.from_dict(config)
-    core.seed_epoch(cfg, 0, torch.device("cpu"))  # the generator train_gan starts from
+    devices.seed_epoch(cfg, 0, torch.device("cpu"))  # the generator train_gan starts from
     untrained = Generator(cfg.latent_size, cfg.hidden_size)
     real = fid.real_stats(splits.val_x, "cpu", n=cfg.fid_samples)
     before = fid.fid_from_generator(untrained, cfg.latent_size, cfg.fid_samples, real, "cpu")

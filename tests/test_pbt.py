@@ -15,7 +15,7 @@ import torch
 from analysis import report
 from sweeps import ae_sweep, classifier_sweep
 from tests.synthetic import synthetic_splits
-from trainables import autoencoder, core, gan
+from trainables import autoencoder, checkpoints, gan, optim, reporting
 
 # ---------------------------------------------------------------------------------------------
 # The classic PBT bug: the donor's lr and betas come back with its optimiser state
@@ -43,19 +43,19 @@ def test_a_restored_trial_trains_with_the_perturbed_lr_beta1_and_decay(tmp_path)
     opt = gan._adam(old, net.parameters(), old.lr)
     x = torch.randn(8, 3)
     for epoch in (1, 2):
-        core.set_epoch_lr(opt, old, epoch)
+        optim.set_epoch_lr(opt, old, epoch)
         opt.zero_grad()
         net(x).pow(2).sum().backward()
         opt.step()
     modules = {"net": net, "opt": opt}
-    payload = core.checkpoint_payload("gan", old, {}, 2, [], core.state_of(modules))
-    core.FolderReporter(tmp_path, verbose=False).report({}, payload)
+    payload = checkpoints.checkpoint_payload("gan", old, {}, 2, [], checkpoints.state_of(modules))
+    reporting.FolderReporter(tmp_path, verbose=False).report({}, payload)
 
     new = gan.GANConfig(lr=2e-4, beta1=0.5, weight_decay=0.01)
     restored_net = torch.nn.Linear(3, 2)
     restored_opt = gan._adam(new, restored_net.parameters(), new.lr)
-    start, _, _ = core.restore_into(
-        core.FolderReporter(tmp_path, resume=True),
+    start, _, _ = checkpoints.restore_into(
+        reporting.FolderReporter(tmp_path, resume=True),
         {"net": restored_net, "opt": restored_opt},
         "gan",
     )
@@ -67,7 +67,7 @@ def test_a_restored_trial_trains_with_the_perturbed_lr_beta1_and_decay(tmp_path)
     state = restored_opt.state[weight]
     assert int(state["step"]) == 2  # the donor's moments and step count are kept
 
-    core.set_epoch_lr(restored_opt, new, 3)
+    optim.set_epoch_lr(restored_opt, new, 3)
     m, v = state["exp_avg"].clone(), state["exp_avg_sq"].clone()
     before = weight.detach().clone()
     restored_opt.zero_grad()
@@ -84,20 +84,20 @@ def test_a_restored_sgd_trial_takes_the_new_lr_and_momentum(tmp_path):
     """The autoencoder's SGD: lr and momentum of the config in force, the momentum buffer kept."""
     old = autoencoder.AutoencoderConfig(optimizer="sgd", lr=1e-2, momentum=0.9)
     net = torch.nn.Linear(3, 2)
-    opt = core.make_optimizer(old, net.parameters())
-    core.set_epoch_lr(opt, old, 1)
+    opt = optim.make_optimizer(old, net.parameters())
+    optim.set_epoch_lr(opt, old, 1)
     net(torch.ones(1, 3)).sum().backward()
     opt.step()
-    payload = core.checkpoint_payload(
-        "autoencoder", old, {}, 1, [], core.state_of({"model": net, "optimizer": opt})
+    payload = checkpoints.checkpoint_payload(
+        "autoencoder", old, {}, 1, [], checkpoints.state_of({"model": net, "optimizer": opt})
     )
-    core.FolderReporter(tmp_path, verbose=False).report({}, payload)
+    reporting.FolderReporter(tmp_path, verbose=False).report({}, payload)
 
     new = autoencoder.AutoencoderConfig(optimizer="sgd", lr=3e-3, momentum=0.5, weight_decay=1e-4)
     net2 = torch.nn.Linear(3, 2)
-    opt2 = core.make_optimizer(new, net2.parameters())
-    core.restore_into(
-        core.FolderReporter(tmp_path, resume=True),
+    opt2 = optim.make_optimizer(new, net2.parameters())
+    checkpoints.restore_into(
+        reporting.FolderReporter(tmp_path, resume=True),
         {"model": net2, "optimizer": opt2},
         "autoencoder",
     )
@@ -122,10 +122,12 @@ def test_the_trainables_resume_with_the_config_they_are_given(kind, tmp_path):
         second, keys = dict(first, lr=4e-4), ("optimizer",)
         wanted = {"optimizer": (4e-4, 0.9)}
     config = dict(batch_size=32, device="cpu", epochs=1, **first)
-    train(config, data=data, reporter=core.FolderReporter(tmp_path, verbose=False))
+    train(config, data=data, reporter=reporting.FolderReporter(tmp_path, verbose=False))
     config = dict(config, epochs=2, **second)
-    train(config, data=data, reporter=core.FolderReporter(tmp_path, resume=True, verbose=False))
-    payload = core.load_checkpoint(tmp_path)
+    train(
+        config, data=data, reporter=reporting.FolderReporter(tmp_path, resume=True, verbose=False)
+    )
+    payload = checkpoints.load_checkpoint(tmp_path)
     assert payload["epoch"] == 2
     assert payload["lineage"] == [{"trial_id": None, "first_epoch": 1, "last_epoch": 2}]
     for key in keys:
@@ -136,15 +138,15 @@ def test_the_trainables_resume_with_the_config_they_are_given(kind, tmp_path):
 
 
 def test_lineage_says_which_trial_trained_which_epochs():
-    lineage = core.extend_lineage([], "a", 1)
-    lineage = core.extend_lineage(lineage, "a", 2)
-    assert core.clone_of(lineage) == {}
-    cloned = core.extend_lineage(lineage, "b", 3)  # b restored a's epoch-2 checkpoint
+    lineage = reporting.extend_lineage([], "a", 1)
+    lineage = reporting.extend_lineage(lineage, "a", 2)
+    assert reporting.clone_of(lineage) == {}
+    cloned = reporting.extend_lineage(lineage, "b", 3)  # b restored a's epoch-2 checkpoint
     assert cloned == [
         {"trial_id": "a", "first_epoch": 1, "last_epoch": 2},
         {"trial_id": "b", "first_epoch": 3, "last_epoch": 3},
     ]
-    assert core.clone_of(core.extend_lineage(cloned, "b", 4)) == {
+    assert reporting.clone_of(reporting.extend_lineage(cloned, "b", 4)) == {
         "cloned_from": "a",
         "cloned_epoch": 2,
     }
@@ -285,13 +287,13 @@ def test_pbt_sweep_exploits_and_results_keep_the_lineage(pbt_run, capsys):
     last = table.sort_values("epoch").groupby("trial_id").last()
     for trial_id, row in last.iterrows():
         (trial_dir,) = exp.glob(f"*_{trial_id}")
-        payload = core.load_checkpoint(trial_dir)  # the latest checkpoint_*
+        payload = checkpoints.load_checkpoint(trial_dir)  # the latest checkpoint_*
         assert payload["epoch"] == 4
         (group,) = payload["state"]["optimizer"]["param_groups"]
         assert group["base_lr"] == pytest.approx(row["config/lr"])
         assert group["weight_decay"] == pytest.approx(row["config/weight_decay"])
         assert payload["lineage"][-1]["trial_id"] == trial_id
-        assert core.clone_of(payload["lineage"]).get("cloned_from") == (
+        assert reporting.clone_of(payload["lineage"]).get("cloned_from") == (
             None if pd.isna(row["cloned_from"]) else row["cloned_from"]
         )
 

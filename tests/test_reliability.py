@@ -55,7 +55,7 @@ from sweeps.folder import storage as experiment
 from sweeps.folder.layout import trial_dirname
 from sweeps.request import cli
 from sweeps.search.asha import ASHA
-from trainables import autoencoder, classifier, core, data, gan
+from trainables import autoencoder, checkpoints, classifier, data, gan, reporting
 from trainables.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,7 +120,7 @@ def test_results_mark_diverged_and_errored_trials_with_their_reason():
     ray_error = (
         "Failure # 1 (occurred at 2026-01-01_00-00-00)\n"
         "ray::ImplicitFunc.train() (pid=1, ip=127.0.0.1)\n  File ...\n"
-        "trainables.core.CheckpointError: /x/checkpoint.pt: not a readable checkpoint\n"
+        "trainables.checkpoints.CheckpointError: /x/checkpoint.pt: not a readable checkpoint\n"
     )
     crashed = _Trial("e", "ERROR", {"training_iteration": 1}, ray_error)
     assert outcome.trial_error(crashed).endswith("/x/checkpoint.pt: not a readable checkpoint")
@@ -132,15 +132,15 @@ def test_results_mark_diverged_and_errored_trials_with_their_reason():
 def _ae_checkpoint(directory: Path) -> Path:
     state = {"model": autoencoder.ConvAutoencoder(4).state_dict()}
     cfg = autoencoder.AutoencoderConfig(latent_dim=4)
-    payload = core.checkpoint_payload("autoencoder", cfg, {"latent_dim": 4}, 1, [], state)
-    return core.save_checkpoint(payload, directory)
+    payload = checkpoints.checkpoint_payload("autoencoder", cfg, {"latent_dim": 4}, 1, [], state)
+    return checkpoints.save_checkpoint(payload, directory)
 
 
 def _damage(kind: str, directory: Path) -> Path:
     """A checkpoint.pt in ``directory`` that is cut short, or of the GAN."""
     if kind == "wrong-kind":
-        payload = core.checkpoint_payload("gan", gan.GANConfig(), {}, 1, [], {})
-        return core.save_checkpoint(payload, directory)
+        payload = checkpoints.checkpoint_payload("gan", gan.GANConfig(), {}, 1, [], {})
+        return checkpoints.save_checkpoint(payload, directory)
     file = _ae_checkpoint(directory)
     file.write_bytes(file.read_bytes()[: file.stat().st_size // 2])
     return file
@@ -155,19 +155,19 @@ def test_a_bad_checkpoint_is_an_error_naming_the_file(where, damage, tmp_path, m
         run = lambda: autoencoder.train_autoencoder(  # noqa: E731
             config,
             data=synthetic_splits(test=10),
-            reporter=core.FolderReporter(bad.parent, resume=True),
+            reporter=reporting.FolderReporter(bad.parent, resume=True),
         )
     elif where == "tune-restore":  # a trial restored by Tune (a retry, or --resume)
         checkpoint = tune.Checkpoint.from_directory(str(bad.parent))
         monkeypatch.setattr(tune, "get_checkpoint", lambda: checkpoint)
         run = lambda: autoencoder.train_autoencoder(  # noqa: E731
-            config, data=synthetic_splits(test=10), reporter=core.TuneReporter()
+            config, data=synthetic_splits(test=10), reporter=reporting.TuneReporter()
         )
     else:  # the classifier trainable loading its encoder
         run = lambda: classifier.train_classifier(  # noqa: E731
             {"encoder_checkpoint": str(bad), "epochs": 1}, data=synthetic_splits(test=10)
         )
-    with pytest.raises(core.CheckpointError) as e:
+    with pytest.raises(checkpoints.CheckpointError) as e:
         run()
     message = str(e.value)
     assert str(bad) in message and "\n" not in message
@@ -499,7 +499,7 @@ def test_a_trial_whose_worker_is_killed_resumes_from_its_checkpoint(
     assert rows[1]["pid"] == killed[0] and rows[2]["pid"] != killed[0]  # a new worker went on
     assert rows[2]["iterations_since_restore"] == 1  # ... from the epoch-2 checkpoint
     latest = sorted(trial_dir.glob("checkpoint_*"))[-1]
-    assert [h["epoch"] for h in core.load_checkpoint(latest)["history"]] == [1, 2, 3, 4]
+    assert [h["epoch"] for h in checkpoints.load_checkpoint(latest)["history"]] == [1, 2, 3, 4]
     table = pq.read_table(exp / "results.parquet").to_pandas()
     assert list(table["epoch"]) == [1, 2, 3, 4] and set(table["status"]) == {"TERMINATED"}
     (ot,) = helpers.study_of(exp).trials
@@ -527,7 +527,7 @@ def _fails_in_epoch_2(train):
     in its second epoch, once it has trained it (before reporting it). It runs in Ray's workers:
     a nested function, so Ray ships it by value."""
 
-    class FailingReporter(core.TuneReporter):
+    class FailingReporter(reporting.TuneReporter):
         def report(self, metrics, payload):
             if metrics["epoch"] == 2:
                 raise RuntimeError(PLANTED.removeprefix("RuntimeError: "))

@@ -46,7 +46,7 @@ from sweeps.folder.storage import Folder, check_writable
 from sweeps.request.encoder import resolve_encoder
 from sweeps.search.schedulers import RevisingASHAScheduler
 from sweeps.search.searcher import TrialStateOptunaSearch
-from trainables import core, gan
+from trainables import checkpoints, gan
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["--smoke-test", "--wandb-mode", "offline"]
@@ -387,7 +387,9 @@ def test_classifier_needs_an_autoencoder_checkpoint(tmp_path, capsys):
         (["--encoder-checkpoint", str(tmp_path / "nope.pt")], "does not exist"),
         (["--encoder-from", str(tmp_path)], "no best.json"),
     ]
-    core.save_checkpoint(core.checkpoint_payload("gan", gan.GANConfig(), {}, 1, [], {}), tmp_path)
+    checkpoints.save_checkpoint(
+        checkpoints.checkpoint_payload("gan", gan.GANConfig(), {}, 1, [], {}), tmp_path
+    )
     cases.append((["--encoder-checkpoint", str(tmp_path)], "kind 'gan', but kind 'autoencoder'"))
     for argv, expected in cases:
         with pytest.raises(SystemExit) as e:
@@ -450,7 +452,7 @@ def check_sweep_folder(exp: Path, summary: dict, metric: str, mode: str, metrics
     assert best["val"][metric] == pytest.approx(expected)
     assert best["trial_id"] == (last[metric].idxmin() if mode == "min" else last[metric].idxmax())
     assert best["checkpoint"] == str(exp / "best" / "checkpoint.pt")
-    assert core.load_checkpoint(best["checkpoint"])["kind"] == sweep["model"]
+    assert checkpoints.load_checkpoint(best["checkpoint"])["kind"] == sweep["model"]
     assert (
         best["study_name"] == sweep["study_name"]
         and best["config"]["epochs"] == sweep["max_epochs"]
@@ -583,7 +585,7 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
     named = _restored_checkpoints(_snapshot_trials(exp))
     assert named
     for trial_id, path in named.items():
-        assert (Path(path) / core.CHECKPOINT_FILE).is_file(), (trial_id, path)
+        assert (Path(path) / checkpoints.CHECKPOINT_FILE).is_file(), (trial_id, path)
     held = {}  # Tune trial id -> its Optuna trial when the driver died
     for ot in study_of(exp).trials:  # (read-write: rolls back a transaction the kill cut short)
         held.setdefault(ot.user_attrs.get("trial_id"), ot)
@@ -702,7 +704,7 @@ def test_retraining_from_a_sweep_takes_its_best_config(ae_run, tmp_path, capsys)
     epochs = best["config"]["epochs"]
     assert f"best trial {best['trial_id']}" in said
     assert f"overridden: epochs {epochs} -> 1" in said
-    saved = core.load_checkpoint(out / "checkpoint.pt", "autoencoder")["config"]
+    saved = checkpoints.load_checkpoint(out / "checkpoint.pt", "autoencoder")["config"]
     assert saved == {
         **autoencoder.AutoencoderConfig.from_dict(best["config"]).to_dict(),
         "epochs": 1,

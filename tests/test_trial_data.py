@@ -6,7 +6,7 @@ import ray
 import torch
 
 from sweeps.fit.trainable import sweep_trainable
-from trainables import autoencoder, core
+from trainables import autoencoder, checkpoints
 from trainables.data import Splits
 
 
@@ -44,7 +44,7 @@ def test_a_trial_gets_train_and_val_but_no_test_images():
 def test_the_final_evaluation_refuses_splits_without_test_images(tmp_path):
     """Given a trial's splits by mistake, the test evaluation says so instead of scoring
     something else."""
-    payload = core.checkpoint_payload(
+    payload = checkpoints.checkpoint_payload(
         "autoencoder",
         autoencoder.AutoencoderConfig(latent_dim=2),
         {"latent_dim": 2},
@@ -52,7 +52,7 @@ def test_the_final_evaluation_refuses_splits_without_test_images(tmp_path):
         [],
         {"model": autoencoder.ConvAutoencoder(2).state_dict()},
     )
-    core.save_checkpoint(payload, tmp_path)
+    checkpoints.save_checkpoint(payload, tmp_path)
     splits = _splits()
     full = autoencoder.evaluate_checkpoint(tmp_path, data=splits, device="cpu")
     assert set(full) == {"test_mse"}

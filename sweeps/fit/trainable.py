@@ -14,7 +14,7 @@ from ray import tune
 from sweeps.fit import faults
 from sweeps.folder import layout
 from sweeps.folder.outcome import DIVERGED, ERROR
-from trainables import core
+from trainables import training
 
 
 def sweep_trainable(train, metric: str, splits, cpu: float, gpu: float, verbose: bool = False):
@@ -48,7 +48,7 @@ def end_on_divergence(train, metric: str):
             logging.getLogger("ray.tune.trainable.trainable").setLevel(logging.WARNING)
         try:
             train(config, **kwargs)
-        except core.DivergedError as e:
+        except training.DivergedError as e:
             # Tune requires the metric in every result; NaN says "no score" to all its parts.
             tune.report({**e.metrics, metric: math.nan, DIVERGED: True, ERROR: str(e)})
 
