@@ -1,7 +1,9 @@
 """The report's figures: which ones each kind of input gets, what draws each, and drawing them.
 
-Every sweep gets ``sweep_figures``, a checkpoint given alone ``checkpoint_curves``; then the
-model kind adds its own (``FIGURES``). A figure is a ``Job``: its ``Entry`` (file, section,
+Every sweep gets ``sweep_figures``, a checkpoint given alone ``checkpoint_curves``; then come
+the families of figures the model kind names (``ModelKind.figures``, ``trainables/kinds.py``;
+``FAMILIES`` here): a new kind of model gets every family its model can draw without a line
+here. A figure is a ``Job``: its ``Entry`` (file, section,
 title) and a function that draws it from the ``Inputs``, returning the figure and a one-line
 caption, or raising ``MissingInput`` to have it skipped with the reason.
 """
@@ -19,12 +21,12 @@ from analysis import sweep_figures as sf
 from analysis.inputs import Inputs
 from analysis.plotting import CLASSES, Figure, save
 from analysis.sweep_folder import MissingInput
-from models import ConvAutoencoder
 from sweeps.folder.layout import RESULTS_FILE, SWEEP_FILE
 from trainables import autoencoder, gan
 from trainables.fid import FID_SPREAD_SD
+from trainables.kinds import kinds
 
-UNTRAINED_SEED = 0  # initialises the untrained latent-2 autoencoder
+UNTRAINED_SEED = 0  # initialises the untrained latent-2 network
 
 
 @dataclass
@@ -45,8 +47,11 @@ Job = tuple[Entry, Callable[[], tuple[Figure, str]]]
 
 def figures_for(inputs: Inputs) -> list[Job]:
     """Every figure of the report on ``inputs``, in page order."""
-    first = sweep_figures(inputs) if inputs.sweep else checkpoint_curves(inputs)
-    return first + FIGURES.get(inputs.kind, lambda _: [])(inputs)
+    jobs = sweep_figures(inputs) if inputs.sweep else checkpoint_curves(inputs)
+    families = kinds()[inputs.kind].figures if inputs.kind in kinds() else ()
+    for family in families:
+        jobs += FAMILIES[family](inputs)
+    return jobs
 
 
 def draw_all(jobs: list[Job], out: Path) -> list[Entry]:
@@ -166,30 +171,33 @@ def checkpoint_curves(inputs: Inputs) -> list[Job]:
 
 
 def autoencoder_figures(inputs: Inputs) -> list[Job]:
-    args = inputs.args
+    """Reconstructions and latent codes: an autoencoder's, or any kind whose model has
+    ``encode`` and ``decode`` (a VAE's: its posterior means)."""
+    args, kind = inputs.args, kinds()[inputs.kind]
+    net = kind.label
 
     def recon():
-        model, (x, y) = inputs.autoencoder, inputs.test()
+        model, (x, y) = inputs.model, inputs.test()
         fig = mf.reconstructions(model, x, y)
         return fig, "One test image per class (top) and its reconstruction (bottom)."
 
     def trained():
         model, path = inputs.latent2_model()
         x, y = inputs.test()
-        fig = mf.latent_2d(model, x, y, "Latent space of the trained latent-2 autoencoder")
-        return fig, f"Test-set latent codes of the trained latent-2 autoencoder ({path})."
+        fig = mf.latent_2d(model, x, y, f"Latent space of the trained latent-2 {net}")
+        return fig, f"Test-set latent codes of the trained latent-2 {net} ({path})."
 
     def untrained():
         x, y = inputs.test()
         with torch.random.fork_rng():
             torch.manual_seed(UNTRAINED_SEED)
-            model = ConvAutoencoder(latent_dim=2).eval()
+            model = kind.build(latent_dim=2).eval()
         title = f"Latent space of the same network untrained (seed {UNTRAINED_SEED})"
         fig = mf.latent_2d(model, x, y, title)
         return fig, "The same latent-2 network freshly initialised: what training adds."
 
     def interp():
-        model, (x, y) = inputs.autoencoder, inputs.test()
+        model, (x, y) = inputs.model, inputs.test()
         start, end = args.interpolate
         fig = mf.interpolation(model, x, y, start, end, args.interpolate_steps)
         return fig, (
@@ -206,7 +214,7 @@ def autoencoder_figures(inputs: Inputs) -> list[Job]:
         n = min(args.tsne_samples, len(inputs.codes))
         return fig, f"t-SNE of {n} test images' latent codes (fixed subsample), coloured by class."
 
-    s = "Autoencoder"
+    s = net[0].upper() + net[1:]
     return [
         (Entry("reconstructions.png", s, "Originals and reconstructions"), recon),
         (Entry("latent2_trained.png", s, "Latent-2 space, trained (figs. 3, 12)"), trained),
@@ -233,12 +241,10 @@ def classifier_figures(inputs: Inputs) -> list[Job]:
     ]
 
 
-def gan_figures(inputs: Inputs) -> list[Job]:
-    args = inputs.args
-
-    def losses():
-        fig = mf.gan_losses(inputs.history())
-        return fig, "Discriminator and generator losses per epoch."
+def generator_figures(inputs: Inputs) -> list[Job]:
+    """FID-FM over epochs and sample grids: a GAN's, or any kind that records ``fid`` in its
+    history, ``samples`` in its checkpoints and ``test_fid`` (a VAE's, from its prior)."""
+    args, kind = inputs.args, kinds()[inputs.kind]
 
     def fid():
         test_fid = inputs.test_metrics().get("test_fid")
@@ -251,7 +257,40 @@ def gan_figures(inputs: Inputs) -> list[Job]:
 
     def samples():
         fig = mf.gan_samples(inputs.checkpoint().get("samples", {}), args.sample_grids)
-        return fig, "The same fixed noise through the generator at several epochs."
+        return fig, f"The same fixed noise through the {kind.label}'s generator at several epochs."
+
+    def compare():
+        if not inputs.compared_gans:
+            raise MissingInput(
+                "nothing to compare with; pass --compare-gan runs/gan_sweep (any GAN or VAE "
+                "checkpoint or sweep folder, repeatable)"
+            )
+        this = inputs.folder.name + (" (best)" if inputs.sweep and not args.checkpoint else "")
+        given = [(this, inputs.checkpoint(), inputs.test_metrics())]
+        panels = [
+            (_sample_title(name, payload, test), _last_samples(name, payload))
+            for name, payload, test in given + inputs.compared_gans
+        ]
+        return mf.gan_sample_comparison(panels), (
+            "The last sample grid of each generator (the same fixed noise, "
+            f"{gan.SAMPLE_COUNT} images each), titled with its epochs and test_fid."
+        )
+
+    s, k = kind.label, kind.name
+    return [
+        (Entry(f"{k}_fid.png", s, "FID-FM over epochs"), fid),
+        (Entry(f"{k}_samples.png", s, "Samples at several epochs (fig. 8)"), samples),
+        (Entry(f"{k}_compare.png", s, "Samples beside other generators' (--compare-gan)"), compare),
+    ]
+
+
+def gan_figures(inputs: Inputs) -> list[Job]:
+    """What only a GAN gets: its two losses, and its samples through an autoencoder."""
+    args = inputs.args
+
+    def losses():
+        fig = mf.gan_losses(inputs.history())
+        return fig, "Discriminator and generator losses per epoch."
 
     def through_ae():
         if inputs.ae is None:
@@ -275,29 +314,9 @@ def gan_figures(inputs: Inputs) -> list[Job]:
         caption = f"{n} generated samples beside the same samples passed through the autoencoder"
         return fig, f"{caption} {inputs.ae['path']}; {scored}."
 
-    def compare():
-        if not inputs.compared_gans:
-            raise MissingInput(
-                "no GAN to compare with; pass --compare-gan runs/gan_report (any GAN checkpoint "
-                "or sweep folder, repeatable)"
-            )
-        this = inputs.folder.name + (" (best)" if inputs.sweep and not args.checkpoint else "")
-        given = [(this, inputs.checkpoint(), inputs.test_metrics())]
-        panels = [
-            (_sample_title(name, payload, test), _last_samples(name, payload))
-            for name, payload, test in given + inputs.compared_gans
-        ]
-        return mf.gan_sample_comparison(panels), (
-            "The last sample grid of each generator (the same fixed noise, "
-            f"{gan.SAMPLE_COUNT} images each), titled with its epochs and test_fid."
-        )
-
     s = "GAN"
     return [
         (Entry("gan_losses.png", s, "Generator and discriminator losses (fig. 7)"), losses),
-        (Entry("gan_fid.png", s, "FID-FM over epochs"), fid),
-        (Entry("gan_samples.png", s, "Samples at several epochs (fig. 8)"), samples),
-        (Entry("gan_compare.png", s, "Samples beside other GANs' (--compare-gan)"), compare),
         (Entry("gan_autoencoder.png", s, "Samples through the autoencoder (fig. 9)"), through_ae),
     ]
 
@@ -328,9 +347,11 @@ def fid_fm_pair(inputs: Inputs, raw, cleaned, real) -> tuple[str, str]:
         return "n/a", "n/a"
 
 
-# The figures each model kind adds to the sweep's (or the checkpoint's) own.
-FIGURES: dict[str, Callable[[Inputs], list[Job]]] = {
+# The families of figures a model kind can name (``ModelKind.figures``), each a function of the
+# inputs giving its figures.
+FAMILIES: dict[str, Callable[[Inputs], list[Job]]] = {
     "autoencoder": autoencoder_figures,
     "classifier": classifier_figures,
+    "generator": generator_figures,
     "gan": gan_figures,
 }

@@ -26,23 +26,38 @@ from analysis.sweep_folder import (
     open_input,
     test_images,
 )
-from models import ConvAutoencoder
 from sweeps.folder.layout import SWEEP_FILE
-from trainables import autoencoder, classifier, gan
+from trainables import autoencoder, classifier
 from trainables.best import test_metrics_beside
 from trainables.data import DeviceSplit
 from trainables.errors import UsageError
+from trainables.kinds import kinds, module_for
 
 LATENT2_HINT = (
-    "train one (python -m trainables.autoencoder --latent-dim 2 --out runs/ae_latent2) and pass "
-    "--latent2-checkpoint runs/ae_latent2"
+    "train one (python -m trainables.autoencoder --latent-dim 2 --out runs/ae_latent2, or "
+    "trainables.vae) and pass --latent2-checkpoint runs/ae_latent2"
 )
 
 
+def load_of_family(path: str, family: str, flag: str) -> dict[str, Any]:
+    """A checkpoint given with ``flag`` whose kind gets the report's ``family`` of figures
+    (``trainables/kinds.py``): an autoencoder's or a VAE's for "autoencoder", a GAN's or a
+    VAE's for "generator"."""
+    payload = load_input_checkpoint(path)
+    fits = [name for name, kind in kinds().items() if family in kind.figures]
+    if payload["kind"] not in fits:
+        raise UsageError(
+            f"{flag} {path} is {a(payload['kind'])} checkpoint",
+            f"pass a checkpoint or sweep folder of one of: {', '.join(fits)}",
+        )
+    return payload
+
+
 def compared_gan(path: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """A --compare-gan input: (its name: the folder's, its checkpoint, its test metrics:
-    best.json's for a sweep folder, else the test_metrics.json beside the checkpoint)."""
-    payload = load_input_checkpoint(path, gan.KIND)
+    """A --compare-gan input (a GAN's or a VAE's): (its name: the folder's, its checkpoint, its
+    test metrics: best.json's for a sweep folder, else the test_metrics.json beside the
+    checkpoint)."""
+    payload = load_of_family(path, "generator", "--compare-gan")
     folder = Path(path)
     if (folder / SWEEP_FILE).is_file():
         best = SweepFolder.open(folder).best or {}
@@ -61,7 +76,7 @@ class Inputs:
         self._checkpoint_file = None if self.sweep else source
         self.given_checkpoint = load_input_checkpoint(args.checkpoint) if args.checkpoint else None
         self.latent2 = (
-            load_input_checkpoint(args.latent2_checkpoint, autoencoder.KIND)
+            load_of_family(args.latent2_checkpoint, "autoencoder", "--latent2-checkpoint")
             if args.latent2_checkpoint
             else None
         )
@@ -152,16 +167,19 @@ class Inputs:
         return test_images(data_dir, self.args.max_test_images)
 
     @cached_property
-    def autoencoder(self) -> ConvAutoencoder:
-        return autoencoder.load_model(self.checkpoint()["path"])[0]
+    def model(self) -> torch.nn.Module:
+        """The model the figures are drawn from, as its kind's ``load_model`` gives it."""
+        payload = self.checkpoint()
+        return module_for(payload["kind"]).load_model(payload["path"])[0]
 
     @cached_property
     def codes(self) -> torch.Tensor:
-        return mf.encode(self.autoencoder, self.test()[0])
+        return mf.encode(self.model, self.test()[0])
 
-    def latent2_model(self) -> tuple[ConvAutoencoder, str]:
+    def latent2_model(self) -> tuple[torch.nn.Module, str]:
         if self.latent2 is not None:
-            return autoencoder.load_model(self.latent2["path"])[0], self.latent2["path"]
+            latent2 = module_for(self.latent2["kind"]).load_model(self.latent2["path"])[0]
+            return latent2, self.latent2["path"]
         try:
             payload = self.checkpoint()
         except MissingInput:
@@ -169,7 +187,7 @@ class Inputs:
                 f"no latent-2 autoencoder and no checkpoint; {LATENT2_HINT}"
             ) from None
         if payload["model_args"]["latent_dim"] == 2:
-            return self.autoencoder, payload["path"]
+            return self.model, payload["path"]
         raise MissingInput(
             f"no latent-2 autoencoder (the checkpoint has latent_dim "
             f"{payload['model_args']['latent_dim']}); {LATENT2_HINT}"

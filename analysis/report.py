@@ -5,6 +5,10 @@
     python analysis/report.py runs/gan_sweep --ae-checkpoint runs/ae_sweep/best
     python analysis/report.py runs/clf                      # one checkpoint: its figures only
 
+A sweep folder in object storage (``s3://bucket/runs/ae_sweep``, ``gs://...``) is read through
+pyarrow's file systems: the files the report needs are copied into ``OUT/sweep`` (default OUT:
+``./<name>-report``).
+
 Writes ``OUT/<figure>.png`` and ``OUT/index.html`` (default OUT: ``<input>/report``); the page
 embeds every figure, so it opens from disk with no server. A figure whose input is missing (no
 Optuna storage, no latent-2 run, no checkpoint, no dataset) is skipped: a line says what would
@@ -21,8 +25,12 @@ from analysis import figures
 from analysis.html_page import write_html
 from analysis.inputs import Inputs
 from analysis.model_figures import class_index
+from analysis.sweep_folder import copy_remote_sweep
 from sweeps.folder.layout import REPORT_DIR
+from sweeps.folder.storage import Folder, is_remote
 from trainables.errors import OneLineParser, cli_errors
+
+REMOTE_COPY = "sweep"  # where a remote sweep's files are copied, inside the report folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python analysis/report.py",
         description=__doc__.split("\n\n")[0],
     )
-    parser.add_argument("path", help="a sweep folder (with sweep.json) or a checkpoint file/folder")
+    parser.add_argument(
+        "path",
+        help="a sweep folder (with sweep.json; local, s3:// or gs://) or a checkpoint file/folder",
+    )
     parser.add_argument("--out", metavar="DIR", help="report folder (default: <path>/report)")
     parser.add_argument(
         "--checkpoint",
@@ -138,6 +149,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     with cli_errors():
+        if is_remote(args.path):  # s3:// or gs://: its files copied beside the report
+            out = Path(args.out or f"{Folder(args.path).name}-{REPORT_DIR}").resolve()
+            print(f"report: reading {args.path} into {out / REMOTE_COPY}", flush=True)
+            args.path = str(copy_remote_sweep(args.path, out / REMOTE_COPY))
+            args.out = str(out)
         inputs = Inputs.from_args(args)
         jobs = figures.figures_for(inputs)
     out = Path(args.out) if args.out else inputs.folder / REPORT_DIR

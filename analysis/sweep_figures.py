@@ -18,14 +18,7 @@ from matplotlib.ticker import MaxNLocator
 from analysis.plotting import Figure, plt
 from analysis.sweep_folder import MissingInput
 from sweeps.folder.outcome import FAILED
-
-# The curves of one run, by model: (y-axis label, metric names) per panel.
-PANELS = {
-    "autoencoder": [("per-pixel MSE", ("train_mse", "val_mse"))],
-    "classifier": [("NLL loss", ("train_loss", "val_loss")), ("accuracy", ("val_acc",))],
-    "gan": [("BCE loss", ("d_loss", "g_loss")), ("FID-FM (lower is better)", ("fid",))],
-}
-
+from trainables.kinds import kinds
 
 # ---------------------------------------------------------------------------------------------
 # The study, over all its trials
@@ -339,7 +332,7 @@ def training_curves(history: pd.DataFrame, model: str, title: str) -> Figure:
     x = _x_column(history)
     panels = [
         (label, [m for m in names if m in history and history[m].notna().any()])
-        for label, names in PANELS.get(model, [])
+        for label, names in (kinds().get(model).curves if model in kinds() else ())
     ]
     panels = [(label, names) for label, names in panels if names]
     if not panels:

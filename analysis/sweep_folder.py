@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from sweeps.folder.layout import (
+    BEST_CHECKPOINT,
     BEST_DIR,
     BEST_FILE,
     EARLIER_TRIAL_ATTR,
@@ -35,6 +36,7 @@ from sweeps.folder.layout import (
     SWEEP_FILE,
 )
 from sweeps.folder.old_folders import check_format
+from sweeps.folder.storage import Folder
 from sweeps.folder.study_url import is_masked, sqlite_path
 from trainables import checkpoints, data
 from trainables.errors import UsageError
@@ -242,6 +244,34 @@ def trial_table(study) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------
 # Inputs: a sweep folder or a checkpoint
+
+
+# What the report reads of a sweep folder: the files it copies from object storage.
+REMOTE_FILES = (SWEEP_FILE, BEST_FILE, RESULTS_FILE, STUDY_FILE, BEST_CHECKPOINT)
+
+
+def copy_remote_sweep(uri: str, into: Path) -> Path:
+    """``into``, holding a copy of the files the report reads (``REMOTE_FILES``, those there
+    are) of the sweep folder at ``uri`` in object storage (s3://, gs://), read through pyarrow's
+    file systems as the sweep wrote them; UsageError if ``uri`` is not a sweep folder."""
+    folder = Folder(uri)
+    try:
+        is_sweep = folder.exists(SWEEP_FILE)
+    except OSError as e:  # no such bucket, no credentials, no endpoint
+        raise UsageError(
+            f"cannot read {uri} ({' '.join(str(e).split())[:200]})",
+            "check the URI and the object store's credentials (AWS_* or GOOGLE_* variables)",
+        ) from None
+    if not is_sweep:
+        raise UsageError(
+            f"{uri} is not a sweep folder (no {SWEEP_FILE})",
+            "pass the storage path and name the sweep printed (e.g. s3://bucket/runs/ae_sweep)",
+        )
+    for name in REMOTE_FILES:
+        if folder.exists(name):
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+            (into / name).write_bytes(folder.read_bytes(name))
+    return into
 
 
 def open_input(path: str | Path) -> SweepFolder | Path:

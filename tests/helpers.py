@@ -348,3 +348,11 @@ def check_wandb_runs(exp: Path, table, metrics: list[str]) -> None:
         for _, row in rows.iterrows():
             for m in metrics:
                 assert logged[row["training_iteration"]][m] == pytest.approx(row[m]), (trial_id, m)
+
+
+def mean_image_mse(splits) -> float:
+    """Per-pixel MSE on the validation images of predicting the mean training image (a
+    ``trainables.data.Splits``): what a model that learned nothing scores."""
+    train = splits.train_x.double() / 255
+    val = splits.val_x.double() / 255
+    return ((val - train.mean(0)) ** 2).mean().item()

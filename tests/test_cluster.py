@@ -207,6 +207,36 @@ def test_s3_sweep_writes_only_to_the_bucket_and_resumes_from_it(s3, real_data_di
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert {t.user_attrs["trial_id"] for t in finished} == trial_ids
 
+    # The report reads the sweep where it is, through pyarrow's S3 file system: its files are
+    # copied beside the report (default: ./<name>-report), and the bucket is left as it was.
+    where = tmp_path / "report-cwd"
+    where.mkdir()
+    fast = ["--max-test-images", "1000", "--tsne-samples", "150"]
+    report = subprocess.run(
+        [sys.executable, str(REPO / "analysis" / "report.py"), exp_uri, *fast],
+        cwd=where,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    out = where / "s3_sweep-report"
+    assert (out / "sweep" / "sweep.json").is_file() and (out / "sweep" / "optuna.db").is_file()
+    for name in ("index.html", "optimization_history.png", "learning_curves.png"):
+        assert (out / name).is_file(), (name, report.stdout[-2000:])
+    assert (out / "reconstructions.png").is_file(), report.stdout[-2000:]  # the best checkpoint
+    assert keys_under(client, "runs/s3_sweep/") == keys  # the report only read the bucket
+    missing = subprocess.run(
+        [sys.executable, str(REPO / "analysis" / "report.py"), f"s3://sweeps/runs/none?{query}"],
+        cwd=where,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 2 and "is not a sweep folder (no sweep.json)" in missing.stderr
+
 
 # ---------------------------------------------------------------------------------------------
 # A multi-node Ray cluster on this machine

@@ -20,6 +20,7 @@ from __future__ import annotations
 import optuna
 import pandas as pd
 import pytest
+from helpers import mean_image_mse
 
 from sweeps import ae_sweep, classifier_sweep, gan_sweep
 from trainables import autoencoder, data
@@ -38,13 +39,6 @@ def storage(tmp_path_factory):
 def ae_smoke(local_ray, storage):
     summary = ae_sweep.main([*QUIET, "--storage-path", str(storage)])
     return summary, storage / "ae_sweep_smoke"
-
-
-def mean_image_mse(splits: data.Splits) -> float:
-    """Per-pixel MSE on the validation images of predicting the mean training image."""
-    train = splits.train_x.double() / 255
-    val = splits.val_x.double() / 255
-    return ((val - train.mean(0)) ** 2).mean().item()
 
 
 def test_autoencoder_smoke_sweep_beats_the_mean_image_twice_over(ae_smoke, real_data_dir):

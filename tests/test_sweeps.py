@@ -381,7 +381,7 @@ def test_unwritable_storage_and_online_wandb_without_key(tmp_path, capsys, monke
     assert resolve_wandb_mode(None) == "online"
 
 
-def test_classifier_needs_an_autoencoder_checkpoint(tmp_path, capsys):
+def test_classifier_needs_a_checkpoint_with_an_encoder(tmp_path, capsys):
     cases = [
         ([], "give exactly one of --encoder-checkpoint and --encoder-from"),
         (["--encoder-checkpoint", str(tmp_path / "nope.pt")], "does not exist"),
@@ -390,7 +390,10 @@ def test_classifier_needs_an_autoencoder_checkpoint(tmp_path, capsys):
     checkpoints.save_checkpoint(
         checkpoints.checkpoint_payload("gan", gan.GANConfig(), {}, 1, [], {}), tmp_path
     )
-    cases.append((["--encoder-checkpoint", str(tmp_path)], "kind 'gan', but kind 'autoencoder'"))
+    no_encoder = (
+        "kind 'gan', whose model has no encoder; pass a checkpoint of one of: autoencoder, vae"
+    )
+    cases.append((["--encoder-checkpoint", str(tmp_path)], no_encoder))
     for argv, expected in cases:
         with pytest.raises(SystemExit) as e:
             classifier_sweep.main([*argv, "--storage-path", str(tmp_path / "runs")])

@@ -1,6 +1,7 @@
-"""Ray Tune function trainables for the autoencoder, the latent classifier and the GAN.
+"""Ray Tune function trainables: one module per model kind (the autoencoder, the latent classifier,
+the GAN, the VAE), found by ``trainables/kinds.py`` from the ``MODEL_KIND`` each one declares.
 
-Each module (one per model kind, ``KINDS``) exposes ``train_<kind>(config, data=None,
+Each kind's module exposes ``train_<kind>(config, data=None,
 reporter=None)`` (the Tune trainable, also ``TRAINABLE``), its typed config (``CONFIG``),
 ``PRESETS``, ``load_model(path)``, ``evaluate_checkpoint(path, data=None, device="auto")``,
 optionally ``check_inputs(cfg)`` (what a run needs beyond its config, e.g. the classifier's
@@ -9,10 +10,9 @@ encoder, checked before anything is written) and a command line (``python -m tra
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from trainables.kinds import kinds, module_for
 
-KINDS = ("autoencoder", "classifier", "gan")
+__all__ = ["kinds", "load_model", "module_for"]
 
 
 def load_model(path, map_location: str = "cpu"):
@@ -21,9 +21,3 @@ def load_model(path, map_location: str = "cpu"):
     from trainables.best import load_model as load
 
     return load(path, map_location)
-
-
-def module_for(kind: str) -> ModuleType:
-    if kind not in KINDS:
-        raise ValueError(f"unknown model kind {kind!r}; choose one of {KINDS}")
-    return importlib.import_module(f"trainables.{kind}")

@@ -20,9 +20,17 @@ from models import ConvAutoencoder
 from trainables import checkpoints, training
 from trainables.config import TrainConfig, check_field, param
 from trainables.data import DeviceSplit, Splits
+from trainables.kinds import ModelKind
 from trainables.optim import make_optimizer
 
 KIND = "autoencoder"
+MODEL_KIND = ModelKind(
+    KIND,
+    curves=(("per-pixel MSE", ("train_mse", "val_mse")),),
+    figures=("autoencoder",),
+    build=ConvAutoencoder,
+    encoder=True,
+)
 
 
 @dataclass

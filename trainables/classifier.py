@@ -18,20 +18,26 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from models import LatentClassifier
+from models import Encoder, LatentClassifier
 from models.classifier import MODES
-from trainables import autoencoder, checkpoints, training
+from trainables import checkpoints, training
 from trainables.config import ConfigError, TrainConfig, check_field, param
 from trainables.data import DeviceSplit, Splits
+from trainables.kinds import ModelKind, kinds
 from trainables.optim import make_optimizer
 
 KIND = "classifier"
+MODEL_KIND = ModelKind(
+    KIND,
+    curves=(("NLL loss", ("train_loss", "val_loss")), ("accuracy", ("val_acc",))),
+    figures=("classifier",),
+)
 
 
 @dataclass
 class ClassifierConfig(TrainConfig):
     encoder_checkpoint: str = param(
-        "", "autoencoder checkpoint (file or folder) whose encoder is used"
+        "", "autoencoder or VAE checkpoint (file or folder) whose encoder is used"
     )
     mode: str = param(
         "frozen",
@@ -100,11 +106,25 @@ def check_encoder_split(encoder_payload: dict[str, Any], data_seed: int, val_siz
         )
 
 
+def encoder_payload(path: str | os.PathLike) -> dict[str, Any]:
+    """The checkpoint at ``path`` of a kind whose model has an encoder of the report's shape
+    (``ModelKind.encoder``: an autoencoder's or a VAE's); CheckpointError if it is missing or of
+    another kind."""
+    payload = checkpoints.load_checkpoint(path)
+    with_encoder = [name for name, kind in kinds().items() if kind.encoder]
+    if payload["kind"] not in with_encoder:
+        raise checkpoints.CheckpointError(
+            f"{payload['path']}: checkpoint of kind '{payload['kind']}', whose model has no encoder",
+            f"pass a checkpoint of one of: {', '.join(with_encoder)}",
+        )
+    return payload
+
+
 def check_encoder(path: str | os.PathLike, data_seed: int, val_size: int) -> dict[str, Any]:
-    """The autoencoder checkpoint at ``path`` (CheckpointError if it is missing or not an
-    autoencoder's), refused by ``check_encoder_split`` if trained on another validation split.
-    A sweep calls this before Ray starts; every trial checks again when it loads the encoder."""
-    payload = checkpoints.load_checkpoint(path, autoencoder.KIND)
+    """The encoder's checkpoint at ``path`` (``encoder_payload``), refused by
+    ``check_encoder_split`` if trained on another validation split. A sweep calls this before
+    Ray starts; every trial checks again when it loads the encoder."""
+    payload = encoder_payload(path)
     check_encoder_split(payload, data_seed, val_size)
     return payload
 
@@ -117,10 +137,10 @@ def check_inputs(cfg: ClassifierConfig) -> None:
 def build_model(
     cfg: ClassifierConfig, encoder_payload: dict[str, Any]
 ) -> tuple[LatentClassifier, dict[str, Any]]:
-    ae = autoencoder.ConvAutoencoder(**encoder_payload["model_args"])
-    ae.load_state_dict(encoder_payload["state"]["model"])
+    net = kinds()[encoder_payload["kind"]].build(**encoder_payload["model_args"])
+    net.load_state_dict(encoder_payload["state"]["model"])
     model_args = model_args_for(cfg, encoder_payload)
-    return _from_args(ae.encoder, model_args), model_args
+    return _from_args(net.encoder, model_args), model_args
 
 
 def model_args_for(cfg: ClassifierConfig, encoder_payload: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +239,7 @@ def load_model(path, map_location="cpu") -> tuple[LatentClassifier, dict[str, An
     """The trained classifier (encoder and head) in a checkpoint, in eval mode, with the payload."""
 
     def build(model_args: dict[str, Any]) -> LatentClassifier:
-        return _from_args(autoencoder.ConvAutoencoder(model_args["latent_dim"]).encoder, model_args)
+        return _from_args(Encoder(model_args["latent_dim"]), model_args)
 
     return checkpoints.load_model(path, KIND, build, "model", map_location)
 

@@ -25,8 +25,15 @@ from trainables import checkpoints, fid, training
 from trainables.config import TrainConfig, check_field, param
 from trainables.data import DeviceSplit, Splits
 from trainables.devices import autocast
+from trainables.kinds import ModelKind
 
 KIND = "gan"
+MODEL_KIND = ModelKind(
+    KIND,
+    curves=(("BCE loss", ("d_loss", "g_loss")), ("FID-FM (lower is better)", ("fid",))),
+    figures=("generator", "gan"),
+    label="GAN",
+)
 SAMPLE_SEED = 4321  # fixed noise for the stored sample grids
 SAMPLE_COUNT = 64
 

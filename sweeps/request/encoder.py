@@ -13,9 +13,10 @@ from types import MappingProxyType
 from sweeps.folder.layout import BEST_CHECKPOINT, BEST_FILE, SWEEP_FILE
 from sweeps.folder.storage import Folder, check_new, check_writable
 from sweeps.request.settings import Settings, SweepSpec
-from trainables import autoencoder, checkpoints, reporting
+from trainables import autoencoder, checkpoints, classifier, reporting
 from trainables.data import load_splits
 from trainables.errors import UsageError
+from trainables.kinds import kinds
 
 # The encoder --smoke-test trains when none is given: on the 8,000 smoke images, 3 epochs of
 # batch 64 (375 steps) reach val_mse 0.027 (the mean image scores 0.088) in a few seconds on one
@@ -47,10 +48,12 @@ def resolve_encoder(checkpoint: str | None, sweep_dir: str | None) -> str:
                 "pass the folder of a finished autoencoder sweep, or --encoder-checkpoint PATH",
             )
         best = folder.read_json(BEST_FILE)
-        if best.get("model") != "autoencoder":
+        model = kinds().get(best.get("model"))
+        if model is None or not model.encoder:
             raise UsageError(
-                f"--encoder-from {sweep_dir} is a {best.get('model')} sweep",
-                "pass the folder of an autoencoder sweep (e.g. runs/ae_sweep)",
+                f"--encoder-from {sweep_dir} is a {best.get('model')} sweep, whose model has no "
+                "encoder",
+                "pass the folder of an autoencoder or VAE sweep (e.g. runs/ae_sweep)",
             )
         checkpoint = str(folder.local / BEST_CHECKPOINT)
     path = Path(checkpoint).expanduser().resolve()
@@ -60,11 +63,10 @@ def resolve_encoder(checkpoint: str | None, sweep_dir: str | None) -> str:
             "train one (python -m trainables.autoencoder --out DIR) or run sweeps/ae_sweep.py",
         )
     try:
-        return checkpoints.load_checkpoint(path, kind="autoencoder")["path"]
+        return classifier.encoder_payload(path)["path"]
     except checkpoints.CheckpointError as e:
-        raise UsageError(
-            str(e), "pass an autoencoder checkpoint (python -m trainables.autoencoder writes one)"
-        ) from None
+        fix = "pass an autoencoder checkpoint (python -m trainables.autoencoder writes one)"
+        raise UsageError(str(e), None if "; " in str(e) else fix) from None
 
 
 def resolve_encoder_flags(extra: dict, resuming: bool) -> dict:
