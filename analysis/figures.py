@@ -22,7 +22,7 @@ from analysis.inputs import Inputs
 from analysis.plotting import CLASSES, Figure, save
 from analysis.sweep_folder import MissingInput
 from sweeps.folder.layout import RESULTS_FILE, SWEEP_FILE
-from trainables import autoencoder, gan
+from trainables import autoencoder, gan, sampling
 from trainables.fid import FID_SPREAD_SD
 from trainables.kinds import kinds
 
@@ -273,7 +273,7 @@ def generator_figures(inputs: Inputs) -> list[Job]:
         ]
         return mf.gan_sample_comparison(panels), (
             "The last sample grid of each generator (the same fixed noise, "
-            f"{gan.SAMPLE_COUNT} images each), titled with its epochs and test_fid."
+            f"{sampling.SAMPLE_COUNT} images each), titled with its epochs and test_fid."
         )
 
     s, k = kind.label, kind.name

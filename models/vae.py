@@ -11,23 +11,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.autoencoder import Decoder, Encoder
+from models.autoencoder import ConvAutoencoder
 
 
-class VAE(nn.Module):
+class VAE(ConvAutoencoder):
     """Images (N, 1, 28, 28) in [0, 1] -> a Gaussian posterior over codes (N, latent_dim) ->
-    images in [0, 1]. ``forward`` and ``encode`` use the posterior's mean, so everything that
-    draws an autoencoder's codes and reconstructions draws a VAE's; ``posterior`` and
-    ``decoder_logits`` are what its loss needs."""
+    images in [0, 1]. The autoencoder with a second head: ``forward``, ``encode`` and ``decode``
+    are the autoencoder's, on the posterior's mean, so everything that draws an autoencoder's
+    codes and reconstructions draws a VAE's; ``posterior`` and ``decoder_logits`` are what its
+    loss needs."""
 
     def __init__(self, latent_dim: int = 16):
-        super().__init__()
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim={latent_dim} must be at least 1")
-        self.latent_dim = latent_dim
-        self.encoder = Encoder(latent_dim)  # its last layer is the mean's head
+        super().__init__(latent_dim)  # the encoder's last layer is the mean's head
         self.logvar = nn.Linear(64, latent_dim)
-        self.decoder = Decoder(latent_dim)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior's mean and log-variance, each (N, latent_dim)."""
@@ -37,15 +33,6 @@ class VAE(nn.Module):
     def decoder_logits(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder without its sigmoid: the pixels' Bernoulli logits."""
         return self.decoder.deconv[:-1](self.decoder.fc(z))
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
 
 
 class PriorSampler(nn.Module):

@@ -13,7 +13,6 @@ Checkpoints also keep 64 fixed-noise samples every ``sample_every`` epochs for t
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -21,11 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from models import Discriminator, Generator
-from trainables import checkpoints, fid, training
+from trainables import checkpoints, sampling, training
 from trainables.config import TrainConfig, check_field, param
 from trainables.data import DeviceSplit, Splits
 from trainables.devices import autocast
 from trainables.kinds import ModelKind
+from trainables.sampling import EpochSamples, SampledConfig
 
 KIND = "gan"
 MODEL_KIND = ModelKind(
@@ -34,12 +34,10 @@ MODEL_KIND = ModelKind(
     figures=("generator", "gan"),
     label="GAN",
 )
-SAMPLE_SEED = 4321  # fixed noise for the stored sample grids
-SAMPLE_COUNT = 64
 
 
 @dataclass
-class GANConfig(TrainConfig):
+class GANConfig(SampledConfig):
     latent_size: int = param(100, "size of the generator's noise input")
     hidden_size: int = param(784, "width of both hidden layers of generator and discriminator")
     lr: float = param(2e-4, "Adam learning rate of both networks unless lr_g / lr_d are set")
@@ -49,15 +47,6 @@ class GANConfig(TrainConfig):
     d_steps: int = param(1, "discriminator updates per generator update")
     epochs: int = param(20, "epochs over the training images; ASHA may stop a trial earlier")
     batch_size: int = param(128, "real images per discriminator step")
-    fid_every: int = param(
-        1, "compute FID-FM every N epochs (and at the last); others repeat the last value"
-    )
-    fid_samples: int = param(
-        fid.FID_SAMPLES, "generated and real images per FID-FM (capped by the val size)"
-    )
-    sample_every: int = param(
-        10, "keep a 64-image fixed-noise grid every N epochs (and epochs 1 and last)"
-    )
     g_ema: float = param(
         0.0,
         "decay of an exponential moving average of the generator's weights, updated after every "
@@ -86,9 +75,6 @@ class GANConfig(TrainConfig):
         _c(self, self.lr_d is None or self.lr_d > 0, "lr_d", "must be positive")
         _c(self, 0 <= self.beta1 < 1, "beta1", "must be in [0, 1)")
         _c(self, self.d_steps >= 1, "d_steps", "must be at least 1")
-        _c(self, self.fid_every >= 1, "fid_every", "must be at least 1")
-        _c(self, self.fid_samples >= 2, "fid_samples", "must be at least 2")
-        _c(self, self.sample_every >= 1, "sample_every", "must be at least 1")
         _c(self, 0 <= self.g_ema < 1, "g_ema", "must be in [0, 1) (0 = no average)")
 
 
@@ -161,22 +147,10 @@ def train_epoch(
     return {"d_loss": (d_total / max(d_n, 1)).item(), "g_loss": (g_total / max(g_n, 1)).item()}
 
 
-@torch.no_grad()
-def fixed_samples(generator, latent_size: int, device) -> torch.Tensor:
-    """64 images from fixed noise as uint8 (64, 28, 28): small enough to keep in checkpoints."""
-    gen = torch.Generator(device="cpu").manual_seed(SAMPLE_SEED)
-    z = torch.randn(SAMPLE_COUNT, latent_size, generator=gen).to(device)
-    generator.eval()
-    images = (generator(z).squeeze(1) + 1) * 127.5
-    return images.clamp(0, 255).round().to(torch.uint8).cpu()
-
-
 def train_gan(config: dict[str, Any], data: Splits | None = None, reporter=None) -> None:
     cfg = GANConfig.from_dict(config)
     run = training.start(KIND, cfg, data, reporter)
     device = run.device
-    n_fid = min(cfg.fid_samples, len(run.val))
-    reference = fid.real_stats(run.val.x, device, n=n_fid)  # once per trial
 
     def build() -> dict[str, Any]:
         generator = Generator(cfg.latent_size, cfg.hidden_size).to(device)
@@ -198,28 +172,18 @@ def train_gan(config: dict[str, Any], data: Splits | None = None, reporter=None)
             ema.load_state_dict(restored["state"]["generator_ema"])
         modules["generator_ema"] = ema
     shown = generator if ema is None else ema  # what FID-FM and the sample grids see
-    samples = dict(restored.get("samples", {}))
+    scoring = EpochSamples(cfg, run.val, restored)  # the validation images' FID-FM stats, once
 
     def one_epoch(epoch: int, rng, history) -> dict[str, float]:
         metrics = train_epoch(
             generator, discriminator, opt_g, opt_d, run.train, cfg, rng, device, ema, epoch
         )
         training.check_finite({"epoch": epoch, **metrics}, epoch)  # before scoring a diverged one
-        if epoch % cfg.fid_every == 0 or epoch == cfg.epochs or not history:
-            started = time.perf_counter()  # the value is a host float: no extra sync to time it
-            metrics["fid"] = fid.fid_from_generator(
-                shown, cfg.latent_size, n_fid, reference, device
-            )
-            metrics["fid_epoch"], metrics["fid_seconds"] = epoch, time.perf_counter() - started
-        else:  # keep the key at every report so ASHA can compare at any rung
-            metrics["fid"], metrics["fid_epoch"] = history[-1]["fid"], history[-1]["fid_epoch"]
-            metrics["fid_seconds"] = 0.0
-        if epoch == 1 or epoch % cfg.sample_every == 0 or epoch == cfg.epochs:
-            samples[epoch] = fixed_samples(shown, cfg.latent_size, device)
+        metrics.update(scoring.score(epoch, history, shown, cfg.latent_size))
         return metrics
 
     model_args = {"latent_size": cfg.latent_size, "hidden_size": cfg.hidden_size}
-    training.run_epochs(run, modules, restored, model_args, one_epoch, samples=samples)
+    training.run_epochs(run, modules, restored, model_args, one_epoch, samples=scoring.samples)
 
 
 CONFIG = GANConfig
@@ -234,11 +198,8 @@ def load_model(path, map_location="cpu") -> tuple[Generator, dict[str, Any]]:
 
 
 def score_test(generator, test: DeviceSplit, cfg: GANConfig) -> dict[str, float]:
-    """``evaluate_checkpoint``'s FID-FM of ``generator`` against a seeded ``cfg.fid_samples`` of
-    the test images, from as many fixed-noise samples."""
-    dev, n = test.device, min(cfg.fid_samples, len(test))
-    reference = fid.real_stats(test.x, dev, n=n)  # a seeded n of the 10,000 test images
-    return {"test_fid": fid.fid_from_generator(generator, cfg.latent_size, n, reference, dev)}
+    """``evaluate_checkpoint``'s FID-FM of ``generator`` (``sampling.test_fid``)."""
+    return {"test_fid": sampling.test_fid(generator, cfg.latent_size, test, cfg)}
 
 
 def evaluate_checkpoint(path, data: Splits | None = None, device: str = "auto") -> dict[str, float]:

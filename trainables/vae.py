@@ -15,7 +15,6 @@ epochs repeat the last value, as the GAN's do). Checkpoints keep 64 fixed-prior 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,11 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from models.vae import VAE, PriorSampler
-from trainables import checkpoints, fid, gan, training
+from trainables import checkpoints, sampling, training
 from trainables.config import TrainConfig, check_field, param
 from trainables.data import DeviceSplit, Splits
 from trainables.kinds import ModelKind
 from trainables.optim import make_optimizer
+from trainables.sampling import EpochSamples, SampledConfig
 
 KIND = "vae"
 EVAL_SEED = 2024  # the codes drawn for val_elbo and test_elbo: the same at every epoch
@@ -46,20 +46,14 @@ MODEL_KIND = ModelKind(
 
 
 @dataclass
-class VAEConfig(TrainConfig):
+class VAEConfig(SampledConfig):
     latent_dim: int = param(16, "size of the latent code")
     epochs: int = param(20, "epochs to train; ASHA may stop a trial earlier")
     batch_size: int = param(128, "images per optimiser step")
     lr: float = param(1e-3, "Adam/SGD learning rate per step of batch_size images")
     beta: float = param(1.0, "weight of the KL term in the training loss (val_elbo uses 1)")
-    fid_every: int = param(
+    fid_every: int = param(  # not the GAN's 1: ASHA judges a VAE by val_elbo, not FID-FM
         5, "compute FID-FM every N epochs (and at the first and last); others repeat the last"
-    )
-    fid_samples: int = param(
-        fid.FID_SAMPLES, "prior samples and validation images per FID-FM (capped by the val size)"
-    )
-    sample_every: int = param(
-        10, "keep a 64-image fixed-prior grid every N epochs (and epochs 1 and last)"
     )
 
     FIXED_ON_RESUME: ClassVar[tuple[str, ...]] = (*TrainConfig.FIXED_ON_RESUME, "latent_dim")
@@ -69,9 +63,6 @@ class VAEConfig(TrainConfig):
         _c = check_field
         _c(self, self.latent_dim >= 1, "latent_dim", "must be at least 1")
         _c(self, self.beta > 0, "beta", "must be positive")
-        _c(self, self.fid_every >= 1, "fid_every", "must be at least 1")
-        _c(self, self.fid_samples >= 2, "fid_samples", "must be at least 2")
-        _c(self, self.sample_every >= 1, "sample_every", "must be at least 1")
 
 
 # The report has no VAE: "report" is its autoencoder's optimiser (section I.B: Adam, lr 0.00099,
@@ -123,8 +114,6 @@ def train_vae(config: dict[str, Any], data: Splits | None = None, reporter=None)
     cfg = VAEConfig.from_dict(config)
     run = training.start(KIND, cfg, data, reporter)
     device = run.device
-    n_fid = min(cfg.fid_samples, len(run.val))
-    reference = fid.real_stats(run.val.x, device, n=n_fid)  # once per trial
 
     def build() -> dict[str, Any]:
         model = VAE(cfg.latent_dim).to(device)
@@ -133,26 +122,18 @@ def train_vae(config: dict[str, Any], data: Splits | None = None, reporter=None)
     modules, restored = training.initialise(run, build)
     model, optimizer = modules["model"], modules["optimizer"]
     prior = PriorSampler(model)
-    samples = dict(restored.get("samples", {}))
+    scoring = EpochSamples(cfg, run.val, restored)  # the validation images' FID-FM stats, once
 
     def one_epoch(epoch: int, rng, history) -> dict[str, float]:
         metrics = {"train_elbo": train_epoch(model, optimizer, run.train, cfg, rng, device)}
         val = evaluate(model, run.val)
         metrics.update(val_elbo=val["elbo"], val_kl=val["kl"], val_mse=val["mse"])
         training.check_finite({"epoch": epoch, **metrics}, epoch)  # before scoring a diverged one
-        if epoch % cfg.fid_every == 0 or epoch == cfg.epochs or not history:
-            started = time.perf_counter()
-            metrics["fid"] = fid.fid_from_generator(prior, cfg.latent_dim, n_fid, reference, device)
-            metrics["fid_epoch"], metrics["fid_seconds"] = epoch, time.perf_counter() - started
-        else:
-            metrics["fid"], metrics["fid_epoch"] = history[-1]["fid"], history[-1]["fid_epoch"]
-            metrics["fid_seconds"] = 0.0
-        if epoch == 1 or epoch % cfg.sample_every == 0 or epoch == cfg.epochs:
-            samples[epoch] = gan.fixed_samples(prior, cfg.latent_dim, device)
+        metrics.update(scoring.score(epoch, history, prior, cfg.latent_dim))
         return metrics
 
     training.run_epochs(
-        run, modules, restored, {"latent_dim": cfg.latent_dim}, one_epoch, samples=samples
+        run, modules, restored, {"latent_dim": cfg.latent_dim}, one_epoch, samples=scoring.samples
     )
 
 
@@ -169,10 +150,7 @@ def score_test(model: VAE, test: DeviceSplit, cfg: VAEConfig) -> dict[str, float
     """``evaluate_checkpoint``'s metrics of ``model`` on the test split: ELBO, KL, the mean's
     MSE, and FID-FM of prior samples against a seeded ``cfg.fid_samples`` of the test images."""
     scores = evaluate(model, test)
-    n = min(cfg.fid_samples, len(test))
-    reference = fid.real_stats(test.x, test.device, n=n)
-    prior = PriorSampler(model)
-    test_fid = fid.fid_from_generator(prior, model.latent_dim, n, reference, test.device)
+    test_fid = sampling.test_fid(PriorSampler(model), model.latent_dim, test, cfg)
     return {**{f"test_{k}": v for k, v in scores.items()}, "test_fid": test_fid}
 
 
