@@ -91,6 +91,9 @@ def wait_for_marker(
             why = f"{what} did not happen within {MARKER_DEADLINE_S:.0f} s ({marker})"
         if why:
             tail = f"; the sweep's output ends:\n{log.read_text()[-3000:]}" if log else ""
+            traced = marker.parent / faults.TRACE_FILE
+            if traced.is_file():  # what the injection points saw and decided
+                tail += f"\nthe fault points' trace ends:\n{traced.read_text()[-6000:]}"
             pytest.fail(why + tail)
         time.sleep(0.05)
     return json.loads(marker.read_text())

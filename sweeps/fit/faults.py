@@ -56,6 +56,7 @@ VARIABLE = "LATENTSWEEP_FAULTS"
 DEADLINE_S = 600.0  # the longest any injection point waits for a test's go
 UPLOAD_S = 20.0  # how long the driver waits for Tune to copy a snapshot into the folder
 POLL_S = 0.02
+TRACE_FILE = "trace.log"
 
 
 @functools.cache
@@ -73,6 +74,15 @@ def _write(path: Path, data: dict[str, Any] | str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(data if isinstance(data, str) else json.dumps(data))
     os.replace(tmp, path)
+
+
+def trace(message: str) -> None:
+    """One line in ``dir/trace.log`` (with the time and the process): what each injection point
+    saw and decided, for a fault test that fails to show why (``tests/helpers.py`` prints it)."""
+    folder = plan().get("dir")
+    if folder:
+        with open(Path(folder) / TRACE_FILE, "a") as f:
+            f.write(f"{time.time():.3f} pid {os.getpid()} {message}\n")
 
 
 def _wait(done, deadline_s: float = DEADLINE_S) -> bool:
@@ -114,6 +124,7 @@ class HoldingReporter(TuneReporter):
         number = self.folder / f"trial-{trial_id}"
         index = int(number.read_text()) if number.is_file() else None
         epoch = int(payload["epoch"])
+        trace(f"trial {index} ({trial_id}) reported epoch {epoch}")
         for hold in self.holds:
             if (hold["trial"], hold["epoch"]) == (index, epoch):
                 name = f"trial{index}-epoch{epoch}"
@@ -123,7 +134,9 @@ class HoldingReporter(TuneReporter):
                     continue
                 held = {"pid": os.getpid(), "trial_id": trial_id, "epoch": epoch}
                 _write(self.folder / f"held-{name}.json", held)
-                _wait((self.folder / f"go-{name}").exists)
+                trace(f"held {name}")
+                went = _wait((self.folder / f"go-{name}").exists)
+                trace(f"{name} goes on ({'told' if went else 'deadline'})")
 
 
 # --- the driver side ---------------------------------------------------------------------------
@@ -158,6 +171,7 @@ class FaultPoints(tune.Callback):
         self._trials = trials
         if plan().get("dir"):
             _write(Path(plan()["dir"]) / f"trial-{trial.trial_id}", str(trials.index(trial)))
+            trace(f"trial {trials.index(trial)} ({trial.trial_id}) started")
 
     def on_step_begin(self, iteration, trials, **info) -> None:
         self._trials = trials
@@ -174,6 +188,11 @@ class FaultPoints(tune.Callback):
                 for t in self._trials
             }
             self._fresh, self._in_folder = True, None
+            states = ", ".join(
+                f"{k} {v['status']} e{v['epoch']}{'+ckpt' if v['checkpoint'] else ''}"
+                for k, v in self._snapshot.items()
+            )
+            trace(f"snapshot: {states}")
         return None
 
     def on_step_end(self, iteration, trials, **info) -> None:
@@ -209,14 +228,19 @@ class FaultPoints(tune.Callback):
             return
         if self._in_folder is None:  # checked once per snapshot
             self._in_folder = _snapshot_in(self.experiment_uri, trials)
+            trace(f"the snapshot matches; in the folder: {self._in_folder}")
         if not self._in_folder:
             return  # Tune skipped copying this snapshot: a later one will do
         folder = Path(plan()["dir"])
         for hold in plan()["pause"].get("release", []):
             _write(folder / f"go-trial{hold['trial']}-epoch{hold['epoch']}", "")
+            trace(f"released trial {hold['trial']} epoch {hold['epoch']}")
         if not pause:
             return
         self._paused = True
+        trace(
+            f"paused ({'at ' + trial.trial_id + f' epoch {epoch}' if trial else 'at the snapshot'})"
+        )
         paused = {"pid": os.getpid(), "snapshot": self._snapshot}
         if trial is not None:
             paused.update(trial_id=trial.trial_id, epoch=epoch)
