@@ -60,6 +60,12 @@ def fault_env(folder: Path, env: dict | None = None, **plan) -> dict[str, str]:
 # epoch 1 before it is held; its other trials run on and finish meanwhile.
 HELD = {"trial": 1, "epoch": 1}
 MID_SWEEP_ARGS = ["--grace-period", "2"]
+# Paused at a result (``mid_sweep(at="result")``), the driver stops at the released trial's next
+# result, or an earlier one of another trial the snapshot holds unfinished. That result must not
+# be one ASHA stops the trial on: Tune tells the searcher of a stopped trial's last result only
+# when the trial ends, so the study would not be ahead of the snapshot. ASHA's first rung is
+# therefore at epoch 3, after the released trial's next epoch.
+AHEAD_ARGS = ["--grace-period", "3", "--max-epochs", "4"]
 
 
 def mid_sweep(at: str = "snapshot", **rule: int) -> dict:

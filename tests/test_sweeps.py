@@ -19,7 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from helpers import (
-    MID_SWEEP_ARGS,
+    AHEAD_ARGS,
     _ahead_of_snapshot,
     _finished_trials,
     _restored_checkpoints,
@@ -551,7 +551,7 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
     monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "3")  # the killed driver and the resume
     exp, markers = tmp_path / "resumed", tmp_path / "faults"
     cmd = [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--storage-path", str(tmp_path)]
-    cmd += ["--name", "resumed", "--num-samples", "6", "--max-epochs", "3", *MID_SWEEP_ARGS]
+    cmd += ["--name", "resumed", "--num-samples", "6", *AHEAD_ARGS]
     cmd += ["--wandb-mode", "disabled"]  # W&B is checked above; here it would only cost time
     # The driver pauses (sweeps/fit/faults.py) once the newest snapshot, whole in the folder, holds a
     # finished trial (not to be run again) and a trial it will restore from a checkpoint (which
@@ -604,7 +604,7 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
     table = pq.read_table(exp / "results.parquet").to_pandas()
     assert table["trial_id"].nunique() == 6
     assert not table.duplicated(["trial_id", "training_iteration"]).any()
-    check_study_matches(exp, table, "val_mse", 3)
+    check_study_matches(exp, table, "val_mse", 4)
     sweep = json.loads((exp / "sweep.json").read_text())
     assert len(sweep["resumes"]) == 1 and (exp / "best.json").is_file()
 
