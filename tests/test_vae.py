@@ -31,6 +31,10 @@ def test_every_model_kind_is_found_with_what_the_framework_calls():
         assert set(kind.figures) <= set(figures.FAMILIES), (name, kind.figures)
         if "autoencoder" in kind.figures or kind.encoder:
             assert kind.build is not None and hasattr(kind.build(latent_dim=2), "encoder")
+
+
+@pytest.mark.slow  # a subprocess
+def test_the_command_line_lists_every_kind():
     usage = subprocess.run(
         [sys.executable, "-m", "trainables"], capture_output=True, text=True, cwd=REPO
     )
