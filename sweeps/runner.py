@@ -105,7 +105,7 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
         )
         if settings.resume:
             record = exp.read_json(SWEEP_FILE)  # restore_tuner notes the resume in it
-            tuner = restore_tuner(exp, record, settings, trainable, space, wandb_mode)
+            tuner, study_url = restore_tuner(exp, record, settings, trainable, space, wandb_mode)
         else:
             described = strategy.record(settings, perturbations)
             described["searcher"] |= {
@@ -131,8 +131,16 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
             )
         print(f"{spec.name}: {splits.describe()}; experiment {exp.uri}", flush=True)
         with ray_cluster.tune_environment(wandb_mode, settings.verbose):
+            fit_started = time.monotonic()
             tuner.fit()
-        summary = results.finish(spec, settings, exp, record, splits, module)
+        # --time-budget: Tune's own clock starts inside fit, so this one has run at least as long
+        budget_spent = (
+            settings.time_budget is not None
+            and time.monotonic() - fit_started >= settings.time_budget
+        )
+        summary = results.finish(
+            spec, settings, exp, record, splits, module, budget_spent, study_url
+        )
         if wandb_mode != "disabled" and summary["best"]:  # the best trial's run says so
             best_file = exp.local / BEST_CHECKPOINT if exp.local else None  # remote: no upload
             warning = mark_best_run(settings, exp.local, summary["best"], wandb_mode, best_file)
@@ -190,6 +198,7 @@ def make_tuner(
             search_alg=strategy.searcher(settings, study_storage, warm),
             scheduler=strategy.scheduler(settings, perturbations),
             num_samples=settings.num_samples,
+            time_budget_s=settings.time_budget,
             trial_dirname_creator=trial_dirname,
             reuse_actors=True,  # a new trial reuses a finished trial's worker: no restart cost
         ),

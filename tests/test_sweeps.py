@@ -41,6 +41,7 @@ from ray import tune
 
 from sweeps import ae_sweep, classifier_sweep, gan_sweep
 from sweeps.fit.wandb_hub import resolve_wandb_mode
+from sweeps.folder import results
 from sweeps.folder.results import rows_to_table
 from sweeps.folder.storage import Folder, check_writable
 from sweeps.request.encoder import resolve_encoder
@@ -656,6 +657,32 @@ def test_a_finished_sweep_grows_with_resume_and_more_samples(local_ray, tmp_path
     record = json.loads((exp / "sweep.json").read_text())
     assert record["num_samples"] == 8 and record["args"]["num_samples"] == 8
     assert record["resumes"][-1]["num_samples_before"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_time_budget_ends_the_sweep_with_the_best_of_what_ran(local_ray, tmp_path):
+    """`--time-budget 30` with far more trials than 30 s can hold: Tune stops the sweep, which
+    is then complete (exit status 0, not the 130 of an interrupted sweep), best.json names the
+    best of the trials that ran, and the study holds exactly those trials, each told how it
+    ended (Tune stops the running ones without telling its searcher: the sweep tells them)."""
+    argv = ["--smoke-test", "--wandb-mode", "disabled", "--storage-path", str(tmp_path)]
+    summary = ae_sweep.main([*argv, "--num-samples", "500", "--time-budget", "30"])
+    assert summary["budget_spent"] and summary["complete"] and results.exit_status(summary) == 0
+    exp = tmp_path / "ae_sweep_smoke"
+    table = pd.read_parquet(exp / "results.parquet")
+    assert 1 <= table["trial_id"].nunique() == summary["trials"] < 500
+    assert set(table["status"]) == {"TERMINATED"}
+    last = table.sort_values("training_iteration").groupby("trial_id").last()
+    best = json.loads((exp / "best.json").read_text())
+    assert best["trial_id"] == last["val_mse"].idxmin()
+    study = optuna.load_study(study_name="ae_sweep_smoke", storage=f"sqlite:///{exp}/optuna.db")
+    assert len(study.trials) == summary["trials"]
+    for t in study.trials:  # none left RUNNING; one the budget cut before its first epoch: FAIL
+        if t.intermediate_values:
+            assert t.state in (TrialState.COMPLETE, TrialState.PRUNED), t
+        else:
+            assert t.state == TrialState.FAIL and t.user_attrs["fail_reason"], t
 
 
 def readme_block(marker: str) -> str:

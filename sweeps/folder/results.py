@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pyarrow as pa
 from ray import tune
 from ray.air.constants import TRAINING_ITERATION
@@ -36,6 +37,7 @@ from sweeps.folder.outcome import DIVERGED, ERROR
 from sweeps.folder.storage import Folder
 from sweeps.folder.study_storage import copy_study_up
 from sweeps.request.settings import Settings, SweepSpec
+from sweeps.search.searcher import tell_stopped_by_budget
 from sweeps.search.strategies import strategy_for
 from trainables import checkpoints
 
@@ -149,15 +151,28 @@ def _plain(value: Any) -> Any:
 
 
 def finish(
-    spec: SweepSpec, settings: Settings, exp: Folder, record: dict[str, Any], splits, module
+    spec: SweepSpec,
+    settings: Settings,
+    exp: Folder,
+    record: dict[str, Any],
+    splits,
+    module,
+    budget_spent: bool = False,
+    study_url: str | None = None,
 ) -> dict[str, Any]:
-    """Write results.parquet; if every trial has finished, pick the best by its last ``metric``
-    (ERROR and DIVERGED trials excluded), evaluate its checkpoint on the test split and write
-    best.json and best/checkpoint.pt. Returns the numbers of the summary."""
+    """Write results.parquet; if every trial has finished (or ``budget_spent``: --time-budget
+    ended the sweep, and every trial it started has ended), pick the best by its last
+    ``metric`` (ERROR and DIVERGED trials excluded), evaluate its checkpoint on the test split
+    and write best.json and best/checkpoint.pt. Returns the numbers of the summary.
+    ``study_url``: where the study is (None: no study), to tell it of the trials the budget
+    stopped."""
     strategy = strategy_for(settings)
-    copy_study_up(exp, record)
     analysis = tune.ExperimentAnalysis(exp.uri)
     trials = sorted(analysis.trials, key=lambda t: t.trial_id)
+    if budget_spent and study_url:  # Tune stopped the running trials without telling the study
+        study = optuna.load_study(study_name=record["study_name"], storage=study_url)
+        tell_stopped_by_budget(study, trials, spec.metric, settings.max_epochs)
+    copy_study_up(exp, record)
     rows, failures, epochs_trained = [], {}, {}
     for trial in trials:
         df = analysis.trial_dataframes.get(trial.trial_id)
@@ -193,7 +208,8 @@ def finish(
             {(r["trial_id"], r["cloned_from"], r["cloned_epoch"]) for r in rows if r["cloned_from"]}
         ),
         "trial_epochs_budget": settings.num_samples * settings.max_epochs,
-        "complete": not unfinished and len(trials) >= settings.num_samples,
+        "complete": not unfinished and (budget_spent or len(trials) >= settings.num_samples),
+        "budget_spent": budget_spent,
         "best": None,
     }
     best = outcome.best(trials, spec.metric, spec.mode)
@@ -251,7 +267,12 @@ def print_summary(spec: SweepSpec, settings: Settings, summary: dict, wandb_mode
             f"{name}: stopped before all {settings.num_samples} trials finished; continue with: "
             f"python {spec.script} --resume {shlex.quote(exp)}"
         )
-    elif best is None:
+    elif summary.get("budget_spent") and summary["trials"] < settings.num_samples:
+        print(
+            f"{name}: the time budget of {settings.time_budget:g} s is spent: "
+            f"{summary['trials']} of {settings.num_samples} trials ran"
+        )
+    if summary["complete"] and best is None:
         print(f"{name}: no trial finished with a finite {spec.metric}; nothing to evaluate")
     failures = list(summary["failures"].items())
     for trial_id, (what, why) in failures[:5]:

@@ -109,9 +109,10 @@ def restore_tuner(
     trainable,
     space: dict[str, Any],
     wandb_mode: str,
-) -> tune.Tuner:
-    """The interrupted sweep's Tuner, restored from ``exp`` (and only from there); ``record`` is
-    its sweep.json, to which the resume is added (and written back)."""
+) -> tuple[tune.Tuner, str | None]:
+    """The interrupted sweep's Tuner, restored from ``exp`` (and only from there), and the URL
+    of its study (None: no study); ``record`` is its sweep.json, to which the resume is added
+    (and written back)."""
     old_folders.install()  # before Tune unpickles what an older version wrote
     if not record.get("study_storage"):  # no study (PBT): nothing pickled opens one
         study_url = None
@@ -124,7 +125,8 @@ def restore_tuner(
     _rewrite_search_state(exp, settings.num_samples)
     note_resume(exp, record, settings, wandb_mode, study_url)
     space = recorded_space(space, record)
-    return tune.Tuner.restore(exp.uri, trainable=trainable, resume_errored=True, param_space=space)
+    tuner = tune.Tuner.restore(exp.uri, trainable=trainable, resume_errored=True, param_space=space)
+    return tuner, study_url
 
 
 def recorded_space(space: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:

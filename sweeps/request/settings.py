@@ -150,6 +150,14 @@ class Settings:
         fix="pass the number of trials to run, e.g. --num-samples 20",
         on_resume=MAY_CHANGE,
     )
+    time_budget: float | None = flag(
+        "search",
+        "end the sweep after this many seconds (Ray Tune's time_budget_s): no new trial starts "
+        "and running trials stop, their epochs kept; a resumed sweep gets its budget anew",
+        metavar="SECONDS",
+        bound=above(0),
+        fix="pass the sweep's wall-clock budget in seconds, e.g. --time-budget 600",
+    )
     seed: int = flag(
         "search",
         "seed of Optuna's TPE sampler; with --scheduler pbt, of the random initial population "

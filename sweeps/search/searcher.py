@@ -57,6 +57,60 @@ def _identity(result: dict, metric: str) -> tuple:
     )
 
 
+def tell_ended(
+    study: optuna.Study,
+    ot_trial: optuna.Trial | optuna.trial.FrozenTrial,
+    result: dict,
+    metric: str,
+    max_epochs: int,
+    error: bool = False,
+) -> TrialState:
+    """Tell ``study`` how a trial ended, from its final ``result``: FAIL if it errored, diverged
+    or its metric is missing, NaN or inf (user attribute ``fail_reason`` says which), PRUNED if
+    it stopped before ``max_epochs`` (Optuna takes its last intermediate value), else COMPLETE
+    with the metric. Returns the state told."""
+    value = result.get(metric)
+    if error or not is_finite_number(value):
+        state, values = TrialState.FAIL, None
+        reason = (
+            "the trial errored"
+            if error
+            else str(result.get(ERROR) or "the trial diverged")
+            if result.get(DIVERGED)
+            else f"no {metric} reported"
+            if value is None
+            else f"{metric}={value!r} is not a finite number"
+        )
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            if isinstance(ot_trial, optuna.trial.FrozenTrial):
+                private_api.set_frozen_trial_user_attr(study, ot_trial, "fail_reason", reason)
+            else:
+                ot_trial.set_user_attr("fail_reason", reason)
+    elif int(result.get(TRAINING_ITERATION, 0)) < max_epochs:
+        state, values = TrialState.PRUNED, None
+    else:
+        state, values = TrialState.COMPLETE, float(value)
+    told = ot_trial.number if isinstance(ot_trial, optuna.trial.FrozenTrial) else ot_trial
+    study.tell(told, values, state=state, skip_if_finished=True)
+    return state
+
+
+def tell_stopped_by_budget(study: optuna.Study, trials, metric: str, max_epochs: int) -> int:
+    """Tune's time budget (``TuneConfig.time_budget_s``, --time-budget) stops the trials still
+    running without telling the searcher (``TuneController._stop_experiment_if_needed``), so
+    their Optuna trials would stay RUNNING: tell each as ``on_trial_complete`` would have, from
+    the Tune trial's last result (``trials``: Tune's, e.g. ``ExperimentAnalysis.trials``).
+    Returns how many were told."""
+    last = {t.trial_id: t.last_result or {} for t in trials}
+    told = 0
+    for ft in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        result = last.get(ft.user_attrs.get("trial_id"))
+        if result is not None:
+            tell_ended(study, ft, result, metric, max_epochs)
+            told += 1
+    return told
+
+
 class TrialStateOptunaSearch(OptunaSearch):
     """Ray's OptunaSearch, but the study says what the scheduler did.
 
@@ -164,31 +218,13 @@ class TrialStateOptunaSearch(OptunaSearch):
         if ot_trial is None or trial_id in self._completed:
             return
         result = result or {}
-        value = result.get(self.metric)
         if self._rewound(trial_id, result):
             ot_trial = self._reopen(trial_id, _step(result), rewound=True)
         # Tune does not pass the result that made the scheduler stop a trial to on_trial_result
         # (after a normal end, Optuna already has this step and ignores it).
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             self._report(trial_id, ot_trial, result)
-        if error or not is_finite_number(value):
-            state, values = TrialState.FAIL, None
-            reason = (
-                "the trial errored"
-                if error
-                else str(result.get(ERROR) or "the trial diverged")
-                if result.get(DIVERGED)
-                else f"no {self.metric} reported"
-                if value is None
-                else f"{self.metric}={value!r} is not a finite number"
-            )
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                ot_trial.set_user_attr("fail_reason", reason)
-        elif int(result.get(TRAINING_ITERATION, 0)) < self.max_epochs:
-            state, values = TrialState.PRUNED, None
-        else:
-            state, values = TrialState.COMPLETE, float(value)
-        self._study.tell(ot_trial, values, state=state, skip_if_finished=True)
+        state = tell_ended(self._study, ot_trial, result, self.metric, self.max_epochs, error)
         self._told[trial_id] = state
         self._completed.add(trial_id)
 
