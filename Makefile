@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	# torch is pinned here, not in pyproject: 2.14.1 is the build this project is tested on.
 	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev,bench]'
 	touch $(STAMP)
 
 # FashionMNIST: found already, else Debian's package where apt can install it, else torchvision's

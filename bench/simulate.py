@@ -1,7 +1,7 @@
 """Search methods replayed in simulated time over recorded learning curves: how fast each finds a
 good autoencoder, over many seeds (anytime performance, time-to-target).
 
-    python bench/simulate.py --space wide --workers 4 --seeds 30          # every method
+    python bench/simulate.py --space wide --workers 4 --seeds 30          # every method (bench extra)
     python bench/simulate.py --space report --methods ours random --seeds 5 --budget-trials 10
 
 The curves are bench/record_curves.py's (``bench/curves/ae_curves.parquet``): every epoch's
@@ -22,12 +22,18 @@ Methods, each the real objects (``METHODS``):
                     OptunaSearch + ConcurrencyLimiter, and the revising ASHA
   ours-<variant>    the same with one flag changed (``OUR_VARIANTS``): Ray's own ASHA
                     (``--no-asha-revise``), ``--searcher tpe-independent``, ``tpe-5`` or ``random``,
-                    ``--warm-start report``
+                    ``--warm-start report``, ``--reduction-factor 2`` or ``4``, ``--grace-period 2``
   ray-default       what Ray Tune does with no search_alg: random search (Tune's own samplers,
                     as BasicVariantGenerator draws) and Ray's ASHAScheduler
   random            random search without early stopping: regret's normaliser
   optuna-hyperband  Optuna's TPESampler + HyperbandPruner through Optuna's own ask/tell
                     (Optuna's documented pairing, and the report's tool)
+  bohb              Ray Tune's BOHB: TuneBOHB + HyperBandForBOHB, which pauses and resumes trials
+  syne-asha         Syne Tune's ASHA in Syne Tune's own simulator (its Tuner, its clock)
+  syne-bohb         Syne Tune's asynchronous BOHB (ASHA + KDE), the same way
+  syne-ashabore     Syne Tune's ASHA + BORE (its model-based ASHA), the same way
+
+bohb and syne-* are bench/competitors.py's and need the bench extra (pip install -e '.[bench]').
 
 Every method gets the same space, maximum epochs (the curves'), minimum resource
 (``--grace-period``) and reduction factor. Output: per method, the best val_mse found so far
@@ -41,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import importlib.util
 import json
 import math
 import shutil
@@ -57,7 +64,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 CURVES = REPO / "bench" / "curves" / "ae_curves.parquet"
-CONTINUE, STOP = "CONTINUE", "STOP"  # Ray's TrialScheduler decisions, by value
+CONTINUE, PAUSE, STOP = "CONTINUE", "PAUSE", "STOP"  # Ray's TrialScheduler decisions, by value
 
 
 # -- the recorded curves --------------------------------------------------------------------
@@ -87,6 +94,7 @@ class Curves:
         table = table.sort_values(["config_id", "epoch"])
         self.max_epochs = int(table["epoch"].max())
         self.ids, self.values, self.seconds, points = [], [], [], []
+        self.configs: list[dict[str, Any]] = []  # each recorded configuration's values
         for config_id, rows in table.groupby("config_id", sort=True):
             values = rows["val_mse"].to_numpy(dtype=float)
             if len(values) < self.max_epochs or not np.isfinite(values).all():
@@ -103,6 +111,7 @@ class Curves:
             self.values.append(values[: self.max_epochs])
             self.seconds.append(seconds[: self.max_epochs])
             points.append([unit_of(space[k], first[k]) for k in self.axes])
+            self.configs.append({k: first[k] for k in self.axes})
         self.points = np.array(points)
         self.best = float(min(v.min() for v in self.values))
 
@@ -299,6 +308,23 @@ class OptunaHyperband:
             self.study.tell(trial, value)
 
 
+def competitors():
+    """bench/competitors.py (Ray's BOHB, Syne Tune's methods: the bench extra), loaded once, with
+    this module as its ``sim``."""
+    module = sys.modules.get("competitors")
+    if module is None:
+        spec = importlib.util.spec_from_file_location(
+            "competitors", Path(__file__).with_name("competitors.py")
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["competitors"] = module
+        spec.loader.exec_module(module)
+    module.sim = sys.modules[__name__]
+    return module
+
+
+SYNE_METHODS = ("syne-asha", "syne-bohb", "syne-ashabore")  # competitors.SYNE_SCHEDULERS' keys
+
 # The sweep's own code with other flags: each a setting a user could pick, and a candidate default.
 OUR_VARIANTS = {
     "ours": (),
@@ -307,6 +333,10 @@ OUR_VARIANTS = {
     "ours-tpe-5": ("--searcher=tpe-5",),
     "ours-random": ("--searcher=random",),
     "ours-warm-report": ("--warm-start=report",),
+    # ASHA's settings (every other method keeps --grace-period and --reduction-factor)
+    "ours-rf2": ("--reduction-factor=2",),
+    "ours-rf4": ("--reduction-factor=4",),
+    "ours-grace2": ("--grace-period=2",),
 }
 
 METHODS = {
@@ -318,15 +348,12 @@ METHODS = {
     "ray-default": ray_default,
     "random": lambda *a: ray_default(*a, early_stopping=False),
     "optuna-hyperband": OptunaHyperband,
+    "bohb": lambda *a: competitors().Bohb(*a),
+    **dict.fromkeys(SYNE_METHODS),  # simulate() hands these to Syne Tune's own simulator
 }
-DEFAULT_METHODS = [
-    "ours",
-    "ours-ray-asha",
-    "ours-tpe-liar",
-    "ray-default",
-    "random",
-    "optuna-hyperband",
-]
+DEFAULT_METHODS = list(METHODS)
+# what the anytime figure draws: ours against what a user would pick instead
+FIGURE_METHODS = ["ours", "ray-default", "optuna-hyperband", "bohb", *SYNE_METHODS, "random"]
 
 
 # -- the simulation ---------------------------------------------------------------------------
@@ -353,6 +380,30 @@ class Run:
         return np.where(idx >= 0, best[idx], np.inf)
 
 
+def overheads(method_name: str, args) -> tuple[float, float, float]:
+    """What running a trial costs beyond its recorded epochs under ``method_name``, in seconds:
+    before a trial's first epoch (or a paused trial's next), added to its first epoch, and added
+    to each later epoch. Measured live by bench/live_check.py on this machine (``--costs``: its
+    JSON): Ray Tune starts a new actor for every trial unless it reuses them (Ray's default does
+    not, our sweep does), every epoch under Tune also reports and writes a checkpoint while the
+    driver shares the CPUs, and Optuna's own loop runs its trials in threads of one process.
+    ``ours-*`` pay ours; ``optuna-hyperband`` its own; the other Tune methods (ray-default,
+    random, bohb) Ray's default's; Syne Tune's are set in its simulator (bench/competitors.py).
+    None without ``--costs``."""
+    measured = getattr(args, "costs", None) or {}
+    family = (
+        "ours"
+        if method_name.startswith("ours")
+        else method_name
+        if method_name == "optuna-hyperband"
+        else "ray-default"
+    )
+    c = measured.get(family)
+    if not c:
+        return 0.0, 0.0, 0.0
+    return c["start_s"], c["first_epoch_extra_s"], c["epoch_extra_s"]
+
+
 def simulate(
     method_name: str,
     curves: Curves,
@@ -362,10 +413,20 @@ def simulate(
     horizon: float,
     args,
     search_time: bool = True,
+    target: float | None = None,
 ) -> Run:
-    """One sweep of ``method_name`` with ``workers`` workers until simulated ``horizon``.
+    """One sweep of ``method_name`` with ``workers`` workers until simulated ``horizon`` (or,
+    with ``target``, until the best value found reaches it: ``Run.epochs`` then counts the
+    epochs it took).
     "ours-warm-from" first runs "ours" (seed + 10000) and starts from its trials through
-    --warm-start-from, written as the folder a sweep leaves (``earlier_sweep``)."""
+    --warm-start-from, written as the folder a sweep leaves (``earlier_sweep``). A method may
+    PAUSE a trial (Ray's synchronous HyperBandForBOHB): the trial leaves its worker, and a free
+    worker first asks the method's ``resume()`` for a paused trial to go on with its next epoch,
+    then its ``suggest`` for a new one. Syne Tune's methods run in Syne Tune's own simulator."""
+    if method_name in SYNE_METHODS:
+        return competitors().simulate_syne(
+            method_name, curves, space, workers, seed, horizon, args, search_time
+        )
     if method_name == "ours-warm-from":
         first = simulate("ours", curves, space, workers, seed + 10000, horizon, args, search_time)
         folder = earlier_sweep(first, space, workers, curves.max_epochs, args)
@@ -389,9 +450,23 @@ def simulate(
             clock_debt += spent
         return out
 
+    resume = getattr(method, "resume", None)  # only a method that pauses trials has one
+    start_s, first_s, epoch_s = overheads(method_name, args)
+
     def start(now: float) -> None:
         nonlocal free, counter, clock_debt
         while free > 0:
+            trial_id = timed(resume) if resume is not None else None
+            if trial_id is not None:  # a paused trial goes on with its next epoch
+                i, done, _ = running[trial_id]
+                now += clock_debt
+                clock_debt = 0.0
+                heapq.heappush(  # a new actor, so its first epoch's cost again
+                    events, (now + start_s + curves.seconds[i][done] + first_s, counter, trial_id)
+                )
+                counter += 1
+                free -= 1
+                continue
             trial_id = f"{counter:05d}"
             config = timed(method.suggest, trial_id)
             if config is None:
@@ -401,7 +476,9 @@ def simulate(
             running[trial_id] = [i, 0, config]
             now += clock_debt
             clock_debt = 0.0
-            heapq.heappush(events, (now + curves.seconds[i][0], counter, trial_id))
+            heapq.heappush(
+                events, (now + start_s + curves.seconds[i][0] + first_s, counter, trial_id)
+            )
             free -= 1
             run.trials += 1
 
@@ -419,12 +496,15 @@ def simulate(
             best = value
             run.times.append(now)
             run.best.append(best)
+            if target is not None and best <= target:
+                break
         decision = timed(method.on_result, trial_id, epoch, value)
         ended = decision == STOP or epoch >= curves.max_epochs
+        paused = decision == PAUSE and not ended
         run.rows.append(
             {
                 "trial_id": trial_id,
-                "status": "TERMINATED" if ended else "RUNNING",
+                "status": "TERMINATED" if ended else "PAUSED" if paused else "RUNNING",
                 "stopped_early": ended and epoch < curves.max_epochs,
                 "epoch": epoch,
                 "val_mse": value,
@@ -439,8 +519,12 @@ def simulate(
             free += 1
             start(now + clock_debt)
             clock_debt = 0.0
+        elif paused:  # its worker is free; resume() may give it one again
+            free += 1
+            start(now + clock_debt)
+            clock_debt = 0.0
         else:
-            heapq.heappush(events, (now + curves.seconds[i][epoch], counter, trial_id))
+            heapq.heappush(events, (now + curves.seconds[i][epoch] + epoch_s, counter, trial_id))
             counter += 1
     return run
 
@@ -566,6 +650,29 @@ def summarise(runs: dict[str, list[Run]], curves: Curves, horizon: float) -> dic
     return out
 
 
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The summary as BENCHMARKS.md's table: one row per method, ours first."""
+
+    def seconds(t: float) -> str:
+        return f"{t:.1f} s" if math.isfinite(t) else "never (median)"
+
+    lines = [
+        "| method | time-to-target (median) | vs ours (95% CI) | seeds reaching it | AUC of regret "
+        "vs ours | regret at the horizon (median) | trials | epochs |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, m in summary["methods"].items():
+        ratio, (lo, hi) = m["time_to_target_vs_ours"], m["time_to_target_vs_ours_ci"]
+        shown = f"{ratio:.2f}x" if math.isfinite(ratio) else "-"
+        lines.append(
+            f"| {name} | {seconds(m['time_to_target_median_s'])} | {shown} ({lo:.2f}-{hi:.2f}) "
+            f"| {m['reached_target']}/{m['seeds']} | {m['auc_vs_ours']:.2f}x "
+            f"| {m['final_regret_median']:.3f} | {m['trials_median']:.0f} "
+            f"| {m['epochs_median']:.0f} |"
+        )
+    return "\n".join(lines).replace("nan", "inf")
+
+
 def draw(summary: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib
 
@@ -575,6 +682,8 @@ def draw(summary: dict[str, Any], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     grid = np.array(summary["grid_s"]) / 60
     for name, m in summary["methods"].items():
+        if name not in FIGURE_METHODS:  # the tables list every method; the figure the main ones
+            continue
         (line,) = ax.plot(grid, m["regret_iqm"], label=f"{name} ({m['seeds']} seeds)")
         ax.fill_between(grid, m["regret_lo"], m["regret_hi"], color=line.get_color(), alpha=0.2)
     ax.set_yscale("log")
@@ -589,7 +698,7 @@ def draw(summary: dict[str, Any], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="wide", choices=["report", "wide"], help="the space")
     parser.add_argument(
@@ -610,11 +719,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--no-search-time", action="store_true", help="leave the searchers' compute off the clock"
     )
+    parser.add_argument(
+        "--costs",
+        type=Path,
+        help="bench/live_check.py's JSON: each method's measured cost of a trial beyond its "
+        "recorded epochs (actor start, first and later epochs under Tune; none without)",
+    )
     parser.add_argument("--curves", type=Path, default=CURVES, help="the recorded curves")
     parser.add_argument("--json", type=Path, help="write the summary here")
     parser.add_argument("--figure", type=Path, help="draw the anytime curves here")
     parser.add_argument("--redraw", type=Path, help="draw --figure from this --json, run nothing")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--table", type=Path, help="print this --json as BENCHMARKS.md's table, run nothing"
+    )
+    parser.add_argument(
+        "--syne-surrogate",
+        default="nearest",
+        choices=["nearest", "knn"],
+        help="the syne-* methods' blackbox: the others' nearest curve, or Syne Tune's 1-NN",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
+    costs_file = args.costs
+    if costs_file:
+        live = json.loads(costs_file.read_text())
+        args.costs = {name: m["costs"] for name, m in live["methods"].items() if "costs" in m}
+    if args.table:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return {}
     if args.redraw:
         summary = json.loads(args.redraw.read_text())
         title = (
@@ -647,6 +782,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         configurations=len(curves.ids),
         max_epochs=curves.max_epochs,
         surrogate=check_surrogate(curves),
+        costs=args.costs,
+        costs_from=str(costs_file) if costs_file else None,
         wall_s=round(time.perf_counter() - t0, 1),
         command="python bench/simulate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     )

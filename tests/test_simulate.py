@@ -5,13 +5,16 @@ the clock, which is the one thing measured, not replayed)."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import in_ci
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,3 +86,74 @@ def test_warm_start_makes_the_first_trial_the_reports(sim, curves):
 def test_the_surrogate_is_checked_leaving_one_out(sim, curves):
     check = sim.check_surrogate(curves)
     assert 0 <= check["median_rel_error"] < 1 and -1 <= check["spearman"] <= 1
+
+
+def test_the_default_methods_are_every_method_and_parse(sim):
+    args = sim.build_parser().parse_args([])
+    assert args.methods == list(sim.METHODS)  # argparse checks no default against its choices
+
+
+def test_bohb_and_syne_tunes_methods_run_through_main(sim, tmp_path):
+    """Ray's BOHB and Syne Tune's methods (the bench extra), one tiny sweep each."""
+    for module in ("hpbandster", "ConfigSpace", "syne_tune.blackbox_repository"):
+        if in_ci():  # CI installs the bench extra (make setup): it may not pass by skipping
+            importlib.import_module(module)
+        else:
+            pytest.importorskip(module, reason="the bench extra: pip install -e '.[bench]'")
+    methods = ["bohb", *sim.SYNE_METHODS]
+    out = tmp_path / "summary.json"
+    summary = sim.main(
+        ["--space=report", "--workers=2", "--seeds=1", "--budget-trials=4", "--methods", *methods]
+        + ["--json", str(out)]
+    )
+    assert out.exists()
+    for name in methods:
+        m = summary["methods"][name]
+        assert m["trials_median"] >= 2 and m["epochs_median"] >= m["trials_median"]
+        assert math.isfinite(m["final_regret_median"])
+
+
+def test_measured_costs_slow_the_simulated_sweep_as_charged(sim, curves):
+    """--costs: a trial's start and its epochs cost what was measured live, on top of the
+    recorded epochs: the same seed then sees each epoch later and runs fewer in the horizon."""
+    free, charged = run(sim, curves, "ours", 3), Args()
+    charged.costs = {"ours": {"start_s": 2.0, "first_epoch_extra_s": 1.0, "epoch_extra_s": 0.5}}
+    horizon = 12 * float(sum(s.sum() for s in curves.seconds) / len(curves.seconds)) / 4
+    slow = sim.simulate("ours", curves, "report", 4, 3, horizon, charged, search_time=False)
+    assert slow.epochs < free.epochs
+    # the first result arrives 3 s later: the first trial's first epoch, charged start + extra
+    assert slow.times[0] == pytest.approx(free.times[0] + 3.0)
+    assert sim.overheads("ray-default", charged) == (0.0, 0.0, 0.0)  # not measured: not charged
+
+
+def test_a_target_ends_the_simulated_sweep_when_reached(sim, curves):
+    full = run(sim, curves, "ours", 3)
+    target = full.best[len(full.best) // 2]
+    args = Args()
+    horizon = 12 * float(sum(s.sum() for s in curves.seconds) / len(curves.seconds)) / 4
+    cut = sim.simulate("ours", curves, "report", 4, 3, horizon, args, False, target=target)
+    assert cut.best[-1] == target and cut.times == full.times[: len(cut.times)]
+    assert cut.epochs < full.epochs
+
+
+def test_live_costs_rebuild_the_workers_from_the_trials():
+    """bench/live_check.py's costs, on trials worked out by hand: two workers; trials 1 and 2
+    start the first wave; trial 3 starts 0.5 s after trial 2's worker is free (at 1.1 s), trial
+    4 0.3 s after trial 1's (at 2.2 s)."""
+    spec = importlib.util.spec_from_file_location("live_check", REPO / "bench" / "live_check.py")
+    live = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(live)
+    trials = [
+        (0.0, [(1.2, 0.5), (2.2, 0.4)]),
+        (0.1, [(1.0, 0.6)]),
+        (1.6, [(1.4, 0.3)]),
+        (2.5, [(1.2, 0.2), (2.0, 0.1)]),
+    ]
+    c = live.costs(trials, 2, recorded_epoch_s=1.0)
+    assert c["start_s"] == pytest.approx(0.4)  # the median of 0.5 and 0.3
+    assert c["first_epoch_extra_s"] == pytest.approx(0.2)  # median of 1.2, 1.0, 1.4, 1.2, less 1
+    assert c["epoch_extra_s"] == pytest.approx(-0.1)  # median of 1.0 and 0.8, less 1
+    events, rel = live.relative([(10 + t, e) for t, e in trials])
+    assert [t for t, _ in rel] == pytest.approx([t for t, _ in trials])
+    assert events[0] == (pytest.approx(1.1), 0.6) and len(events) == 6
+    assert json.dumps(c)  # JSON as written
