@@ -41,10 +41,12 @@ METHODS = ["ours", "ray-default", "optuna-hyperband"]
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="wide", choices=["report", "wide"])
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 4, 16, 64, 256])
-    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    parser.add_argument("--seeds", type=int, default=30)
+    parser.add_argument("--space", default="wide", choices=["report", "wide"], help="the space")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 4, 16, 64, 256], help="each W to simulate"
+    )
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS, help="METHODS")
+    parser.add_argument("--seeds", type=int, default=30, help="seeds per W and method")
     parser.add_argument(
         "--target-from",
         type=Path,
@@ -59,10 +61,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "best recorded value",
     )
     parser.add_argument("--cap-trials", type=float, default=40, help="full trials per worker")
-    parser.add_argument("--grace-period", type=int, default=1)
-    parser.add_argument("--reduction-factor", type=float, default=3)
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--figure", type=Path)
+    parser.add_argument("--grace-period", type=int, default=1, help="minimum resource")
+    parser.add_argument("--reduction-factor", type=float, default=3, help="ASHA's factor")
+    parser.add_argument("--json", type=Path, help="write the rows and the summary here")
+    parser.add_argument("--figure", type=Path, help="draw time and epochs to target against W")
     args = parser.parse_args(argv)
     args.warm_start = None
 
