@@ -63,6 +63,7 @@ def test_resume_accepts_exactly_the_flags_declared_for_it():
 # Each declared bound, a value just outside it, and the problem it says (the fix follows).
 BOUNDS = {
     "num_samples": ("0", "--num-samples 0 must be at least 1"),
+    "time_budget": ("0", "--time-budget 0 must be positive"),
     "max_epochs": ("0", "--max-epochs 0 must be at least 1"),
     "reduction_factor": ("1", "--reduction-factor 1 must be above 1"),
     "max_concurrent": ("0", "--max-concurrent 0 must be at least 1"),
