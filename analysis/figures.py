@@ -90,6 +90,9 @@ def sweep_figures(inputs: Inputs) -> list[Job]:
             raise MissingInput(f"{SWEEP_FILE} names no ASHA rungs (grace_period, max_epochs)")
         return sf.rungs(int(asha["grace_period"]), float(asha["reduction_factor"]), max_epochs)
 
+    def many() -> bool:  # thousands of trials: the large-sweep figures (sweep_figures.py)
+        return sf.many_trials(len(sweep.trials()))
+
     def history():
         fig = sf.optimization_history(sweep.trials(), metric, sweep.mode, sweep.name)
         return fig, (
@@ -99,6 +102,12 @@ def sweep_figures(inputs: Inputs) -> list[Job]:
 
     def parallel():
         fig = sf.parallel_coordinate(sweep.trials(), metric, sweep.mode, sweep.name)
+        if many():
+            return fig, (
+                f"Searched hyperparameters of every trial and {metric} at its last epoch: the "
+                f"best tenth by {metric} coloured by it, the others faint grey (their density "
+                "shows where the sweep searched); choices spread a little so lines fan out."
+            )
         return fig, (
             f"Searched hyperparameters of every trial, coloured by {metric} at its last epoch "
             "(dashed: stopped early)."
@@ -106,19 +115,35 @@ def sweep_figures(inputs: Inputs) -> list[Job]:
 
     def rung_view():
         fig = sf.rung_view(sweep.trials(), metric, sweep.mode, milestones())
+        if many():
+            return fig, (
+                f"{metric} of every trial at each rung it reached, what ASHA compared: the "
+                "spread (violin) and the trials (dots) that went on and that stopped there, "
+                "with their counts."
+            )
         return fig, f"{metric} of every trial at each rung it reached: what ASHA compared."
 
     def importances():
         table = sweep.trials()
         common = int(table["epoch"].min())  # every trial reached it: with ASHA, the first rung
         fig = sf.param_importances(sweep.study(), table, metric, common)
+        over = "all trials"
+        if len(sf.at_epoch(table, common)) > sf.IMPORTANCE_SAMPLE:
+            over = f"a seeded sample of {sf.IMPORTANCE_SAMPLE} trials"
         return fig, (
             f"fANOVA importance of each searched hyperparameter for {metric} at epoch {common}, "
-            "the last epoch every trial reached (with ASHA its first rung), over all trials."
+            f"the last epoch every trial reached (with ASHA its first rung), over {over}."
         )
 
     def curves():
-        fig = sf.learning_curves(sweep.results(), metric, best_id)
+        results = sweep.results()
+        fig = sf.learning_curves(results, metric, best_id, sweep.mode)
+        if sf.many_trials(results["trial_id"].nunique()):
+            return fig, (
+                f"{metric} per epoch of every trial: the best tenth by {metric} at its last "
+                "epoch in blue (a red cross where ASHA stopped it early), the others faint grey "
+                "(a dot where each ended); below, how many trials ended at each epoch."
+            )
         return fig, f"{metric} per epoch of every trial; a red cross where ASHA stopped it early."
 
     def best_curves():

@@ -211,14 +211,16 @@ class SweepFolder:
 def trial_table(study) -> pd.DataFrame:
     """One row per COMPLETE or PRUNED trial of ``study``: ``number``, ``state``, ``epoch`` (the
     last it reported), ``value`` (its metric there), ``curve`` ({epoch: value}) and
-    ``param/<name>`` for each searched hyperparameter. FAIL trials (errored, diverged, rewound)
-    hold no comparable value and are left out."""
+    ``param/<name>`` for each searched hyperparameter; ``attrs["distributions"]``: each
+    parameter's Optuna distribution. FAIL trials (errored, diverged, rewound) hold no comparable
+    value and are left out."""
     from optuna.trial import TrialState
 
-    rows = []
+    rows, distributions = [], {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         if EARLIER_TRIAL_ATTR in t.user_attrs:  # an earlier sweep's (--warm-start-from)
             continue
+        distributions.update(t.distributions)
         curve = dict(sorted(t.intermediate_values.items()))
         epoch = max(curve, default=None)
         value = t.value if t.value is not None else (curve[epoch] if curve else None)
@@ -239,7 +241,9 @@ def trial_table(study) -> pd.DataFrame:
             "the study has no COMPLETE or PRUNED trial with a value; run the sweep (or let it "
             "report an epoch)"
         )
-    return pd.DataFrame(rows).sort_values("number").reset_index(drop=True)
+    table = pd.DataFrame(rows).sort_values("number").reset_index(drop=True)
+    table.attrs["distributions"] = distributions
+    return table
 
 
 # ---------------------------------------------------------------------------------------------
