@@ -20,7 +20,7 @@ from sweeps.request import cli
 from sweeps.request.settings import SweepSpec
 from sweeps.search.strategies import strategy_for
 from trainables import fid, gan
-from trainables.errors import UsageError, cli_errors
+from trainables.errors import cli_errors
 
 METRIC, MODE = "fid", "min"
 
@@ -115,10 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = cli.build_parser(SWEEP)
     with cli_errors():
         settings = cli.parse_settings(SWEEP, parser, argv)
-        try:
-            fid.load_reference()  # every trial needs the FID-FM weights: check them once, here
-        except fid.FIDError as e:
-            raise UsageError(str(e), "see docs/fid.md") from None
+        # every trial needs the FID-FM weights: checked once, here (a FIDWeightsError is a
+        # UsageError, which says how to restore them), as sweeps/vae_sweep.py does
+        fid.load_reference()
         space = dict(SPACES[settings.space])
         space.setdefault("fid_every", fid_every(settings))
         return runner.run(SWEEP, settings, space)

@@ -274,3 +274,22 @@ def test_fid_of_uniform_noise_is_large(test_features):
     real = fid.activation_stats(test_features[: fid.FID_SAMPLES])
     fake = fid.activation_stats(fid.features(noise, fid.load_reference("cpu")))
     assert fid.frechet_distance(*real, *fake) > NOISE_MIN
+
+
+@pytest.mark.parametrize("script", ["gan_sweep", "vae_sweep"])
+def test_a_sweep_without_the_weights_stops_in_one_line_before_ray(
+    script, tmp_path, monkeypatch, capsys
+):
+    """Both FID-FM sweeps check the weights once, before Ray starts, and say it the same way:
+    one ``error:`` line naming the file and how to restore it, exit status 2."""
+    import importlib
+
+    module = importlib.import_module(f"sweeps.{script}")
+    monkeypatch.setattr(fid, "WEIGHTS_PATH", tmp_path / "absent.pt")
+    with pytest.raises(SystemExit) as info:
+        module.main(["--storage-path", str(tmp_path), "--wandb-mode", "disabled"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: ")
+    assert str(tmp_path / "absent.pt") in err and "restore the committed file" in err
+    assert not (tmp_path / script).exists()  # nothing started

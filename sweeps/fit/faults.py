@@ -232,9 +232,11 @@ class FaultPoints(tune.Callback):
         if not self._in_folder:
             return  # Tune skipped copying this snapshot: a later one will do
         folder = Path(plan()["dir"])
-        for hold in plan()["pause"].get("release", []):
-            _write(folder / f"go-trial{hold['trial']}-epoch{hold['epoch']}", "")
-            trace(f"released trial {hold['trial']} epoch {hold['epoch']}")
+        if not getattr(self, "_released", False):  # once: later matches find them released
+            for hold in plan()["pause"].get("release", []):
+                _write(folder / f"go-trial{hold['trial']}-epoch{hold['epoch']}", "")
+                trace(f"released trial {hold['trial']} epoch {hold['epoch']}")
+            self._released = True
         if not pause:
             return
         self._paused = True
