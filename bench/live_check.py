@@ -278,9 +278,7 @@ def add_costs(path: Path, folders: Path) -> dict[str, Any]:
                     "first_epoch_extra_s": per_epoch,
                     "epoch_extra_s": per_epoch,
                 }
-        m["costs"] = {
-            k: float(np.median([r["costs"][k] for r in m["runs"]])) for k in m["runs"][0]["costs"]
-        }
+        m["costs"] = median_costs(m["runs"])
         print(f"{method:17s} costs {m['costs']}")
     path.write_text(json.dumps(summary) + "\n")
     return summary
@@ -339,7 +337,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"live_check: --sim must be the wide space at W={WORKERS}")
     horizon = args.horizon or sim["horizon_s"]
     target, best = sim["target_val_mse"], sim["best_recorded"]
-    scale = max(target - best, 1e-12)  # the simulator's: random search's final median is 1
     grid = np.linspace(0, horizon, 200)
     recorded_epoch_s = recorded_epoch_seconds()
     order = [(m, s) for s in range(args.seeds) for m in args.methods]
@@ -354,15 +351,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         events, trials = relative(trials)
         events = [(t_, v) for t_, v in events if t_ <= horizon]
         trials = [(t_, e) for t_, e in trials if t_ <= horizon]
-        curve = best_so_far(events, grid)
-        ttt = next((t_ for t_, b in _improvements(events) if b <= target), math.inf)
+        run = {"seed": seed, "events": events}
+        score(run, grid, target, best)
         runs[method].append(
             {
-                "seed": seed,
-                "events": events,
-                "regret": np.minimum((curve - best) / scale, 10.0).tolist(),
-                "time_to_target_s": ttt,
-                "final_regret": float((curve[-1] - best) / scale),
+                **run,
                 "epochs": len(events),
                 "startup_s": round(startup, 1),
                 "trials": len(trials),
@@ -372,7 +365,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
         )
         print(
-            f"live_check: {method} seed {seed}: time-to-target {ttt:.1f} s, final regret "
+            f"live_check: {method} seed {seed}: time-to-target {run['time_to_target_s']:.1f} s, "
+            "final regret "
             f"{runs[method][-1]['final_regret']:.3f}, {len(events)} epochs, start-up "
             f"{startup:.1f} s, load {load0:.2f}",
             flush=True,
@@ -386,17 +380,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "methods": {},
     }
     for method, rs in runs.items():
-        summary["methods"][method] = {
-            "runs": rs,
-            # the median over runs of each run's medians: bench/simulate.py's --costs
-            "costs": {k: float(np.median([r["costs"][k] for r in rs])) for k in rs[0]["costs"]},
-        }
+        summary["methods"][method] = {"runs": rs, "costs": median_costs(rs)}
     compare(summary, sim, str(args.sim))
     if args.json:
         args.json.write_text(json.dumps(summary) + "\n")
     if args.figure:
         draw(summary, sim, args.figure)
     return summary
+
+
+def score(run: dict[str, Any], grid: np.ndarray, target: float, best: float) -> None:
+    """A run's anytime figures from its ``events``, normalised as the simulator does (0: the
+    best recorded value, 1: ``target``, random search's final median): ``regret`` on ``grid``,
+    ``final_regret`` at its end, and ``time_to_target_s``."""
+    scale = max(target - best, 1e-12)
+    curve = best_so_far(run["events"], grid)
+    run["regret"] = np.minimum((curve - best) / scale, 10.0).tolist()
+    run["final_regret"] = float((curve[-1] - best) / scale)
+    run["time_to_target_s"] = next(
+        (t for t, b in _improvements(run["events"]) if b <= target), math.inf
+    )
+
+
+def median_costs(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """The median over runs of each run's costs: what bench/simulate.py's --costs charges."""
+    return {k: float(np.median([r["costs"][k] for r in runs])) for k in runs[0]["costs"]}
 
 
 def compare(summary: dict[str, Any], sim: dict[str, Any], sim_file: str) -> None:
@@ -406,18 +414,12 @@ def compare(summary: dict[str, Any], sim: dict[str, Any], sim_file: str) -> None
     summary["sim"] = sim_file
     # the simulator's target and normalisation (random search's final median there)
     target, best = sim["target_val_mse"], sim["best_recorded"]
-    scale = max(target - best, 1e-12)
     grid = np.array(summary["grid_s"])
     summary.update(target_val_mse=target, best_recorded=best)
     for method, m in summary["methods"].items():
         rs = m["runs"]
         for r in rs:
-            curve = best_so_far(r["events"], grid)
-            r["regret"] = np.minimum((curve - best) / scale, 10.0).tolist()
-            r["final_regret"] = float((curve[-1] - best) / scale)
-            r["time_to_target_s"] = next(
-                (t for t, b in _improvements(r["events"]) if b <= target), math.inf
-            )
+            score(r, grid, target, best)
         live_ttt = [r["time_to_target_s"] for r in rs]
         live_final = [r["final_regret"] for r in rs]
         s = sim["methods"].get(method, {})
