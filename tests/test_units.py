@@ -789,3 +789,24 @@ def test_an_unknown_flag_names_the_nearest_known_one(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--zzz"])
     assert "did you mean" not in capsys.readouterr().err  # nothing near: the --help pointer only
+
+
+def test_two_sweeps_checking_one_storage_path_at_once_do_not_delete_each_others_probe(tmp_path):
+    """Two drivers started together on one --storage-path (CI saw it in the PostgreSQL test): the
+    second's whole write check runs between the first's write and delete, the interleaving that
+    made the first fail with 'Cannot delete file .write-test'. Each probe is its own now."""
+    from sweeps.folder import storage
+
+    class Interleaved(storage.Folder):
+        nested = False
+
+        def write_bytes(self, name, data):
+            uri = super().write_bytes(name, data)
+            if not Interleaved.nested:
+                Interleaved.nested = True
+                storage.check_writable(storage.Folder(self.uri))  # the other driver, whole
+            return uri
+
+    storage.check_writable(Interleaved(tmp_path / "runs"))
+    assert Interleaved.nested
+    assert list((tmp_path / "runs").iterdir()) == []  # both probes removed, nothing else left

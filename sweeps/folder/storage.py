@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +132,16 @@ def _json_default(value: Any) -> Any:
 
 
 def check_writable(folder: Folder) -> None:
-    """Create ``folder`` and write a probe file there, or raise UsageError saying why not."""
+    """Create ``folder`` and write a probe file there, or raise UsageError saying why not.
+
+    The probe's name is this call's own: sweeps started together on one storage path (two drivers
+    sharing a PostgreSQL study, a Slurm array) each write and delete their own probe, never one
+    another's."""
+    probe = f".write-test-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
     try:
         folder.make()
-        folder.write_bytes(".write-test", b"ok")
-        folder.delete(".write-test")
+        folder.write_bytes(probe, b"ok")
+        folder.delete(probe)
     except (OSError, pa.ArrowException) as e:
         raise UsageError(
             f"cannot write to storage path {folder.uri} ({e})",
