@@ -200,7 +200,8 @@ class Settings:
         ASHA_OR_PBT,
         "asha (default): Optuna's TPE proposes trials, ASHA stops the poor ones early; "
         "pbt: Population Based Training, a random population whose poor trials clone good "
-        "ones' checkpoints and perturb their hyperparameters (no Optuna; docs/sweeps.md)",
+        "ones' checkpoints and perturb their hyperparameters (no Optuna; docs/sweeps.md); "
+        "pb2: PBT whose new values a GP bandit picks within the continuous axes' bounds",
         default="asha",
     )
     max_epochs: int = flag(

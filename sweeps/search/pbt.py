@@ -22,6 +22,7 @@ from sweeps.search.strategy import Need, Strategy
 
 class PBT(Strategy):
     name = "pbt"
+    label = "PBT"  # how messages and sweep.json name it (``sweeps/search/pb2.py`` subclasses)
     uses_study = False
 
     def check(self, spec: SweepSpec, settings: Settings, need: Need) -> None:
@@ -29,7 +30,8 @@ class PBT(Strategy):
         s = settings
         need(
             s.space in spec.perturbations,
-            f"--scheduler pbt: {spec.script} has no perturbation space for --space {s.space}",
+            f"--scheduler {self.name}: {spec.script} has no perturbation space for --space "
+            f"{s.space}",
             f"use --scheduler asha, or add PERTURBATIONS[{s.space!r}] beside SPACES in "
             f"{spec.script}"
             if spec.perturbations
@@ -37,21 +39,21 @@ class PBT(Strategy):
         )
         need(
             s.warm_start_from is None,
-            "--warm-start-from with --scheduler pbt: PBT has no model of earlier trials to "
-            "give them to",
+            f"--warm-start-from with --scheduler {self.name}: {self.label} has no model of "
+            "earlier trials to give them to",
             "use --scheduler asha, or --warm-start NAME to put a configuration in the population",
         )
         need(
             s.num_samples >= 2,
-            f"--scheduler pbt with --num-samples {s.num_samples}: a population of one has no "
-            "trial to clone",
+            f"--scheduler {self.name} with --num-samples {s.num_samples}: a population of one "
+            "has no trial to clone",
             "pass --num-samples 4 or more",
         )
         need(
             1 <= s.perturbation_interval < s.max_epochs,
             f"--perturbation-interval {s.perturbation_interval} must be between 1 and "
-            f"--max-epochs {s.max_epochs} - 1 (PBT decides every N epochs of a trial, so N >= "
-            "--max-epochs never perturbs)",
+            f"--max-epochs {s.max_epochs} - 1 ({self.label} decides every N epochs of a trial, "
+            "so N >= --max-epochs never perturbs)",
             "lower --perturbation-interval or raise --max-epochs",
         )
         need(
@@ -61,7 +63,7 @@ class PBT(Strategy):
         )
         need(
             s.study_storage is None,
-            "--study-storage with --scheduler pbt: PBT keeps no Optuna study",
+            f"--study-storage with --scheduler {self.name}: {self.label} keeps no Optuna study",
             "omit --study-storage, or use --scheduler asha",
         )
 
@@ -101,7 +103,7 @@ class PBT(Strategy):
     def record(self, settings: Settings, perturbations: dict[str, Any]) -> dict[str, Any]:
         return {
             "scheduler": {
-                "name": "PBT",
+                "name": self.label,
                 "time_attr": TRAINING_ITERATION,
                 "perturbation_interval": settings.perturbation_interval,
                 "quantile_fraction": settings.quantile_fraction,

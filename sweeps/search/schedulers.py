@@ -115,13 +115,15 @@ class RevisingASHAScheduler(FIFOScheduler):
         self.__dict__.update(old_folders.asha_state(state))
 
 
-class PopulationBasedTrainingToMaxEpochs(PopulationBasedTraining):
-    """Ray's Population Based Training, but a trial's last epoch (--max-epochs) is no check.
+class NoDecisionAtMaxEpochs:
+    """Mixed into Ray's Population Based Training and its subclasses (PB2: ``search/pb2.py``):
+    a trial's last epoch (--max-epochs, ``max_t``) is no check.
 
     Ray's PBT checks every result, the last too: a trial cloned from a donor's final checkpoint
     would restart with no epoch left to train, and a trial checked at its last epoch could be
     sent back to train past the budget. A stopper at the last epoch would avoid both but would
-    also keep that result from the searcher; here only PBT passes it by.
+    also keep that result from the searcher; here only the scheduler passes it by. Put it first
+    among the bases: ``class X(NoDecisionAtMaxEpochs, PopulationBasedTraining)``.
     """
 
     def __init__(self, *, max_t: int, **kwargs: Any) -> None:
@@ -132,3 +134,8 @@ class PopulationBasedTrainingToMaxEpochs(PopulationBasedTraining):
         if result.get(self._time_attr, 0) >= self._max_t:
             return TrialScheduler.CONTINUE  # the trial ends here: nothing to exploit or explore
         return super().on_trial_result(tune_controller, trial, result)
+
+
+class PopulationBasedTrainingToMaxEpochs(NoDecisionAtMaxEpochs, PopulationBasedTraining):
+    """Ray's Population Based Training, but a trial's last epoch (--max-epochs) is no check
+    (``NoDecisionAtMaxEpochs``)."""
