@@ -82,10 +82,12 @@ def train_autoencoder(config: dict[str, Any], data: Splits | None = None, report
 
     modules, restored = training.initialise(run, build)
     model, optimizer = modules["model"], modules["optimizer"]
+    # its size, constant: costs a sweep's --objectives may weigh against val_mse
+    size = {"latent_dim": cfg.latent_dim, "params": training.count_parameters(model)}
 
     def one_epoch(epoch: int, generator, history) -> dict[str, float]:
         train_mse = train_epoch(model, optimizer, run.train, cfg, generator, run.device)
-        return {"train_mse": train_mse, "val_mse": evaluate(model, run.val)}
+        return {"train_mse": train_mse, "val_mse": evaluate(model, run.val), **size}
 
     training.run_epochs(run, modules, restored, {"latent_dim": cfg.latent_dim}, one_epoch)
 

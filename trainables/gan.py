@@ -174,10 +174,13 @@ def train_gan(config: dict[str, Any], data: Splits | None = None, reporter=None)
     shown = generator if ema is None else ema  # what FID-FM and the sample grids see
     scoring = EpochSamples(cfg, run.val, restored)  # the validation images' FID-FM stats, once
 
+    g_params = training.count_parameters(generator)  # a cost a sweep's --objectives may weigh
+
     def one_epoch(epoch: int, rng, history) -> dict[str, float]:
         metrics = train_epoch(
             generator, discriminator, opt_g, opt_d, run.train, cfg, rng, device, ema, epoch
         )
+        metrics["g_params"] = g_params
         training.check_finite({"epoch": epoch, **metrics}, epoch)  # before scoring a diverged one
         metrics.update(scoring.score(epoch, history, shown, cfg.latent_size))
         return metrics

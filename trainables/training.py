@@ -7,6 +7,7 @@ passes what its model does differently: how to build it and what one epoch of it
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +109,7 @@ def run_epochs(
     """Train the epochs after ``restored``'s (all, without one) up to ``cfg.epochs``. Each is
     seeded from (seed, epoch), its lr scheduled in every optimiser of ``modules``, trained by
     ``one_epoch(epoch, generator, history)`` (its metrics; ``generator`` shuffles, ``history``
-    holds the earlier epochs' metrics), checked (``DivergedError``) and reported with a
+    holds the earlier epochs' metrics), timed (``epoch_seconds``), checked (``DivergedError``) and reported with a
     checkpoint of ``modules``, ``model_args`` and ``extra`` (the kind's own records)."""
     cfg = run.cfg
     history = list(restored.get("history", []))
@@ -117,10 +118,18 @@ def run_epochs(
         generator = seed_epoch(cfg, epoch, run.device)
         for optimizer in optimizers:
             set_epoch_lr(optimizer, cfg, epoch)
+        started = time.perf_counter()
         metrics = {"epoch": epoch, **one_epoch(epoch, generator, history)}
+        # training and validation, not the checkpoint (its metrics are host floats: synced)
+        metrics["epoch_seconds"] = time.perf_counter() - started
         check_finite(metrics, epoch)
         history.append(metrics)
         payload = checkpoint_payload(
             run.kind, cfg, model_args, epoch, history, state_of(modules), **extra
         )
         run.reporter.report(metrics, payload)
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """The module's parameters: its size, a cost a sweep's --objectives may weigh."""
+    return sum(p.numel() for p in module.parameters())
