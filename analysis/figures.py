@@ -24,9 +24,10 @@ from analysis.sweep_folder import MissingInput
 from sweeps.folder.layout import RESULTS_FILE, SWEEP_FILE
 from trainables import autoencoder, gan, sampling
 from trainables.fid import FID_SPREAD_SD
-from trainables.kinds import kinds
+from trainables.kinds import kinds, module_for
 
 UNTRAINED_SEED = 0  # initialises the untrained latent-2 network
+FRONT_PICTURES = 6  # rows of pictures along a Pareto front at most
 
 
 @dataclass
@@ -169,20 +170,73 @@ def sweep_figures(inputs: Inputs) -> list[Job]:
             "checkpoint with a perturbed config (dotted from the donor's value)."
         )
 
+    def front_points() -> list[dict]:
+        front = (sweep.best or {}).get("front")
+        if front is None:
+            raise MissingInput("a one-metric sweep has no front (sweep with --objectives)")
+        if not front:
+            raise MissingInput("no trial ran all its epochs with every objective finite")
+        return front
+
+    def pareto():
+        front, objectives = front_points(), sweep.best["objectives"]
+        fig = sf.pareto_front(sweep.results(), front, objectives, sweep.name)
+        y, x = objectives[0][0], objectives[1][0]
+        return fig, (
+            f"{y} against {x} at each trial's last epoch: the {len(front)} trials no other "
+            "dominates (of those that ran all their epochs) joined in blue, with their "
+            f"{sf.test_key(y)} (hollow); the rest grey, a cross where the scheduler stopped it."
+        )
+
+    def front_pictures():
+        front, x = front_points(), sweep.best["objectives"][1][0]
+        shown = front[:: max(1, -(-len(front) // FRONT_PICTURES))]  # at most FRONT_PICTURES
+        models = []
+        for point in sorted(shown, key=lambda p: p["values"][x]):
+            path = Path(str(point["checkpoint"]))
+            if not path.exists():
+                raise MissingInput(f"the front's checkpoint {path} is not on this machine")
+            model = module_for(sweep.model).load_model(path)[0]
+            label = f"{x} {point['values'][x]:g}\n{point['trial_id']}"
+            models.append((label, model))
+        if hasattr(models[0][1], "decode"):
+            x_test, y_test = inputs.test()
+            originals = x_test[mf.one_per_class(y_test)]
+            rows = [(label, mf.decode(m, mf.encode(m, originals))) for label, m in models]
+            return mf.front_pictures(rows, originals), (
+                "One test image per class (top) and its reconstruction by trials along the "
+                f"front, by {x}."
+            )
+        rows = [(label, mf.generate(m, 10)) for label, m in models]
+        return mf.front_pictures(rows, None), (
+            f"Ten samples (the same noise) of trials along the front, by {x}."
+        )
+
     s = "Sweep"
+    front_jobs = [
+        (Entry("pareto_front.png", s, "Pareto front of the objectives"), pareto),
+        (Entry("front_pictures.png", s, "Pictures along the front"), front_pictures),
+    ]
     pbt_jobs = (
         [(Entry("pbt_hyperparameters.png", s, "PBT: hyperparameters over epochs"), perturbed)]
         if sweep.perturbed
         else []
     )
-    return pbt_jobs + [
-        (Entry("optimization_history.png", s, "Optuna optimization history (fig. 10)"), history),
-        (Entry("parallel_coordinate.png", s, "Parallel-coordinate plot (fig. 11)"), parallel),
-        (Entry("asha_rungs.png", s, "The metric at each ASHA rung"), rung_view),
-        (Entry("param_importances.png", s, "Hyperparameter importances"), importances),
-        (Entry("learning_curves.png", s, "Learning curves of all trials"), curves),
-        (Entry("best_trial_curves.png", s, "Best trial's curves (fig. 5)"), best_curves),
-    ]
+    return (
+        pbt_jobs
+        + [
+            (
+                Entry("optimization_history.png", s, "Optuna optimization history (fig. 10)"),
+                history,
+            ),
+            (Entry("parallel_coordinate.png", s, "Parallel-coordinate plot (fig. 11)"), parallel),
+            (Entry("asha_rungs.png", s, "The metric at each ASHA rung"), rung_view),
+            (Entry("param_importances.png", s, "Hyperparameter importances"), importances),
+            (Entry("learning_curves.png", s, "Learning curves of all trials"), curves),
+            (Entry("best_trial_curves.png", s, "Best trial's curves (fig. 5)"), best_curves),
+        ]
+        + (front_jobs if (sweep.best or {}).get("front") is not None else [])
+    )
 
 
 def checkpoint_curves(inputs: Inputs) -> list[Job]:

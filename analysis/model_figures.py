@@ -360,3 +360,28 @@ def gan_through_autoencoder(
         ax.axis("off")
     fig.suptitle(f"GAN samples before and after the autoencoder ({len(raw)} samples scored)")
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Several objectives: pictures along the Pareto front
+
+
+def front_pictures(rows: list[tuple[str, torch.Tensor]], top: torch.Tensor | None) -> Figure:
+    """One row of images per point of a sweep's front (``rows``: its label and the images), under
+    ``top`` (the originals the rows reconstruct; None for generated samples)."""
+    grid = ([("original", top)] if top is not None else []) + rows
+    cols = max(len(images) for _, images in grid)
+    fig, axes = plt.subplots(
+        len(grid), cols, figsize=(1.0 * cols + 1.0, 1.05 * len(grid)), squeeze=False
+    )
+    for r, (label, images) in enumerate(grid):
+        pictures = to_uint8(images)
+        for c in range(cols):
+            ax = axes[r, c]
+            if c < len(pictures):
+                ax.imshow(pictures[c], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    return fig

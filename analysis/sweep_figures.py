@@ -347,7 +347,7 @@ def param_importances(study, table: pd.DataFrame, metric: str, epoch: int) -> Fi
         distributions = {}
         for t in study.get_trials(deepcopy=False):
             distributions.update(t.distributions)
-    at_rung = optuna.create_study(direction=study.direction)
+    at_rung = optuna.create_study(direction=study.directions[0])  # --objectives: the first
     names = _params(table)
     trials = []
     for row in rows[[*names, "value"]].to_dict("records"):
@@ -661,5 +661,70 @@ def pbt_hyperparameters(results: pd.DataFrame, perturbed: list[str], metric: str
         f"PBT: hyperparameters in force per epoch, {len(by_trial)} trials, {exploits} exploits "
         "(dotted: from the donor's value at the epoch cloned)"
     )
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Several objectives (--objectives): the Pareto front
+
+
+def test_key(metric: str) -> str:
+    """The test split's name of a validation metric: val_mse -> test_mse, fid -> test_fid."""
+    return "test_" + metric.removeprefix("val_")
+
+
+def pareto_front(results: pd.DataFrame, front: list[dict], objectives: list, name: str) -> Figure:
+    """The first objective (y) against the second (x) at each trial's last epoch: the trials on
+    best.json's front in colour, joined as a staircase, with their test values (hollow, the same
+    x); the others grey (a cross: stopped early). A third objective and beyond are listed in
+    the title, not drawn."""
+    (y_metric, _), (x_metric, x_mode) = objectives[0], objectives[1]
+    last = results.sort_values("epoch").groupby("trial_id").tail(1)
+    on_front = {str(p["trial_id"]) for p in front}
+    rest = last[~last["trial_id"].astype(str).isin(on_front)]
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    stopped = rest["stopped_early"].astype(bool)
+    for subset, marker, label in (
+        (rest[~stopped], "o", "dominated"),
+        (rest[stopped], "x", "stopped early"),
+    ):
+        if len(subset):
+            ax.scatter(subset[x_metric], subset[y_metric], c="0.7", marker=marker, label=label)
+    points = sorted(front, key=lambda p: (p["values"][x_metric], p["values"][y_metric]))
+    xs = [p["values"][x_metric] for p in points]
+    ax.step(xs, [p["values"][y_metric] for p in points], where="post", color="tab:blue", lw=1)
+    ax.scatter(
+        xs,
+        [p["values"][y_metric] for p in points],
+        c="tab:blue",
+        zorder=3,
+        label=f"Pareto front ({len(points)}): validation",
+    )
+    tested = [(x, p["test"].get(test_key(y_metric))) for x, p in zip(xs, points, strict=True)]
+    tested = [(x, v) for x, v in tested if isinstance(v, int | float)]
+    if tested:
+        ax.scatter(
+            *zip(*tested, strict=True),
+            facecolors="none",
+            edgecolors="tab:orange",
+            zorder=3,
+            label=f"the same trials: {test_key(y_metric)}",
+        )
+    for x, p in zip(xs, points, strict=True):
+        ax.annotate(
+            str(p["trial_id"]),
+            (x, p["values"][y_metric]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    if x_metric in ("latent_dim", "params", "g_params") and min(xs, default=1) > 0:
+        ax.set_xscale("log", base=2 if x_metric == "latent_dim" else 10)
+    ax.set_xlabel(f"{x_metric} ({x_mode})")
+    ax.set_ylabel(f"{y_metric} ({objectives[0][1]}) at the trial's last epoch")
+    more = f"; also {', '.join(m for m, _ in objectives[2:])}" if len(objectives) > 2 else ""
+    ax.set_title(f"{name}: {y_metric} against {x_metric}{more}")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

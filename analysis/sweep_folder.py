@@ -31,6 +31,7 @@ from sweeps.folder.layout import (
     BEST_DIR,
     BEST_FILE,
     EARLIER_TRIAL_ATTR,
+    EPOCH_VALUES_ATTR,
     RESULTS_FILE,
     STUDY_FILE,
     SWEEP_FILE,
@@ -210,7 +211,8 @@ class SweepFolder:
 
 def trial_table(study) -> pd.DataFrame:
     """One row per COMPLETE or PRUNED trial of ``study``: ``number``, ``state``, ``epoch`` (the
-    last it reported), ``value`` (its metric there), ``curve`` ({epoch: value}) and
+    last it reported), ``value`` (its metric there; of a multi-objective study, --objectives,
+    the first), ``curve`` ({epoch: value}) and
     ``param/<name>`` for each searched hyperparameter; ``attrs["distributions"]``: each
     parameter's Optuna distribution. FAIL trials (errored, diverged, rewound) hold no comparable
     value and are left out."""
@@ -222,8 +224,11 @@ def trial_table(study) -> pd.DataFrame:
             continue
         distributions.update(t.distributions)
         curve = dict(sorted(t.intermediate_values.items()))
+        if not curve and EPOCH_VALUES_ATTR in t.user_attrs:  # multi-objective: the first
+            held = t.user_attrs[EPOCH_VALUES_ATTR]
+            curve = dict(sorted((int(e), float(v[0])) for e, v in held.items()))
         epoch = max(curve, default=None)
-        value = t.value if t.value is not None else (curve[epoch] if curve else None)
+        value = t.values[0] if t.values else (curve[epoch] if curve else None)
         if value is None:
             continue
         rows.append(

@@ -87,6 +87,7 @@ SWEEP = SweepSpec(
     mode=MODE,
     spaces=SPACES,
     columns=("epoch", "d_loss", "g_loss", "fid"),
+    costs=("g_params", "epoch_seconds"),  # for --objectives
     # 40 trials x up to 60 epochs, 4 at a time on one GPU; ASHA stops most by epoch 15.
     defaults=dict(
         num_samples=40,

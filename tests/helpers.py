@@ -17,13 +17,17 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import struct
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 from optuna.trial import TrialState
 from ray import tune
@@ -365,3 +369,52 @@ def mean_image_mse(splits) -> float:
     train = splits.train_x.double() / 255
     val = splits.val_x.double() / 255
     return ((val - train.mean(0)) ** 2).mean().item()
+
+
+# ---------------------------------------------------------------------------------------------
+# optuna-dashboard, for real
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def dashboard_serving(url: str):
+    """optuna-dashboard on 127.0.0.1 serving the study storage at ``url``: yields ``get(path)``,
+    its HTTP API's JSON at ``path``; checks that it listens on the loopback address only, and
+    stops it at the end."""
+    port = free_port()
+    dashboard = subprocess.Popen(
+        [str(Path(sys.executable).parent / "optuna-dashboard"), "--host", "127.0.0.1"]
+        + ["--port", str(port), "--quiet", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+    def get(path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return json.loads(response.read())
+
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                get("/api/studies")
+                break
+            except OSError:
+                assert dashboard.poll() is None, dashboard.stdout.read().decode()[-2000:]
+                assert time.time() < deadline, "optuna-dashboard did not answer in 60 s"
+                time.sleep(0.5)
+        listening = {
+            c.laddr.ip
+            for c in psutil.Process(dashboard.pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+        assert listening == {"127.0.0.1"}
+        yield get
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)

@@ -142,6 +142,15 @@ def set_frozen_trial_user_attr(study: Any, trial: Any, key: str, value: Any) -> 
     storage.set_trial_user_attr(trial_id, key, value)
 
 
+def set_frozen_trial_state_values(study: Any, trial: Any, state: Any, values: list) -> None:
+    """Finish a running trial (a FrozenTrial) in ``state`` with ``values``, through the study's
+    storage: how a multi-objective trial is told PRUNED with its last values, which
+    ``Study.tell`` (single-objective only there) would drop."""
+    storage = private(study, "_storage", "optuna.Study", "optuna")
+    trial_id = private(trial, "_trial_id", "optuna.trial.FrozenTrial", "optuna")
+    storage.set_trial_state_values(trial_id, state, values)
+
+
 # ---------------------------------------------------------------------------------------------
 # A local Ray on the loopback address only (sweeps/cluster/ray_cluster.py)
 

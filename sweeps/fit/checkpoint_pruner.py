@@ -8,7 +8,9 @@ What stays (``--keep-checkpoints``, ``keep`` here):
 * ``best`` (the default): a trial that ended keeps only its metrics, unless it is the sweep's
   best so far (``outcome.rank``, the rule best.json is picked by), which keeps its best and
   latest checkpoint until another trial beats it; an errored trial keeps its latest, which
-  ``--resume`` retries it from;
+  ``--resume`` retries it from; with --objectives, the trials on the sweep's Pareto front so
+  far (``outcome.front``'s rule, which best.json's front is picked by) keep theirs too, until
+  another trial dominates them;
 * ``all``: every trial keeps its best and latest checkpoint.
 
 Not Tune's ``CheckpointConfig(num_to_keep=...)``: it deletes a trial's older checkpoint before
@@ -38,11 +40,22 @@ KEEP_CHOICES = ("best", "all")  # --keep-checkpoints
 class CheckpointPruner(tune.Callback):
     SNAPSHOTS = 3
 
-    def __init__(self, metric: str, mode: str, keep: str = "best") -> None:
+    def __init__(
+        self,
+        metric: str,
+        mode: str,
+        keep: str = "best",
+        objectives: tuple[tuple[str, str], ...] = (),
+        max_epochs: int = 0,
+    ) -> None:
         if keep not in KEEP_CHOICES:
             raise ValueError(f"keep={keep!r}: one of {', '.join(KEEP_CHOICES)}")
         self.metric, self.mode, self.sign = metric, mode, outcome.sign(mode)
         self.keep = keep
+        # --objectives: trial id -> signed values of the ended full-length trials no other
+        # dominates (outcome.front's rule), each keeping its checkpoints like the best
+        self.objectives, self.max_epochs = tuple(objectives), max_epochs
+        self._front: dict[str, tuple[float, ...]] = {}
         # trial id -> [(checkpoint, score)]: what this driver registered and has not deleted
         self._checkpoints: dict[str, list[tuple[tune.Checkpoint, float]]] = {}
         self._live: set[str] = set()  # started (or checkpointed) and not ended
@@ -113,8 +126,29 @@ class CheckpointPruner(tune.Callback):
             beaten, self._best = self._best, (key, trial)
             if settle and beaten is not None and beaten[1].trial_id in self._ended:
                 self._settle(beaten[1].trial_id)
+        if self.objectives and not errored:
+            for dominated in self._join_front(trial):
+                if settle and dominated in self._ended:
+                    self._settle(dominated)
         if settle:
             self._settle(trial.trial_id)
+
+    def _join_front(self, trial) -> list[str]:
+        """Put an ended trial on the front if no trial there dominates it (outcome.front's rule:
+        all its epochs, not diverged, every value finite); returns the ids it pushed off."""
+        values = outcome.signed_values(trial.last_result or {}, self.objectives)
+        if (
+            values is None
+            or outcome.diverged(trial)
+            or outcome.epochs(trial) < self.max_epochs
+            or any(outcome.dominates(v, values) for v in self._front.values())
+        ):
+            return []
+        beaten = [i for i, v in self._front.items() if outcome.dominates(values, v)]
+        for i in beaten:
+            del self._front[i]
+        self._front[trial.trial_id] = values
+        return beaten
 
     def _rank(self, trial, errored: bool) -> tuple[float, str] | None:
         """``outcome.rank``, the rule best.json is picked by; ``errored``: Tune called
@@ -130,11 +164,13 @@ class CheckpointPruner(tune.Callback):
         if not final and self._named(trial_id):
             return  # again when the last snapshot naming it is dropped (get_state)
         trial, errored = self._ended[trial_id]
-        is_best = self._best is not None and self._best[1].trial_id == trial_id
+        is_best = (
+            self._best is not None and self._best[1].trial_id == trial_id
+        ) or trial_id in self._front
         if self.keep == "all" or is_best:
             self._prune_live(trial_id, finished=True)  # its best and latest
             if is_best and self.keep == "best":
-                return  # still a candidate to be pruned, once beaten
+                return  # still a candidate to be pruned, once beaten (or dominated)
         elif errored:  # --resume retries it from its latest (resume_errored=True)
             for checkpoint, _ in self._checkpoints.get(trial_id, [])[:-1]:
                 self._rm(checkpoint)

@@ -98,8 +98,18 @@ def check_format(record: dict[str, Any], where: str) -> None:
 
 def pruner_state(state: dict[str, Any]) -> dict[str, Any]:
     """A ``CheckpointPruner`` as pickled before --keep-checkpoints kept every trial's
-    checkpoints (``keep="all"``), and had no ``mode``."""
-    state = {"keep": "all", "_live": set(), "_ended": {}, "_settled": set(), "_best": None, **state}
+    checkpoints (``keep="all"``), and had no ``mode``, nor --objectives' front."""
+    state = {
+        "keep": "all",
+        "_live": set(),
+        "_ended": {},
+        "_settled": set(),
+        "_best": None,
+        "objectives": (),
+        "max_epochs": 0,
+        "_front": {},
+        **state,
+    }
     state.setdefault("mode", "min" if state.get("sign", 1.0) > 0 else "max")
     return state
 

@@ -111,3 +111,86 @@ def trial_error(trial) -> str | None:
     named = [line for line in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b", line)]
     first = [line for line in lines if not line.startswith("Failure #")][:1]
     return (named or first or ["the trial errored"])[-1][:500]
+
+
+# --- several objectives (--objectives) ------------------------------------------------------------
+
+
+def signed_values(result: dict, objectives) -> tuple[float, ...] | None:
+    """``result``'s values of ``objectives`` ((metric, mode) pairs), each signed so that lower
+    is better; None if one is missing, NaN or infinite."""
+    values = [result.get(metric) for metric, _ in objectives]
+    if not all(is_finite_number(v) for v in values):
+        return None
+    return tuple(sign(mode) * float(v) for v, (_, mode) in zip(values, objectives, strict=True))
+
+
+def dominates(a, b) -> bool:
+    """``a`` is no worse than ``b`` in every objective and better in one (lower is better)."""
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(
+        x < y for x, y in zip(a, b, strict=True)
+    )
+
+
+def non_dominated_fronts(points: list) -> list[list[int]]:
+    """The indices of ``points`` (lower is better in each coordinate) by non-dominated sorting:
+    the first front (nothing dominates its points), then the front of the rest, and so on."""
+    remaining, fronts = list(range(len(points))), []
+    while remaining:
+        front = [
+            i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining)
+        ]
+        fronts.append(front)
+        remaining = [i for i in remaining if i not in front]
+    return fronts
+
+
+def crowding_distances(points: list) -> list[float]:
+    """NSGA-II's crowding distance of each point of one front: per objective, the gap between
+    its two neighbours over the objective's range, summed; the ends of each objective get inf."""
+    n = len(points)
+    distance = [0.0] * n
+    if n <= 2:
+        return [math.inf] * n
+    for k in range(len(points[0])):
+        order = sorted(range(n), key=lambda i: (points[i][k], i))
+        low, high = points[order[0]][k], points[order[-1]][k]
+        distance[order[0]] = distance[order[-1]] = math.inf
+        if high == low:
+            continue
+        for before, i, after in zip(order, order[1:], order[2:], strict=False):
+            distance[i] += (points[after][k] - points[before][k]) / (high - low)
+    return distance
+
+
+def pareto_order(points: list) -> list[int]:
+    """The indices of ``points`` best first: by non-dominated front, within a front the more
+    isolated first (crowding distance, NSGA-II's rule), then the lower first coordinate, then
+    the lower index. MO-ASHA's ranking at a rung."""
+    order = []
+    for front in non_dominated_fronts(points):
+        crowd = crowding_distances([points[i] for i in front])
+        order += [
+            i
+            for _, i in sorted(
+                zip(crowd, front, strict=True), key=lambda ci: (-ci[0], points[ci[1]][0], ci[1])
+            )
+        ]
+    return order
+
+
+def front(trials: Iterable, objectives, max_epochs: int) -> list:
+    """The trials on the sweep's Pareto front: of those that trained all ``max_epochs`` and
+    ended (TERMINATED, not diverged) with finite values of every objective, the ones no other
+    dominates; in the order of the first objective, then the trial id."""
+    scored = [
+        (values, trial)
+        for trial in trials
+        if trial.status == "TERMINATED"
+        and not diverged(trial)
+        and epochs(trial) >= max_epochs
+        and (values := signed_values(trial.last_result or {}, objectives)) is not None
+    ]
+    points = [values for values, _ in scored]
+    first = non_dominated_fronts(points)[0] if points else []
+    return [scored[i][1] for i in sorted(first, key=lambda i: (points[i], scored[i][1].trial_id))]

@@ -171,7 +171,8 @@ def finish(
     trials = sorted(analysis.trials, key=lambda t: t.trial_id)
     if budget_spent and study_url:  # Tune stopped the running trials without telling the study
         study = optuna.load_study(study_name=record["study_name"], storage=study_url)
-        tell_stopped_by_budget(study, trials, spec.metric, settings.max_epochs)
+        objectives = [m for m, _ in settings.objective_pairs] or spec.metric
+        tell_stopped_by_budget(study, trials, objectives, settings.max_epochs)
     copy_study_up(exp, record)
     rows, failures, epochs_trained = [], {}, {}
     for trial in trials:
@@ -214,12 +215,56 @@ def finish(
     }
     best = outcome.best(trials, spec.metric, spec.mode)
     if summary["complete"] and best is not None:
-        summary["best"] = write_best(spec, settings, exp, record, analysis, best, splits, module)
+        front = (
+            front_record(settings, analysis, trials, splits, module)
+            if settings.objective_pairs
+            else None
+        )
+        summary["best"] = write_best(
+            spec, settings, exp, record, analysis, best, splits, module, front
+        )
     return summary
 
 
+def validation_metrics(trial) -> dict[str, Any]:
+    """A trial's last result without Tune's bookkeeping (its epoch kept): best.json's ``val``."""
+    last = trial.last_result
+    val = {k: v for k, v in last.items() if k not in TUNE_KEYS or k == TRAINING_ITERATION}
+    return {k: v for k, v in val.items() if not k.startswith("config/")}
+
+
+def front_record(settings: Settings, analysis, trials, splits, module) -> list[dict[str, Any]]:
+    """--objectives: the sweep's Pareto front (``outcome.front``), each trial with its
+    validation values and its last checkpoint's test metrics (the test split scored once per
+    trial, here at the end), in the order of the first objective."""
+    points = []
+    for trial in outcome.front(trials, settings.objective_pairs, settings.max_epochs):
+        checkpoint = analysis.get_last_checkpoint(trial)
+        with checkpoint.as_directory() as d:
+            test = module.evaluate_checkpoint(d, data=splits)
+        points.append(
+            {
+                "trial_id": trial.trial_id,
+                "values": {m: trial.last_result[m] for m, _ in settings.objective_pairs},
+                "config": dict(trial.config),
+                "val": validation_metrics(trial),
+                "test": test,
+                "checkpoint": checkpoint.path,
+            }
+        )
+    return points
+
+
 def write_best(
-    spec: SweepSpec, settings: Settings, exp: Folder, record, analysis, best, splits, module
+    spec: SweepSpec,
+    settings: Settings,
+    exp: Folder,
+    record,
+    analysis,
+    best,
+    splits,
+    module,
+    front: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     checkpoint = analysis.get_last_checkpoint(best)
     source = f"{checkpoint.path.rstrip('/')}/{checkpoints.CHECKPOINT_FILE}"
@@ -231,9 +276,7 @@ def write_best(
         with checkpoint.as_directory() as d:
             test = module.evaluate_checkpoint(d, data=splits)
             trained_on = checkpoints.load_checkpoint(d).get("trained_on")
-    last = best.last_result
-    val = {k: v for k, v in last.items() if k not in TUNE_KEYS or k == TRAINING_ITERATION}
-    val = {k: v for k, v in val.items() if not k.startswith("config/")}
+    val = validation_metrics(best)
     best_record = {
         "model": spec.kind,
         "experiment": settings.name,
@@ -250,6 +293,9 @@ def write_best(
         "study_name": record["study_name"],
         "study_file": record.get("study_file"),
     }
+    if front is not None:  # --objectives: best is the first objective's; the front is the answer
+        best_record["objectives"] = [list(pair) for pair in settings.objective_pairs]
+        best_record["front"] = front
     exp.write_json(BEST_FILE, best_record)
     return best_record
 
@@ -281,6 +327,11 @@ def print_summary(spec: SweepSpec, settings: Settings, summary: dict, wandb_mode
         print(f"{name}: {len(failures) - 5} more failed; see the error column of {RESULTS_FILE}")
     if best:
         print(f"{name}: best trial {best['trial_id']}: " + json.dumps(best["config"]))
+    if best and best.get("front") is not None:
+        points = "; ".join(
+            ", ".join(f"{m} {v:.5g}" for m, v in point["values"].items()) for point in best["front"]
+        )
+        print(f"{name}: Pareto front of {len(best['front'])} trials ({BEST_FILE}): {points}")
     note = cpu_fallback_note(best)
     if note:
         print(f"{name}: {note}")

@@ -20,6 +20,7 @@ from typing import Any
 
 from sweeps.fit.checkpoint_pruner import KEEP_CHOICES
 from sweeps.fit.wandb_hub import WANDB_CHECKPOINTS, WANDB_MODES
+from sweeps.folder import outcome
 from sweeps.folder.layout import SWEEP_FILE
 from sweeps.folder.record import read_sweep_file
 from sweeps.folder.storage import Folder
@@ -196,6 +197,44 @@ def check_growth(saved: dict[str, Any], given: dict[str, Any]) -> None:
         )
 
 
+def check_objectives(spec: SweepSpec, given: str, need) -> None:
+    """--objectives: METRIC:MODE pairs, two or more, distinct, the sweep's metric first."""
+    example = f"{spec.metric}:{spec.mode},<cost metric>:min"
+    parts = [part.strip() for part in given.split(",")]
+    for part in parts:
+        metric, _, mode = part.rpartition(":")
+        need(
+            bool(metric) and mode in outcome.MODES,
+            f"--objectives {given!r}: {part!r} is not METRIC:MODE with MODE min or max",
+            f"pass e.g. --objectives {example}",
+        )
+    metrics = [part.rpartition(":")[0] for part in parts]
+    known = [*spec.columns[1:], *spec.costs]  # not "epoch"
+    for metric in metrics:
+        need(
+            metric in known,
+            f"--objectives {given!r}: {spec.script}'s trials do not report {metric!r}",
+            f"choose from {', '.join(known)}",
+        )
+    need(
+        len(parts) >= 2,
+        f"--objectives {given!r} names one metric: a one-metric sweep needs no --objectives",
+        f"omit --objectives, or add a second, e.g. --objectives {example}",
+    )
+    need(
+        len(set(metrics)) == len(metrics),
+        f"--objectives {given!r} names a metric twice",
+        "name each metric once",
+    )
+    need(
+        parts[0] == f"{spec.metric}:{spec.mode}",
+        f"--objectives {given!r} must start with {spec.script}'s own metric "
+        f"{spec.metric}:{spec.mode} (checkpoints, the progress view and best/checkpoint.pt "
+        "follow it)",
+        f"pass e.g. --objectives {example}",
+    )
+
+
 def validate(spec: SweepSpec, s: Settings) -> None:
     """Check flag values before anything starts; each problem names its fix. First each
     declared bound, then what no bound can say: across flags, or against the script."""
@@ -238,6 +277,19 @@ def validate(spec: SweepSpec, s: Settings) -> None:
         f"unknown --scheduler {s.scheduler!r}",
         f"choose one of {', '.join(STRATEGIES)}",
     )
+    if s.objectives is not None:
+        check_objectives(spec, s.objectives, need)
+        need(
+            STRATEGIES[s.scheduler].uses_study,
+            f"--objectives with --scheduler {s.scheduler}: it optimises one metric, with no "
+            "Optuna study to hold several",
+            "use --scheduler mo-asha (or asha, which stops by the first objective alone)",
+        )
+        need(
+            s.warm_start_from is None,
+            "--warm-start-from with --objectives: an earlier sweep's trials hold one value each",
+            "omit --warm-start-from, or --warm-start NAME to try a configuration first",
+        )
     STRATEGIES[s.scheduler].check(spec, s, need)
     if s.lr_range is not None:
         low, high = s.lr_range

@@ -41,6 +41,9 @@ class SweepSpec:
     # trial-config values a --smoke-test sweep fixes, searched or not: the budget that shows
     # learning in a minute (a small batch gives the few images many steps)
     smoke_config: dict[str, Any] = field(default_factory=dict)
+    # what a trial reports each epoch besides ``columns`` that --objectives may weigh against
+    # ``metric``: the model's size, its epoch's seconds
+    costs: tuple[str, ...] = ("epoch_seconds",)
 
     @property
     def script(self) -> str:
@@ -157,6 +160,14 @@ class Settings:
         metavar="SECONDS",
         bound=above(0),
         fix="pass the sweep's wall-clock budget in seconds, e.g. --time-budget 600",
+    )
+    objectives: str | None = flag(
+        "search",
+        "optimise several metrics at once, METRIC:MODE,... starting with the sweep's own "
+        "(e.g. val_mse:min,latent_dim:min): Optuna's multi-objective sampler, every trial's "
+        "values in the study, best.json's Pareto front with test metrics; --scheduler mo-asha "
+        "stops trials by non-dominated sorting, asha by the first metric alone",
+        metavar="LIST",
     )
     seed: int = flag(
         "search",
@@ -365,6 +376,14 @@ class Settings:
         return {
             f.name: (f.metadata["flag"], hints[f.name]) for f in fields(cls) if "flag" in f.metadata
         }
+
+    @property
+    def objective_pairs(self) -> tuple[tuple[str, str], ...]:
+        """--objectives as (metric, mode) pairs; () for a one-metric sweep. ``cli.validate``
+        has checked the form."""
+        if not self.objectives:
+            return ()
+        return tuple(tuple(part.strip().rsplit(":", 1)) for part in self.objectives.split(","))  # type: ignore[return-value]
 
     @property
     def experiment_uri(self) -> str:

@@ -28,11 +28,13 @@ class ASHA(Strategy):
             max_epochs=settings.max_epochs,
             study_name=settings.name,
             storage=study_storage,
+            objectives=settings.objective_pairs,  # (): one metric, Tune's
             sampler=SAMPLERS[settings.searcher](settings.seed),
         )
         return ConcurrencyLimiter(searcher, max_concurrent=settings.max_concurrent)
 
     def scheduler(self, settings: Settings, perturbations: dict[str, Any]) -> TrialScheduler:
+        """ASHA on the sweep's metric (with --objectives: the first alone)."""
         return (RevisingASHAScheduler if settings.asha_revise else ASHAScheduler)(
             time_attr=TRAINING_ITERATION,
             max_t=settings.max_epochs,
@@ -50,6 +52,7 @@ class ASHA(Strategy):
             },
             "searcher": {
                 "name": settings.searcher,
+                "objectives": [list(pair) for pair in settings.objective_pairs],
                 "sampler": type(SAMPLERS[settings.searcher](settings.seed)).__name__,
                 "seed": settings.seed,
             },

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining, TrialScheduler
 
-from sweeps.folder import old_folders
+from sweeps.folder import old_folders, outcome
 
 
 class RevisingASHAScheduler(FIFOScheduler):
@@ -82,18 +82,27 @@ class RevisingASHAScheduler(FIFOScheduler):
         if self.time_attr in result and self.metric in result:
             self._record(trial.trial_id, result)
 
+    def _signed(self, result: dict) -> Any:
+        """What a rung records of a result: its value, signed so that higher is better."""
+        value = result[self.metric]
+        return value if self.mode == "max" else -value
+
+    def _passes(self, others: dict[str, Any], mine: Any) -> bool:
+        """Ray's rule: not below the cutoff of the others at the rung (NaN compares False)."""
+        cutoff = self.cutoff(others)
+        return cutoff is None or not mine < cutoff
+
     def _record(self, trial_id: str, result: dict) -> str:
         """Ray's rule: at the highest rung this result reaches and the trial has not, stop it if
-        its value is below the rung's cutoff, and record the value there."""
-        t, value = result[self.time_attr], result[self.metric]
+        it does not pass against the values recorded there, and record its value."""
+        t = result[self.time_attr]
         for milestone, recorded in self.rungs:
             if t < milestone or trial_id in recorded:
                 continue
-            cutoff = self.cutoff(recorded)
-            signed = value if self.mode == "max" else -value
-            recorded[trial_id] = signed
-            stop = cutoff is not None and signed < cutoff  # NaN compares False: goes on
-            return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
+            mine = self._signed(result)
+            passes = self._passes(recorded, mine)
+            recorded[trial_id] = mine
+            return TrialScheduler.CONTINUE if passes else TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 
     def _revised(self, trial_id: str) -> str:
@@ -102,8 +111,7 @@ class RevisingASHAScheduler(FIFOScheduler):
             mine = recorded.get(trial_id)
             if mine is None:
                 continue
-            cutoff = self.cutoff({k: v for k, v in recorded.items() if k != trial_id})
-            if cutoff is not None and mine < cutoff:
+            if not self._passes({k: v for k, v in recorded.items() if k != trial_id}, mine):
                 return TrialScheduler.STOP
         return TrialScheduler.CONTINUE
 
@@ -113,6 +121,46 @@ class RevisingASHAScheduler(FIFOScheduler):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(old_folders.asha_state(state))
+
+
+class NonDominatedASHAScheduler(RevisingASHAScheduler):
+    """MO-ASHA (Schmucker et al., 2021; Syne Tune's ``MOASHA``) on our ASHA's rungs: a trial
+    reaching a rung is ranked with the trials recorded there by non-dominated sorting over
+    ``objectives`` ((metric, mode) pairs; within a front the more isolated first, NSGA-II's
+    crowding distance: ``outcome.pareto_order``), and goes on if its place is in the first
+    1/reduction-factor of them (Syne Tune's rule: place / count <= 1/rf). Revising, as ours is
+    by default: a trial is ranked again at its passed rungs as more trials reach them.
+    Tune's one metric (the first objective) only names the scheduler's; the rungs record every
+    objective."""
+
+    def __init__(self, *, objectives: tuple[tuple[str, str], ...], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.objectives = tuple(objectives)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if any(metric not in result for metric, _ in self.objectives):
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if all(metric in result for metric, _ in self.objectives):
+            super().on_trial_complete(tune_controller, trial, result)
+
+    def _signed(self, result: dict) -> tuple[float, ...] | None:
+        """Every objective, signed so that lower is better (``outcome``'s convention); None if
+        one is NaN or infinite."""
+        return outcome.signed_values(result, self.objectives)
+
+    def _passes(self, others: dict[str, Any], mine: Any) -> bool:
+        if mine is None:  # a value that is not finite: not ranked, goes on (Ray's NaN rule)
+            return True
+        points = [p for p in others.values() if p is not None] + [mine]
+        place = outcome.pareto_order(points).index(len(points) - 1)
+        return place / len(points) <= 1 / self.rf
+
+    def debug_string(self) -> str:
+        counts = " | ".join(f"{m:g}: {len(r)}" for m, r in self.rungs)
+        return f"Using MO-ASHA: num_stopped={self.num_stopped}; trials at rungs {counts}"
 
 
 class NoDecisionAtMaxEpochs:

@@ -19,6 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.cluster import private_api
 from sweeps.folder import old_folders
+from sweeps.folder.layout import EPOCH_VALUES_ATTR
 from sweeps.folder.outcome import DIVERGED, ERROR, is_finite_number
 
 logger = logging.getLogger(__name__)
@@ -39,21 +40,54 @@ SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
 }
 
 
+Metric = str | list[str]  # one metric, or --objectives' metrics (a multi-objective study)
+
+
 def _step(result: dict) -> int | None:
     return int(result[TRAINING_ITERATION]) if TRAINING_ITERATION in result else None
 
 
-def _identity(result: dict, metric: str) -> tuple:
+def _value(result: dict, metric: Metric) -> float | list[float] | None:
+    """The result's finite value of ``metric`` (a list of them for several), else None."""
+    if isinstance(metric, list):
+        values = [result.get(m) for m in metric]
+        return [float(v) for v in values] if all(map(is_finite_number, values)) else None
+    value = result.get(metric)
+    return float(value) if is_finite_number(value) else None
+
+
+def epoch_values(frozen: optuna.trial.FrozenTrial) -> dict[int, float | list[float]]:
+    """A trial's value(s) at each epoch it reported: Optuna's intermediate values, or a
+    multi-objective trial's ``EPOCH_VALUES_ATTR``."""
+    if frozen.intermediate_values:
+        return dict(frozen.intermediate_values)
+    return {int(k): v for k, v in frozen.user_attrs.get(EPOCH_VALUES_ATTR, {}).items()}
+
+
+def report_epoch(trial: optuna.Trial, value: float | list[float], step: int) -> None:
+    """Keep one epoch's value(s) in the live trial (raises UpdateFinishedTrialError once it
+    has finished, as ``Trial.report`` does)."""
+    if isinstance(value, list):
+        held = dict(trial.user_attrs.get(EPOCH_VALUES_ATTR, {}))
+        held[str(step)] = value
+        trial.set_user_attr(EPOCH_VALUES_ATTR, held)
+        return
+    with warnings.catch_warnings():  # the final result repeats the last step: ignored
+        warnings.filterwarnings("ignore", message=".*is already reported")
+        trial.report(value, step)
+
+
+def _identity(result: dict, metric: Metric) -> tuple:
     """What tells one Tune result from another of the same epoch: the epoch, the counters Tune
     adds to every result (a restored trial restarts ``iterations_since_restore``; its
     ``time_total_s``, a sum of measured times, goes on from its checkpoint's) and the metric.
     Tune's final result of a trial is the trial's last result again: the same identity."""
-    value = result.get(metric)
+    value = _value(result, metric)  # None for NaN: NaN != NaN
     return (
         _step(result),
         result.get("iterations_since_restore"),
         result.get("time_total_s"),
-        float(value) if is_finite_number(value) else None,  # NaN != NaN
+        tuple(value) if isinstance(value, list) else value,
     )
 
 
@@ -61,25 +95,35 @@ def tell_ended(
     study: optuna.Study,
     ot_trial: optuna.Trial | optuna.trial.FrozenTrial,
     result: dict,
-    metric: str,
+    metric: Metric,
     max_epochs: int,
     error: bool = False,
 ) -> TrialState:
     """Tell ``study`` how a trial ended, from its final ``result``: FAIL if it errored, diverged
     or its metric is missing, NaN or inf (user attribute ``fail_reason`` says which), PRUNED if
-    it stopped before ``max_epochs`` (Optuna takes its last intermediate value), else COMPLETE
-    with the metric. Returns the state told."""
-    value = result.get(metric)
-    if error or not is_finite_number(value):
+    it stopped before ``max_epochs`` (Optuna takes its last intermediate value; a
+    multi-objective trial is given its last values), else COMPLETE with the metric (``metric``
+    a list: the values of each). Returns the state told."""
+    values = _value(result, metric)
+    if error or values is None:
+        bad = next(  # the first metric that is missing or not finite
+            (
+                m
+                for m in (metric if isinstance(metric, list) else [metric])
+                if not is_finite_number(result.get(m))
+            ),
+            metric,
+        )
+        value = result.get(bad)
         state, values = TrialState.FAIL, None
         reason = (
             "the trial errored"
             if error
             else str(result.get(ERROR) or "the trial diverged")
             if result.get(DIVERGED)
-            else f"no {metric} reported"
+            else f"no {bad} reported"
             if value is None
-            else f"{metric}={value!r} is not a finite number"
+            else f"{bad}={value!r} is not a finite number"
         )
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             if isinstance(ot_trial, optuna.trial.FrozenTrial):
@@ -87,15 +131,20 @@ def tell_ended(
             else:
                 ot_trial.set_user_attr("fail_reason", reason)
     elif int(result.get(TRAINING_ITERATION, 0)) < max_epochs:
+        if isinstance(values, list):  # Study.tell would drop them: written as Optuna would
+            frozen = study.get_trials(deepcopy=False)[ot_trial.number]
+            if not frozen.state.is_finished():
+                private_api.set_frozen_trial_state_values(study, frozen, TrialState.PRUNED, values)
+            return TrialState.PRUNED
         state, values = TrialState.PRUNED, None
     else:
-        state, values = TrialState.COMPLETE, float(value)
+        state = TrialState.COMPLETE
     told = ot_trial.number if isinstance(ot_trial, optuna.trial.FrozenTrial) else ot_trial
     study.tell(told, values, state=state, skip_if_finished=True)
     return state
 
 
-def tell_stopped_by_budget(study: optuna.Study, trials, metric: str, max_epochs: int) -> int:
+def tell_stopped_by_budget(study: optuna.Study, trials, metric: Metric, max_epochs: int) -> int:
     """Tune's time budget (``TuneConfig.time_budget_s``, --time-budget) stops the trials still
     running without telling the searcher (``TuneController._stop_experiment_if_needed``), so
     their Optuna trials would stay RUNNING: tell each as ``on_trial_complete`` would have, from
@@ -144,6 +193,11 @@ class TrialStateOptunaSearch(OptunaSearch):
     epochs alone, whatever the values: a result for an epoch Optuna already holds for that
     trial, other than the very result Tune last handed over (its final result repeats it).
 
+    ``objectives`` (--objectives: (metric, mode) pairs) makes the study multi-objective (Ray's
+    OptunaSearch with a list of metrics; Tune's one metric, the first, does not replace them).
+    Optuna keeps one intermediate value per step, so such a trial's values at each epoch are
+    its user attribute ``EPOCH_VALUES_ATTR``, and a PRUNED one is given its last values.
+
     Ray's OptunaSearch keeps its state in private attributes; they are read through
     ``sweeps/cluster/private_api.py``.
     """
@@ -154,8 +208,12 @@ class TrialStateOptunaSearch(OptunaSearch):
         max_epochs: int,
         first: list[dict] = (),
         known: list[optuna.trial.FrozenTrial] = (),
+        objectives: tuple[tuple[str, str], ...] = (),
         **kwargs: Any,
     ):
+        if objectives:
+            kwargs["metric"] = [metric for metric, _ in objectives]
+            kwargs["mode"] = [mode for _, mode in objectives]
         super().__init__(**kwargs)
         self.max_epochs = max_epochs
         # --warm-start's configurations, enqueued in the study before the first suggestion.
@@ -181,6 +239,11 @@ class TrialStateOptunaSearch(OptunaSearch):
     @property
     def _study(self) -> optuna.Study:
         return private_api.searcher_study(self)
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        if isinstance(self._metric, list):  # --objectives: Tune's one metric is the first
+            metric = mode = None
+        return super().set_search_properties(metric, mode, config, **spec)
 
     def suggest(self, trial_id: str) -> dict | None:
         if self._known and not self._study.get_trials(deepcopy=False):  # a new sweep only
@@ -242,7 +305,7 @@ class TrialStateOptunaSearch(OptunaSearch):
         self._last = {}
         trials = self._study.get_trials(deepcopy=False)
         for trial_id, ot_trial in self._trials.items():
-            values = trials[ot_trial.number].intermediate_values
+            values = epoch_values(trials[ot_trial.number])
             if trial_id not in self._completed and values:
                 self._last[trial_id] = max(values.items())
 
@@ -269,20 +332,19 @@ class TrialStateOptunaSearch(OptunaSearch):
                 self._study.tell(orphan.number, state=TrialState.FAIL, skip_if_finished=True)
 
     def _report(self, trial_id: str, ot_trial: optuna.Trial, result: dict) -> None:
-        value, step = result.get(self.metric), _step(result)
-        if is_finite_number(value) and step is not None:
-            with warnings.catch_warnings():  # the final result repeats the last step: ignored
-                warnings.filterwarnings("ignore", message=".*is already reported")
-                ot_trial.report(float(value), step)
+        value, step = _value(result, self.metric), _step(result)
+        if value is not None and step is not None:
+            report_epoch(ot_trial, value, step)
             if step >= self._last.get(trial_id, (0, 0.0))[0]:
-                self._last[trial_id] = (step, float(value))
+                self._last[trial_id] = (step, value)
 
     def _reopen(self, trial_id: str, step: int | None, rewound: bool = False) -> optuna.Trial:
         """A new Optuna trial for a Tune trial that runs again from epoch ``step`` (a failed
         trial resumed, or a rewound one), holding the earlier trial's values before ``step``."""
         old = self._study.get_trials(deepcopy=False)[self._trials[trial_id].number]
+        held = epoch_values(old)
         if rewound and not old.state.is_finished():
-            last = max(old.intermediate_values, default=0)
+            last = max(held, default=0)
             private_api.set_frozen_trial_user_attr(
                 self._study,
                 old,
@@ -296,9 +358,9 @@ class TrialStateOptunaSearch(OptunaSearch):
         )
         new = self._study.ask(fixed_distributions=private_api.searcher_space(self))
         self._last.pop(trial_id, None)
-        for s, value in sorted(old.intermediate_values.items()):
+        for s, value in sorted(held.items()):
             if step is None or s < step:
-                new.report(value, s)
+                report_epoch(new, value, s)
                 self._last[trial_id] = (s, value)
         self._trials[trial_id] = new
         self._completed.discard(trial_id)

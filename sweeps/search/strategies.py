@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from sweeps.request.settings import Settings
 from sweeps.search.asha import ASHA
+from sweeps.search.mo_asha import MOASHA
 from sweeps.search.pb2 import PB2
 from sweeps.search.pbt import PBT
 from sweeps.search.strategy import Strategy
 
-STRATEGIES: dict[str, Strategy] = {s.name: s for s in (ASHA(), PBT(), PB2())}
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (ASHA(), MOASHA(), PBT(), PB2())}
 
 
 def strategy_for(settings: Settings) -> Strategy:

@@ -44,7 +44,13 @@ class Strategy:
         raise NotImplementedError
 
     def checkpoint_pruner(self, spec: SweepSpec, settings: Settings) -> CheckpointPruner:
-        return CheckpointPruner(spec.metric, spec.mode, keep=settings.keep_checkpoints)
+        return CheckpointPruner(
+            spec.metric,
+            spec.mode,
+            keep=settings.keep_checkpoints,
+            objectives=settings.objective_pairs,
+            max_epochs=settings.max_epochs,
+        )
 
     def record(self, settings: Settings, perturbations: dict[str, Any]) -> dict[str, Any]:
         """``scheduler`` and ``searcher`` of sweep.json: what analysis reads of the strategy."""
