@@ -180,8 +180,15 @@ def sweep_figures(inputs: Inputs) -> list[Job]:
 
     def pareto():
         front, objectives = front_points(), sweep.best["objectives"]
-        fig = sf.pareto_front(sweep.results(), front, objectives, sweep.name)
         y, x = objectives[0][0], objectives[1][0]
+        marks = []
+        if (sweep.model, y, x) == ("autoencoder", "val_mse", "latent_dim"):
+            report = autoencoder.PRESETS["report"]
+            label = (
+                f"the report: test MSE, latent {report['latent_dim']}, {report['epochs']} epochs"
+            )
+            marks.append((report["latent_dim"], autoencoder.REPORT_TEST_MSE, label))
+        fig = sf.pareto_front(sweep.results(), front, objectives, sweep.name, marks)
         return fig, (
             f"{y} against {x} at each trial's last epoch: the {len(front)} trials no other "
             "dominates (of those that ran all their epochs) joined in blue, with their "

@@ -674,11 +674,17 @@ def test_key(metric: str) -> str:
     return "test_" + metric.removeprefix("val_")
 
 
-def pareto_front(results: pd.DataFrame, front: list[dict], objectives: list, name: str) -> Figure:
+def pareto_front(
+    results: pd.DataFrame,
+    front: list[dict],
+    objectives: list,
+    name: str,
+    marks: list[tuple[float, float, str]] = (),
+) -> Figure:
     """The first objective (y) against the second (x) at each trial's last epoch: the trials on
     best.json's front in colour, joined as a staircase, with their test values (hollow, the same
-    x); the others grey (a cross: stopped early). A third objective and beyond are listed in
-    the title, not drawn."""
+    x); the others grey (a cross: stopped early); ``marks``: reference points (x, y, label),
+    e.g. the report's model. A third objective and beyond are listed in the title, not drawn."""
     (y_metric, _), (x_metric, x_mode) = objectives[0], objectives[1]
     last = results.sort_values("epoch").groupby("trial_id").tail(1)
     on_front = {str(p["trial_id"]) for p in front}
@@ -719,6 +725,8 @@ def pareto_front(results: pd.DataFrame, front: list[dict], objectives: list, nam
             xytext=(3, 3),
             textcoords="offset points",
         )
+    for x, y, label in marks:
+        ax.scatter([x], [y], marker="*", s=160, c="tab:red", zorder=4, label=label)
     if x_metric in ("latent_dim", "params", "g_params") and min(xs, default=1) > 0:
         ax.set_xscale("log", base=2 if x_metric == "latent_dim" else 10)
     ax.set_xlabel(f"{x_metric} ({x_mode})")
