@@ -4,6 +4,7 @@ with every epoch's val_mse and wall time.
 
     python bench/record_curves.py --space report --space wide            # 150 each, ~1 h on 2 cores
     python bench/record_curves.py --space report --n 8 --epochs 2 --out /tmp/c.parquet   # a look
+    python bench/record_curves.py --space latent --out bench/curves/ae_latent_curves.parquet
 
 Each configuration is ``sweeps/ae_sweep.py``'s trial config (the space's axes, its fixed
 values, the sweep's fixed keys) trained by ``trainables.autoencoder.train_autoencoder`` in its
@@ -113,7 +114,11 @@ def _train(job: tuple[str, int, dict[str, Any], dict[str, Any]]) -> list[dict[st
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--space", action="append", choices=["report", "wide"], help="a space (repeat: both)"
+        "--space",
+        action="append",
+        choices=["report", "wide", "latent"],  # sweeps/ae_sweep.py's SPACES
+        help="a space (repeat for several; default report and wide; latent, whose latent_dim "
+        "is searched, for the multi-objective simulation: bench/simulate_mo.py)",
     )
     parser.add_argument("--n", type=int, default=150, help="configurations per space")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per configuration")

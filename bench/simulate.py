@@ -185,9 +185,14 @@ def sweep_settings(
     return settings, full
 
 
+# What the autoencoder's trainable reports of its own config with every epoch's val_mse
+# (trainables/autoencoder.py): the objectives a multi-objective sweep may weigh (simulate_mo.py)
+REPORTED_CONFIG = ("latent_dim",)
+
+
 class TuneMethod:
     """A Ray Tune searcher (or random sampling) and a Ray Tune scheduler, called as Tune calls
-    them."""
+    them, with results as the trainable reports them (val_mse, and ``REPORTED_CONFIG``)."""
 
     def __init__(self, searcher, scheduler, space: dict[str, Any], seed: int):
         from ray.tune.search.sample import Domain
@@ -210,8 +215,13 @@ class TuneMethod:
         self._trials[trial_id] = trial
         return config
 
+    def _result(self, trial_id: str, epoch: int, value: float) -> dict[str, Any]:
+        config = self._trials[trial_id].config
+        reported = {k: config[k] for k in REPORTED_CONFIG if k in config}
+        return {"training_iteration": epoch, "val_mse": value, **reported}
+
     def on_result(self, trial_id: str, epoch: int, value: float) -> str:
-        result = {"training_iteration": epoch, "val_mse": value}
+        result = self._result(trial_id, epoch, value)
         if self.searcher is not None:
             self.searcher.on_trial_result(trial_id, result)
         if self.scheduler is None:
@@ -219,7 +229,7 @@ class TuneMethod:
         return self.scheduler.on_trial_result(None, self._trials[trial_id], result)
 
     def on_complete(self, trial_id: str, epoch: int, value: float) -> None:
-        result = {"training_iteration": epoch, "val_mse": value}
+        result = self._result(trial_id, epoch, value)
         trial = self._trials.pop(trial_id)
         if self.scheduler is not None:
             self.scheduler.on_trial_complete(None, trial, result)
@@ -414,10 +424,13 @@ def simulate(
     args,
     search_time: bool = True,
     target: float | None = None,
+    epoch_budget: int | None = None,
+    make=None,
 ) -> Run:
     """One sweep of ``method_name`` with ``workers`` workers until simulated ``horizon`` (or,
     with ``target``, until the best value found reaches it: ``Run.epochs`` then counts the
-    epochs it took).
+    epochs it took; with ``epoch_budget``, until it has run that many trial-epochs). ``make``
+    builds the method (default: ``METHODS[method_name]``), called as ``METHODS``' are.
     "ours-warm-from" first runs "ours" (seed + 10000) and starts from its trials through
     --warm-start-from, written as the folder a sweep leaves (``earlier_sweep``). A method may
     PAUSE a trial (Ray's synchronous HyperBandForBOHB): the trial leaves its worker, and a free
@@ -433,7 +446,8 @@ def simulate(
         method = ours(space, workers, seed, curves.max_epochs, args, ("--warm-start-from", folder))
         shutil.rmtree(folder)  # read when the searcher was built
     else:
-        method = METHODS[method_name](space, workers, seed, curves.max_epochs, args)
+        make = make or METHODS[method_name]
+        method = make(space, workers, seed, curves.max_epochs, args)
     run = Run(method_name, seed)
     events: list[tuple[float, int, str]] = []
     running: dict[str, list] = {}  # trial id -> [curve index, epochs done]
@@ -511,6 +525,8 @@ def simulate(
                 **{f"config/{k}": v for k, v in config.items()},
             }
         )
+        if epoch_budget is not None and run.epochs >= epoch_budget:
+            break
         if ended:
             timed(method.on_complete, trial_id, epoch, value)
             if trial_id == "00000":  # the first trial proposed (a warm start's configuration)

@@ -157,3 +157,49 @@ def test_live_costs_rebuild_the_workers_from_the_trials():
     assert [t for t, _ in rel] == pytest.approx([t for t, _ in trials])
     assert events[0] == (pytest.approx(1.1), 0.6) and len(events) == 6
     assert json.dumps(c)  # JSON as written
+
+
+# -- several objectives (bench/simulate_mo.py) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sim_mo(sim):
+    sys.path.insert(0, str(REPO))
+    return importlib.import_module("bench.simulate_mo")
+
+
+def test_the_hypervolume_of_a_staircase_by_hand(sim_mo):
+    # three points (lower is better) under the reference (4, 4): bands of 3, 2 and 1
+    assert sim_mo.hypervolume([(1, 3), (2, 2), (3, 1)], (4, 4)) == 6.0
+    # a dominated point and one outside the reference add nothing
+    assert sim_mo.hypervolume([(1, 3), (2, 3.5), (5, 0)], (4, 4)) == 3.0
+    assert sim_mo.hypervolume([], (4, 4)) == 0.0
+
+
+def test_the_multi_objective_simulation_runs_the_sweeps_schedulers(sim_mo, tmp_path):
+    """Each method is the sweep built from its flags: no-stopping runs every trial to the end,
+    MO-ASHA stops some; the hypervolume only grows, up to at most every recorded configuration's."""
+    out = tmp_path / "mo.json"
+    argv = ["--seeds", "2", "--budget-trials", "6", "--methods", "mo-asha", "asha-first"]
+    summary = sim_mo.main([*argv, "--json", str(out)])
+    assert json.loads(out.read_text())["references"] == summary["references"]
+    assert set(summary["references"]) == {"worst", "median"}
+    methods = summary["references"]["worst"]["methods"]
+    assert set(methods) == {"no-stopping", "mo-asha", "asha-first"}
+    for m in methods.values():
+        hv = m["hv_iqm"]
+        assert len(hv) == summary["budget_trial_epochs"] == 60
+        assert all(a <= b + 1e-12 for a, b in zip(hv, hv[1:], strict=False)) and 0 < hv[-1] <= 1
+
+
+def test_no_stopping_runs_every_trial_to_the_end_and_mo_asha_stops_some(sim_mo):
+    curves = sim_mo.load_curves()
+    runs = {m: sim_mo.run_one(m, curves, 4, 0, 60, Args) for m in sim_mo.METHODS}
+    for name, run in runs.items():
+        assert run.epochs == 60, name
+    stopped = {m: sum(r["stopped_early"] for r in run.rows) for m, run in runs.items()}
+    assert stopped["no-stopping"] == 0
+    assert stopped["mo-asha"] > 0 and stopped["asha-first"] > 0
+    # the same TPE proposes for all three: the first W trials (before any result) are the same
+    first = {m: [r["config/latent_dim"] for r in run.rows[:4]] for m, run in runs.items()}
+    assert first["mo-asha"] == first["asha-first"] == first["no-stopping"]
