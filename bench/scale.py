@@ -14,7 +14,16 @@ CPUs each time, with 2 trials of 1 CPU at a time:
          end results.parquet and the best checkpoint evaluated on the test split;
   plain  plain Ray Tune: a ``Tuner`` over the same trial space (Tune's random search, no
          scheduler, no W&B, no checkpoints, ``verbose=0``, ``reuse_actors=True`` as ours), whose
-         function trainable runs the same ``train_autoencoder`` loop and only ``tune.report``s.
+         function trainable runs the same ``train_autoencoder`` loop and only ``tune.report``s:
+         the floor, not the peer;
+  documented, documented-mem
+         Ray Tune as its documentation shows this search, what a user writes without us: the
+         same trainable loop reporting a checkpoint every epoch (``tune.report(metrics,
+         checkpoint=...)``, ``CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=...)``),
+         Ray's ``OptunaSearch`` (TPE, seeded) on a study in SQLite (a user who wants a durable
+         study) or in memory (``-mem``), ``ASHAScheduler`` with our grace period and reduction
+         factor, ``WandbLoggerCallback`` offline, Tune's default progress output, and at the end
+         ``ResultGrid.get_best_result`` evaluated on the test split (as ours does).
 
 The workload is the real autoencoder on a tiny budget (``--subset 2048``, whose validation
 split shrinks with it, and ``--epochs 2``: about a second of training per trial here), so the framework's own cost
@@ -106,6 +115,25 @@ def timed_train_autoencoder(config, data=None, reporter=None):
 
 def plain_trainable(config, data=None):
     timed_train_autoencoder(config, data=data, reporter=ReportOnly())
+
+
+class CheckpointEveryEpoch:
+    """A documented trainable's reporter: each epoch's metrics with a checkpoint of its state
+    (``torch.save`` into a temporary folder, ``tune.report(..., checkpoint=...)``)."""
+
+    def restore(self):
+        return None
+
+    def report(self, metrics, payload):
+        import torch
+
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(payload, os.path.join(d, "checkpoint.pt"))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def documented_trainable(config, data=None):
+    timed_train_autoencoder(config, data=data, reporter=CheckpointEveryEpoch())
 
 
 class TimedAutoencoder:
@@ -265,6 +293,80 @@ def plain(args, n: int, storage: Path) -> dict:
     return {"train_s": train, "folder": storage / name, "trial_epochs": n * args.epochs}
 
 
+def documented(args, n: int, storage: Path, in_memory: bool = False) -> dict:
+    """Ray Tune as documented: OptunaSearch + ASHAScheduler + WandbLoggerCallback + a checkpoint
+    every epoch; the study in SQLite (or in memory)."""
+    import optuna
+    from ray.air.integrations.wandb import WandbLoggerCallback
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    name = f"documented{'_mem' if in_memory else ''}_{n}"
+    parser = cli.build_parser(ae_sweep.SWEEP)
+    parser.add_argument("--latent-dim", type=int)
+    settings = cli.parse_settings(ae_sweep.SWEEP, parser, sweep_argv(args, n, storage, name))
+    space = trial_space(ae_sweep.SWEEP, settings, autoencoder, dict(ae_sweep.SPACES["report"]))
+    splits = load_splits(settings.data_dir, settings.val_size, settings.data_seed, settings.subset)
+    (storage / name).mkdir(parents=True, exist_ok=True)
+    study = (
+        None if in_memory else optuna.storages.RDBStorage(f"sqlite:///{storage}/{name}/optuna.db")
+    )
+    searcher = OptunaSearch(
+        sampler=optuna.samplers.TPESampler(seed=args.seed), study_name=name, storage=study
+    )
+    tuner = tune.Tuner(
+        tune.with_resources(
+            tune.with_parameters(documented_trainable, data=splits.without_test()), {"cpu": 1}
+        ),
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric="val_mse",
+            mode="min",
+            search_alg=searcher,
+            scheduler=ASHAScheduler(
+                max_t=args.epochs,
+                grace_period=settings.grace_period,
+                reduction_factor=settings.reduction_factor,
+            ),
+            num_samples=n,
+            max_concurrent_trials=CONCURRENT,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(storage),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute="val_mse", checkpoint_score_order="min"
+            ),
+            callbacks=[WandbLoggerCallback(project="latentsweep-bench", mode="offline")],
+        ),
+    )
+    grid = tuner.fit()
+    errors = [r.error for r in grid if r.error]
+    if errors:
+        raise SystemExit(f"scale: the documented Ray Tune sweep's trials failed: {errors[0]}")
+    best = grid.get_best_result()
+    with best.checkpoint.as_directory() as d:
+        autoencoder.evaluate_checkpoint(d, data=splits)
+    train = [float(r.metrics[TRAIN_S]) for r in grid]
+    epochs = sum(int(r.metrics["training_iteration"]) for r in grid)
+    study_file = storage / name / "optuna.db"
+    return {
+        "train_s": train,
+        "folder": storage / name,
+        "trial_epochs": epochs,
+        "study_mb": round(study_file.stat().st_size / MB, 3) if study_file.exists() else None,
+    }
+
+
+SIDES = {
+    "ours": ours,
+    "plain": plain,
+    "documented": documented,
+    "documented-mem": functools.partial(documented, in_memory=True),
+}
+
+
 # --- the table ------------------------------------------------------------------------------------
 
 COLUMNS = [  # (key, header, of the sides)
@@ -288,7 +390,7 @@ def table(sizes: list[dict]) -> str:
     header = ["trials", "side", *(h for _, h, _ in COLUMNS)]
     rows = []
     for size in sizes:
-        for side in ("ours", "plain"):
+        for side in size["order"]:
             r = size[side]
             cells = [str(size["trials"]), side]
             cells += ["" if r.get(k) is None else f"{r[k]:g}" for k, _, _ in COLUMNS]
@@ -297,6 +399,16 @@ def table(sizes: list[dict]) -> str:
     return "\n".join(
         "  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in [header, *rows]
     )
+
+
+def sides_arg(text: str) -> list[str]:
+    sides = [s.strip() for s in text.split(",") if s.strip()]
+    if not sides or sides[0] != "ours" or not set(sides) <= set(SIDES) or len(sides) < 2:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: ours first, then one or more of {', '.join(list(SIDES)[1:])}; pass e.g. "
+            "--sides ours,plain,documented"
+        )
+    return sides
 
 
 def sizes_arg(text: str) -> list[int]:
@@ -321,6 +433,12 @@ def main(argv=None) -> dict:
     p.add_argument("--interval", type=float, default=0.5, help="seconds between memory samples")
     p.add_argument("--keep", action="store_true", help="keep the experiment folders (printed)")
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument(
+        "--sides",
+        type=sides_arg,
+        default=list(SIDES),
+        help=f"the sides to run, ours first (default {','.join(SIDES)})",
+    )
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench_scale-"))
     order = random.Random(args.seed)
@@ -333,19 +451,20 @@ def main(argv=None) -> dict:
     try:
         for n in args.sizes:
             entry = {"trials": n, "load_before": load()}
-            sides = {"ours": ours, "plain": plain}
-            entry["order"] = order.sample(list(sides), 2)
+            entry["order"] = order.sample(args.sides, len(args.sides))
             for side in entry["order"]:
-                entry[side] = measured(sides[side], args, n, root / f"{side}_{n}_runs")
+                entry[side] = measured(SIDES[side], args, n, root / f"{side}_{n}_runs")
                 print(f"  {n} trials: {side} done in {entry[side]['wall_s']} s", flush=True)
             (root / f"optuna_{n}").mkdir()
             times = optuna_times(n, args.epochs, root / f"optuna_{n}")
             last = times[-max(1, n // 10) :]
             entry["ours"]["optuna_ask_tell_ms"] = round(1000 * sum(last) / len(last), 2)
             entry["load_after"] = load()
-            entry["ratio"] = round(
-                entry["ours"]["overhead_per_trial_s"] / entry["plain"]["overhead_per_trial_s"], 2
-            )
+            for other in args.sides[1:]:  # ours / each other side's overhead per trial
+                key = "ratio" if other == "plain" else f"ratio_{other}"
+                entry[key] = round(
+                    entry["ours"]["overhead_per_trial_s"] / entry[other]["overhead_per_trial_s"], 2
+                )
             out["sizes"].append(entry)
     finally:
         if args.keep:
@@ -356,11 +475,11 @@ def main(argv=None) -> dict:
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     big = max(out["sizes"], key=lambda e: e["trials"])
-    print(
-        f"scale: {big['trials']} trials, overhead per trial {big['ours']['overhead_per_trial_s']:.3f}"
-        f" s (plain Ray {big['plain']['overhead_per_trial_s']:.3f} s), ratio {big['ratio']:.2f}",
-        flush=True,
-    )
+    line = f"scale: {big['trials']} trials, overhead per trial {big['ours']['overhead_per_trial_s']:.3f} s"
+    for other in args.sides[1:]:
+        key = "ratio" if other == "plain" else f"ratio_{other}"
+        line += f"; {other} {big[other]['overhead_per_trial_s']:.3f} s, ratio {big[key]:.2f}"
+    print(line, flush=True)
     return out
 
 

@@ -1,5 +1,6 @@
-"""bench/scale.py end to end at a tiny size: both sides run (our sweep, plain Ray Tune), every
-figure is in the json, and the last line is the one the issue asks for. About 30 s on 2 CPUs."""
+"""bench/scale.py end to end at a tiny size: every side runs (our sweep, plain Ray Tune, Ray Tune
+as documented with its study in SQLite and in memory), every figure is in the json, and the last
+line is the one the issue asks for. About a minute on 2 CPUs."""
 
 import json
 import math
@@ -51,15 +52,18 @@ def test_bench_scale_measures_both_sides_and_ends_with_the_scale_line(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
+    number = r"(-?[\d.]+)"
     match = re.fullmatch(
-        r"scale: 3 trials, overhead per trial (-?[\d.]+) s \(plain Ray (-?[\d.]+) s\), "
-        r"ratio (-?[\d.]+)",
+        rf"scale: 3 trials, overhead per trial {number} s; plain {number} s, ratio {number}; "
+        rf"documented {number} s, ratio {number}; documented-mem {number} s, ratio {number}",
         last,
     )
     assert match, last
     (size,) = json.loads(out.read_text())["sizes"]
-    assert size["trials"] == 3 and sorted(size["order"]) == ["ours", "plain"]
-    for side, keys in (("ours", BOTH + OURS_ONLY), ("plain", BOTH)):
+    sides = ["documented", "documented-mem", "ours", "plain"]
+    assert size["trials"] == 3 and sorted(size["order"]) == sides
+    for side in sides:
+        keys = BOTH + OURS_ONLY if side == "ours" else BOTH
         missing = [k for k in keys if size[side].get(k) is None]
         assert not missing, (side, missing)
         assert size[side]["trials"] == 3
@@ -67,7 +71,14 @@ def test_bench_scale_measures_both_sides_and_ends_with_the_scale_line(tmp_path):
         assert size[side]["driver_peak_rss_mb"] > 50 and size[side]["folder_files"] > 0
     assert size["ours"]["wandb_actor_peak_rss_mb"] > 0  # the W&B actor was found and sampled
     assert size["ours"]["folder_mb"] > size["plain"]["folder_mb"]  # study, W&B, best checkpoint
-    ours, plain = (float(g) for g in match.groups()[:2])
+    ours, plain, ratio, documented, ratio_documented = (float(g) for g in match.groups()[:5])
     assert ours == pytest.approx(size["ours"]["overhead_per_trial_s"], abs=1e-3)
     assert plain == pytest.approx(size["plain"]["overhead_per_trial_s"], abs=1e-3)
-    assert math.isclose(float(match.group(3)), size["ratio"], abs_tol=0.01)
+    assert documented == pytest.approx(size["documented"]["overhead_per_trial_s"], abs=1e-3)
+    assert math.isclose(ratio, size["ratio"], abs_tol=0.01)
+    assert math.isclose(ratio_documented, size["ratio_documented"], abs_tol=0.01)
+    # the documented sweeps checkpointed and logged to W&B offline, one with its study in SQLite
+    for side in ("documented", "documented-mem"):
+        assert size[side]["trial_epochs"] >= 3
+        assert size[side]["folder_files"] > size["plain"]["folder_files"]
+    assert size["documented"]["study_mb"] > 0 and size["documented-mem"]["study_mb"] is None
