@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--grace-period", type=int, default=1, help="minimum resource")
     parser.add_argument("--reduction-factor", type=float, default=3, help="ASHA's factor")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument(
+        "--methods", nargs="+", default=list(METHODS), choices=list(METHODS), help="METHODS (all)"
+    )
     parser.add_argument("--curves", type=Path, default=CURVES, help="the recorded curves")
     parser.add_argument("--json", type=Path, help="write the summary here")
     parser.add_argument("--figure", type=Path, help="draw hypervolume against trial-epochs")

@@ -1,7 +1,9 @@
 """What the Optuna study costs the sweep's driver per trial: SQLite with its rollback journal (what
 a sweep uses; every commit an fsync), the same in write-ahead-log mode with synchronous=NORMAL
-(tried for #12 and not adopted: BENCHMARKS.md section 6 says why), and no database at all, in
-one run, in a random order per round.
+(tried for #12 and not adopted: BENCHMARKS.md section 6 says why), Optuna's journal storage on
+a file (``JournalStorage`` + ``JournalFileBackend``: one appended line per operation, Optuna's
+answer for a single writer and for NFS; issue #23), and no database at all, in one run, in a
+random order per round.
 
     python bench/study_storage.py                      # 1,000 trials, 3 rounds: ~3 min on 2 CPUs
     python bench/study_storage.py --trials 100 --rounds 1
@@ -36,6 +38,8 @@ from sweeps import ae_sweep
 from sweeps.folder import study_storage
 from sweeps.search.searcher import TrialStateOptunaSearch
 
+ARMS = ("rollback", "wal", "journal", "memory")
+
 
 def _wal(dbapi_connection, _record) -> None:
     dbapi_connection.execute("PRAGMA journal_mode=WAL")
@@ -44,7 +48,12 @@ def _wal(dbapi_connection, _record) -> None:
 
 def one_arm(trials: int, epochs: int, arm: str, folder: Path) -> dict:
     storage, commits = None, [0]  # memory: Optuna's in-memory storage, no database
-    if arm != "memory":
+    if arm == "journal":
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = JournalStorage(JournalFileBackend(str(folder / "optuna.journal")))
+    elif arm != "memory":
         storage = study_storage.SweepStudyStorage(f"sqlite:///{folder / 'optuna.db'}")
         if arm == "wal":
             sqlalchemy.event.listen(storage.engine, "connect", _wal)
@@ -69,8 +78,8 @@ def one_arm(trials: int, epochs: int, arm: str, folder: Path) -> dict:
             searcher.on_trial_result(trial_id, result)
         searcher.on_trial_complete(trial_id, result)
         times.append(time.perf_counter() - t0)
-    mode = None
-    if storage is not None:
+    mode = "journal file" if arm == "journal" else None
+    if storage is not None and arm != "journal":
         with sqlalchemy.create_engine(storage.url).connect() as conn:
             mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
     tail = times[-max(1, trials // 10) :]
@@ -100,7 +109,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            order = ["rollback", "wal", "memory"]
+            order = list(ARMS)
             rng.shuffle(order)
             row = {"order": order}
             for arm in order:
@@ -108,23 +117,26 @@ def main() -> None:
                 folder.mkdir()
                 row[arm] = one_arm(args.trials, args.epochs, arm, folder)
                 print(f"round {r + 1} {arm:8s} {json.dumps(row[arm])}", flush=True)
-            row["ratio_last_tenth"] = round(
-                row["wal"]["ms_per_trial_last_tenth"] / row["rollback"]["ms_per_trial_last_tenth"],
-                3,
-            )
+            for arm in ("wal", "journal"):
+                row[f"{arm}_ratio_last_tenth"] = round(
+                    row[arm]["ms_per_trial_last_tenth"]
+                    / row["rollback"]["ms_per_trial_last_tenth"],
+                    3,
+                )
             out["rounds"].append(row)
     out["load_after"] = os.getloadavg()
-    ratios = [r["ratio_last_tenth"] for r in out["rounds"]]
-    for arm in ("rollback", "wal", "memory"):
+    for arm in ARMS:
         last = [r[arm]["ms_per_trial_last_tenth"] for r in out["rounds"]]
         print(
             f"{arm:8s} ms/trial (last tenth): median {statistics.median(last)} [{min(last)}, {max(last)}]"
         )
-    print(
-        f"study_storage: {args.trials} trials, WAL/rollback per trial (last tenth) median "
-        f"{statistics.median(ratios)} [{min(ratios)}, {max(ratios)}]; load {out['load_before']} -> "
-        f"{out['load_after']}"
-    )
+    for arm in ("wal", "journal"):
+        ratios = [r[f"{arm}_ratio_last_tenth"] for r in out["rounds"]]
+        print(
+            f"study_storage: {args.trials} trials, {arm}/rollback per trial (last tenth) median "
+            f"{statistics.median(ratios)} [{min(ratios)}, {max(ratios)}]; load "
+            f"{out['load_before']} -> {out['load_after']}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
 

@@ -321,3 +321,21 @@ def test_optuna_dashboard_serves_the_front(mo_run):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_a_grown_multi_objective_sweep_keeps_its_objectives(local_ray, tmp_path):
+    """--resume with more trials restores the multi-objective searcher from Tune's snapshot: the
+    new trials join the same two-objective study, and best.json's front covers them all."""
+    argv = ["--smoke-test", "--space", "latent", "--scheduler", "mo-asha", "--num-samples", "2"]
+    argv += ["--objectives", "val_mse:min,latent_dim:min", "--wandb-mode", "disabled"]
+    ae_sweep.main([*argv, "--storage-path", str(tmp_path), "--name", "grow"])
+    exp = tmp_path / "grow"
+    summary = ae_sweep.main(["--resume", str(exp), "--num-samples", "3"])
+    assert summary["complete"] and summary["trials"] == 3
+    study = study_of(exp)
+    assert len(study.directions) == 2 and len(study.trials) == 3
+    assert all(t.values is not None and len(t.values) == 2 for t in study.trials)
+    best = json.loads((exp / "best.json").read_text())
+    assert best["objectives"] == [["val_mse", "min"], ["latent_dim", "min"]] and best["front"]
