@@ -268,13 +268,20 @@ def ours(args, n: int, storage: Path) -> dict:
     }
 
 
-def plain(args, n: int, storage: Path) -> dict:
-    name = f"plain_{n}"
+def peer_inputs(args, n: int, storage: Path, name: str):
+    """What a side that is not our sweep runs on, as our sweep would: its settings parsed from
+    the same flags, the same trial space and the same data."""
     parser = cli.build_parser(ae_sweep.SWEEP)
     parser.add_argument("--latent-dim", type=int)
     settings = cli.parse_settings(ae_sweep.SWEEP, parser, sweep_argv(args, n, storage, name))
     space = trial_space(ae_sweep.SWEEP, settings, autoencoder, dict(ae_sweep.SPACES["report"]))
     splits = load_splits(settings.data_dir, settings.val_size, settings.data_seed, settings.subset)
+    return settings, space, splits
+
+
+def plain(args, n: int, storage: Path) -> dict:
+    name = f"plain_{n}"
+    _, space, splits = peer_inputs(args, n, storage, name)
     tuner = tune.Tuner(
         tune.with_resources(
             tune.with_parameters(plain_trainable, data=splits.without_test()), {"cpu": 1}
@@ -302,11 +309,7 @@ def documented(args, n: int, storage: Path, in_memory: bool = False) -> dict:
     from ray.tune.search.optuna import OptunaSearch
 
     name = f"documented{'_mem' if in_memory else ''}_{n}"
-    parser = cli.build_parser(ae_sweep.SWEEP)
-    parser.add_argument("--latent-dim", type=int)
-    settings = cli.parse_settings(ae_sweep.SWEEP, parser, sweep_argv(args, n, storage, name))
-    space = trial_space(ae_sweep.SWEEP, settings, autoencoder, dict(ae_sweep.SPACES["report"]))
-    splits = load_splits(settings.data_dir, settings.val_size, settings.data_seed, settings.subset)
+    settings, space, splits = peer_inputs(args, n, storage, name)
     (storage / name).mkdir(parents=True, exist_ok=True)
     study = (
         None if in_memory else optuna.storages.RDBStorage(f"sqlite:///{storage}/{name}/optuna.db")

@@ -36,7 +36,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ray.air.constants import TRAINING_ITERATION
 from ray.tune.schedulers import TrialScheduler
 from ray.tune.schedulers.pb2 import PB2 as RayPB2
 from ray.tune.search.sample import Float, Integer
@@ -46,7 +45,6 @@ from sweeps.folder.layout import STUDY_FILE
 from sweeps.request.search_space import integer_bounds
 from sweeps.request.settings import Settings, SweepSpec
 from sweeps.search.pbt import PBT
-from sweeps.search.population import KeepInBounds
 from sweeps.search.schedulers import NoDecisionAtMaxEpochs
 from sweeps.search.strategy import Need
 
@@ -98,13 +96,8 @@ class PB2(PBT):
         """Ray's PB2 over epochs, a trial checked every --perturbation-interval epochs but not at
         --max-epochs, its proposals kept inside the script's bounds (float32 rounding)."""
         return PB2ToMaxEpochs(
-            max_t=settings.max_epochs,
-            time_attr=TRAINING_ITERATION,
-            perturbation_interval=settings.perturbation_interval,
-            quantile_fraction=settings.quantile_fraction,
+            **self.population_settings(settings, perturbations),
             hyperparam_bounds=pb2_bounds(perturbations),
-            custom_explore_fn=KeepInBounds(perturbations),
-            log_config=True,  # pbt_global.txt and pbt_policy_<trial>.txt, as for PBT
         )
 
     def record(self, settings: Settings, perturbations: dict[str, Any]) -> dict[str, Any]:

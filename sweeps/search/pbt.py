@@ -86,11 +86,18 @@ class PBT(Strategy):
         """Ray's PBT over epochs, a trial checked every --perturbation-interval epochs but not
         at --max-epochs, perturbed values kept inside the script's bounds."""
         return PopulationBasedTrainingToMaxEpochs(
+            **self.population_settings(settings, perturbations),
+            hyperparam_mutations=dict(perturbations),
+        )
+
+    def population_settings(self, settings: Settings, perturbations: dict[str, Any]) -> dict:
+        """What PBT and PB2 (``sweeps/search/pb2.py``) set alike: the budget, the decision
+        interval and quantile, values kept in bounds, Ray's PBT logs."""
+        return dict(
             max_t=settings.max_epochs,
             time_attr=TRAINING_ITERATION,
             perturbation_interval=settings.perturbation_interval,
             quantile_fraction=settings.quantile_fraction,
-            hyperparam_mutations=dict(perturbations),
             custom_explore_fn=KeepInBounds(perturbations),
             log_config=True,  # pbt_global.txt and pbt_policy_<trial>.txt in the experiment
         )
