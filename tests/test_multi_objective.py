@@ -180,6 +180,16 @@ def test_a_multi_objective_study_holds_every_trials_values_pruned_ones_included(
     assert [t.number for t in study.best_trials] == [0]
 
 
+def test_an_errored_multi_objective_trial_fails_whatever_its_last_values(tmp_path):
+    """Tune calls on_trial_complete(error=True) with the last result it had, finite or not."""
+    searcher = _mo_searcher(tmp_path)
+    searcher.suggest("t")
+    searcher.on_trial_complete("t", _result(1, 0.05, 16), error=True)
+    (trial,) = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/optuna.db").trials
+    assert trial.state == TrialState.FAIL and trial.values is None
+    assert trial.user_attrs["fail_reason"] == "the trial errored"
+
+
 def test_a_rewound_multi_objective_trial_is_retried_with_its_earlier_epochs(tmp_path):
     """Tune ran epoch 2 again from the epoch-1 checkpoint (``iterations_since_restore`` starts
     again): the lost run's trial FAILs, a retry holds epoch 1's values and the new epoch 2."""

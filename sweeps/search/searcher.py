@@ -106,14 +106,9 @@ def tell_ended(
     a list: the values of each). Returns the state told."""
     values = _value(result, metric)
     if error or values is None:
-        bad = next(  # the first metric that is missing or not finite
-            (
-                m
-                for m in (metric if isinstance(metric, list) else [metric])
-                if not is_finite_number(result.get(m))
-            ),
-            metric,
-        )
+        names = metric if isinstance(metric, list) else [metric]
+        # the first metric missing or not finite (an errored trial's may all be finite)
+        bad = next((m for m in names if not is_finite_number(result.get(m))), names[0])
         value = result.get(bad)
         state, values = TrialState.FAIL, None
         reason = (
