@@ -21,6 +21,7 @@ from analysis import sweep_figures as sf
 from analysis.inputs import Inputs
 from analysis.plotting import CLASSES, Figure, save
 from analysis.sweep_folder import MissingInput
+from sweeps.folder import outcome
 from sweeps.folder.layout import RESULTS_FILE, SWEEP_FILE
 from trainables import autoencoder, gan, sampling
 from trainables.fid import FID_SPREAD_SD
@@ -192,7 +193,7 @@ def sweep_figures(inputs: Inputs) -> list[Job]:
         return fig, (
             f"{y} against {x} at each trial's last epoch: the {len(front)} trials no other "
             "dominates (of those that ran all their epochs) joined in blue, with their "
-            f"{sf.test_key(y)} (hollow); the rest grey, a cross where the scheduler stopped it."
+            f"{outcome.test_key(y)} (hollow); the rest grey, a cross where the scheduler stopped it."
         )
 
     def front_pictures():

@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator
 
 from analysis.plotting import Figure, plt
 from analysis.sweep_folder import MissingInput
+from sweeps.folder import outcome
 from sweeps.folder.outcome import FAILED
 from trainables.kinds import kinds
 
@@ -669,11 +670,6 @@ def pbt_hyperparameters(results: pd.DataFrame, perturbed: list[str], metric: str
 # Several objectives (--objectives): the Pareto front
 
 
-def test_key(metric: str) -> str:
-    """The test split's name of a validation metric: val_mse -> test_mse, fid -> test_fid."""
-    return "test_" + metric.removeprefix("val_")
-
-
 def pareto_front(
     results: pd.DataFrame,
     front: list[dict],
@@ -707,7 +703,9 @@ def pareto_front(
         zorder=3,
         label=f"Pareto front ({len(points)}): validation",
     )
-    tested = [(x, p["test"].get(test_key(y_metric))) for x, p in zip(xs, points, strict=True)]
+    tested = [
+        (x, p["test"].get(outcome.test_key(y_metric))) for x, p in zip(xs, points, strict=True)
+    ]
     tested = [(x, v) for x, v in tested if isinstance(v, int | float)]
     if tested:
         ax.scatter(
@@ -715,7 +713,7 @@ def pareto_front(
             facecolors="none",
             edgecolors="tab:orange",
             zorder=3,
-            label=f"the same trials: {test_key(y_metric)}",
+            label=f"the same trials: {outcome.test_key(y_metric)}",
         )
     for x, p in zip(xs, points, strict=True):
         ax.annotate(

@@ -26,12 +26,12 @@ from typing import Any
 import pandas as pd
 import torch
 
+from sweeps.folder import outcome
 from sweeps.folder.layout import (
     BEST_CHECKPOINT,
     BEST_DIR,
     BEST_FILE,
     EARLIER_TRIAL_ATTR,
-    EPOCH_VALUES_ATTR,
     RESULTS_FILE,
     STUDY_FILE,
     SWEEP_FILE,
@@ -223,10 +223,10 @@ def trial_table(study) -> pd.DataFrame:
         if EARLIER_TRIAL_ATTR in t.user_attrs:  # an earlier sweep's (--warm-start-from)
             continue
         distributions.update(t.distributions)
-        curve = dict(sorted(t.intermediate_values.items()))
-        if not curve and EPOCH_VALUES_ATTR in t.user_attrs:  # multi-objective: the first
-            held = t.user_attrs[EPOCH_VALUES_ATTR]
-            curve = dict(sorted((int(e), float(v[0])) for e, v in held.items()))
+        curve = {  # of a multi-objective trial, the first objective's
+            e: float(v[0] if isinstance(v, list) else v)
+            for e, v in sorted(outcome.epoch_values(t).items())
+        }
         epoch = max(curve, default=None)
         value = t.values[0] if t.values else (curve[epoch] if curve else None)
         if value is None:

@@ -21,9 +21,9 @@ from ray.tune.schedulers import TrialScheduler
 from analysis import report
 from sweeps import ae_sweep, gan_sweep
 from sweeps.folder import outcome
-from sweeps.folder.layout import EPOCH_VALUES_ATTR
+from sweeps.folder.outcome import EPOCH_VALUES_ATTR, epoch_values
 from sweeps.search.schedulers import NonDominatedASHAScheduler
-from sweeps.search.searcher import TrialStateOptunaSearch, epoch_values
+from sweeps.search.searcher import TrialStateOptunaSearch
 from tests.helpers import dashboard_serving, study_of
 
 OBJECTIVES = (("val_mse", "min"), ("latent_dim", "min"))
@@ -299,6 +299,9 @@ def test_best_json_holds_the_front_with_test_metrics(mo_run, capsys):
         assert 0 < point["test"]["test_mse"] < 0.2
         assert (Path(point["checkpoint"]) / "checkpoint.pt").is_file()  # kept by the pruner
     assert best["trial_id"] == full.loc[full["val_mse"].idxmin(), "trial_id"]
+    # the best is on the front here: its test metrics are the front point's, the same checkpoint
+    (same,) = [p for p in best["front"] if p["trial_id"] == best["trial_id"]]
+    assert best["test"] == same["test"]
 
 
 @pytest.mark.slow

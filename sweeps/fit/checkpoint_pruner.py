@@ -134,15 +134,10 @@ class CheckpointPruner(tune.Callback):
             self._settle(trial.trial_id)
 
     def _join_front(self, trial) -> list[str]:
-        """Put an ended trial on the front if no trial there dominates it (outcome.front's rule:
-        all its epochs, not diverged, every value finite); returns the ids it pushed off."""
-        values = outcome.signed_values(trial.last_result or {}, self.objectives)
-        if (
-            values is None
-            or outcome.diverged(trial)
-            or outcome.epochs(trial) < self.max_epochs
-            or any(outcome.dominates(v, values) for v in self._front.values())
-        ):
+        """Put an ended trial on the front if it may stand there (``outcome.front_values``) and
+        no trial there dominates it; returns the ids it pushed off."""
+        values = outcome.front_values(trial, self.objectives, self.max_epochs)
+        if values is None or any(outcome.dominates(v, values) for v in self._front.values()):
             return []
         beaten = [i for i, v in self._front.items() if outcome.dominates(values, v)]
         for i in beaten:

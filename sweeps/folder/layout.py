@@ -32,9 +32,6 @@ WANDB_DIR = "wandb"
 # the user attribute of an Optuna trial copied from an earlier sweep (--warm-start-from): its
 # experiment folder; such trials are that sweep's, not this one's
 EARLIER_TRIAL_ATTR = "warm_start_from"
-# the user attribute of a multi-objective (--objectives) Optuna trial holding its values at each
-# epoch, {"<epoch>": [values]}: Optuna's intermediate values hold one value per step
-EPOCH_VALUES_ATTR = "epoch_values"
 REPORT_DIR = "report"
 
 # Ray Tune's state, as --resume reads it: (file name or glob, format). Tune writes these itself.

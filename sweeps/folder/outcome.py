@@ -113,7 +113,24 @@ def trial_error(trial) -> str | None:
     return (named or first or ["the trial errored"])[-1][:500]
 
 
+def test_key(metric: str) -> str:
+    """The test split's name of a validation metric: val_mse -> test_mse, fid -> test_fid."""
+    return "test_" + metric.removeprefix("val_")
+
+
 # --- several objectives (--objectives) ------------------------------------------------------------
+
+# the user attribute of a multi-objective Optuna trial holding its values at each epoch,
+# {"<epoch>": [values]}: Optuna's intermediate values hold one value per step
+EPOCH_VALUES_ATTR = "epoch_values"
+
+
+def epoch_values(frozen) -> dict[int, float | list[float]]:
+    """An Optuna trial's value(s) at each epoch it reported: its intermediate values, or a
+    multi-objective trial's ``EPOCH_VALUES_ATTR``."""
+    if frozen.intermediate_values:
+        return dict(frozen.intermediate_values)
+    return {int(k): v for k, v in frozen.user_attrs.get(EPOCH_VALUES_ATTR, {}).items()}
 
 
 def signed_values(result: dict, objectives) -> tuple[float, ...] | None:
@@ -179,17 +196,24 @@ def pareto_order(points: list) -> list[int]:
     return order
 
 
+def front_values(trial, objectives, max_epochs: int) -> tuple[float, ...] | None:
+    """A trial's signed values of ``objectives`` if it may stand on the sweep's front (it
+    trained all ``max_epochs``, did not diverge, every value finite), else None. Whether it
+    errored is the caller's to say: ``front`` reads the status, the checkpoint pruner is told."""
+    if diverged(trial) or epochs(trial) < max_epochs:
+        return None
+    return signed_values(trial.last_result or {}, objectives)
+
+
 def front(trials: Iterable, objectives, max_epochs: int) -> list:
-    """The trials on the sweep's Pareto front: of those that trained all ``max_epochs`` and
-    ended (TERMINATED, not diverged) with finite values of every objective, the ones no other
-    dominates; in the order of the first objective, then the trial id."""
+    """The trials on the sweep's Pareto front: of those that ended TERMINATED with
+    ``front_values``, the ones no other dominates; in the order of the first objective, then
+    the trial id."""
     scored = [
         (values, trial)
         for trial in trials
         if trial.status == "TERMINATED"
-        and not diverged(trial)
-        and epochs(trial) >= max_epochs
-        and (values := signed_values(trial.last_result or {}, objectives)) is not None
+        and (values := front_values(trial, objectives, max_epochs)) is not None
     ]
     points = [values for values, _ in scored]
     first = non_dominated_fronts(points)[0] if points else []

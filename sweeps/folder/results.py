@@ -269,12 +269,20 @@ def write_best(
     checkpoint = analysis.get_last_checkpoint(best)
     source = f"{checkpoint.path.rstrip('/')}/{checkpoints.CHECKPOINT_FILE}"
     checkpoint_uri = exp.copy_in(checkpoint.filesystem, source, BEST_CHECKPOINT)
+    # the front's test metrics are of the same (last) checkpoint: a best on it is not tested again
+    tested = {point["trial_id"]: point["test"] for point in front or []}
+
+    def scored(path) -> dict[str, Any]:
+        if best.trial_id in tested:
+            return tested[best.trial_id]
+        return module.evaluate_checkpoint(path, data=splits)
+
     if exp.local is not None:
-        test = module.evaluate_checkpoint(exp.local / BEST_CHECKPOINT, data=splits)
+        test = scored(exp.local / BEST_CHECKPOINT)
         trained_on = checkpoints.load_checkpoint(exp.local / BEST_CHECKPOINT).get("trained_on")
     else:
         with checkpoint.as_directory() as d:
-            test = module.evaluate_checkpoint(d, data=splits)
+            test = scored(d)
             trained_on = checkpoints.load_checkpoint(d).get("trained_on")
     val = validation_metrics(best)
     best_record = {
@@ -343,7 +351,7 @@ def print_summary(spec: SweepSpec, settings: Settings, summary: dict, wandb_mode
     ]
     if best:
         parts.append(f"best {spec.metric} {best['val'][spec.metric]:.5g}")
-        test_key = "test_" + spec.metric.removeprefix("val_")
+        test_key = outcome.test_key(spec.metric)
         if isinstance(best["test"].get(test_key), float):
             parts.append(f"{test_key} {best['test'][test_key]:.5g}")
     budget = summary["trial_epochs_budget"]

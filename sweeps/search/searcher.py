@@ -19,8 +19,13 @@ from ray.tune.search.optuna import OptunaSearch
 
 from sweeps.cluster import private_api
 from sweeps.folder import old_folders
-from sweeps.folder.layout import EPOCH_VALUES_ATTR
-from sweeps.folder.outcome import DIVERGED, ERROR, is_finite_number
+from sweeps.folder.outcome import (
+    DIVERGED,
+    EPOCH_VALUES_ATTR,
+    ERROR,
+    epoch_values,
+    is_finite_number,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +59,6 @@ def _value(result: dict, metric: Metric) -> float | list[float] | None:
         return [float(v) for v in values] if all(map(is_finite_number, values)) else None
     value = result.get(metric)
     return float(value) if is_finite_number(value) else None
-
-
-def epoch_values(frozen: optuna.trial.FrozenTrial) -> dict[int, float | list[float]]:
-    """A trial's value(s) at each epoch it reported: Optuna's intermediate values, or a
-    multi-objective trial's ``EPOCH_VALUES_ATTR``."""
-    if frozen.intermediate_values:
-        return dict(frozen.intermediate_values)
-    return {int(k): v for k, v in frozen.user_attrs.get(EPOCH_VALUES_ATTR, {}).items()}
 
 
 def report_epoch(trial: optuna.Trial, value: float | list[float], step: int) -> None:
