@@ -372,6 +372,31 @@ def mean_image_mse(splits) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
+# Population Based Training's decisions, without Ray running
+
+
+def pbt_checked_epochs(scheduler, config: dict, epochs=(1, 2, 3, 4)) -> list[int]:
+    """The epoch of ``scheduler``'s last check (Ray's ``last_perturbation_time``) after each of
+    ``epochs``' results of one running trial of ``config``: PBT's or PB2's, as Tune calls it,
+    every result answered CONTINUE (one trial has nobody to clone)."""
+    import argparse
+
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    scheduler.set_search_properties("val_mse", "min")
+    trial = Trial("train_autoencoder", config=config, stub=True)
+    trial.set_status(Trial.RUNNING)
+    scheduler.on_trial_add(argparse.Namespace(search_alg=None), trial)
+    controller, checked = argparse.Namespace(get_trials=lambda: [trial]), []
+    for epoch in epochs:
+        result = {"training_iteration": epoch, "val_mse": 1.0 / epoch}
+        assert scheduler.on_trial_result(controller, trial, result) == TrialScheduler.CONTINUE
+        checked.append(scheduler._trial_state[trial].last_perturbation_time)
+    return checked
+
+
+# ---------------------------------------------------------------------------------------------
 # optuna-dashboard, for real
 
 

@@ -3,7 +3,6 @@ PERTURBATIONS (lists left out), no check at a trial's last epoch (as for PBT), b
 line, and a real PB2 sweep (the autoencoder script, smoke-sized) that exploits and explores
 inside the bounds."""
 
-import argparse
 import json
 import math
 
@@ -13,6 +12,7 @@ from ray import tune
 
 from sweeps import ae_sweep, classifier_sweep, gan_sweep
 from sweeps.search.pb2 import pb2_bounds
+from tests.helpers import pbt_checked_epochs
 
 
 def test_pb2_bounds_each_continuous_axis_and_leaves_the_lists_out():
@@ -40,9 +40,6 @@ def _settings(argv, tmp_path):
 def test_pb2_makes_no_check_at_a_trials_last_epoch(tmp_path):
     """The sweep's PB2 (its strategy's scheduler, --max-epochs 4) shares PBT's rule: the last
     epoch's result is no check, so no trial is cloned from a final checkpoint."""
-    from ray.tune.experiment import Trial
-    from ray.tune.schedulers import TrialScheduler
-
     from sweeps.search.pb2 import PB2ToMaxEpochs
     from sweeps.search.strategies import strategy_for
 
@@ -50,16 +47,7 @@ def test_pb2_makes_no_check_at_a_trials_last_epoch(tmp_path):
     settings = _settings(argv, tmp_path)
     pb2 = strategy_for(settings).scheduler(settings, dict(ae_sweep.PERTURBATIONS["report"]))
     assert isinstance(pb2, PB2ToMaxEpochs)
-    pb2.set_search_properties("val_mse", "min")
-    trial = Trial("train_autoencoder", config={"lr": 1e-3, "weight_decay": 1e-4}, stub=True)
-    trial.set_status(Trial.RUNNING)
-    pb2.on_trial_add(argparse.Namespace(search_alg=None), trial)
-    controller, checked = argparse.Namespace(get_trials=lambda: [trial]), []
-    for epoch in (1, 2, 3, 4):
-        result = {"training_iteration": epoch, "val_mse": 1.0 / epoch}
-        assert pb2.on_trial_result(controller, trial, result) == TrialScheduler.CONTINUE
-        checked.append(pb2._trial_state[trial].last_perturbation_time)
-    assert checked == [1, 2, 3, 3]
+    assert pbt_checked_epochs(pb2, {"lr": 1e-3, "weight_decay": 1e-4}) == [1, 2, 3, 3]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ hyperparameters, not the ones its donor's optimiser state was saved with; a real
 checkpoints, resumes, and its report draws the hyperparameters over epochs; bad PBT flags are
 one line."""
 
-import argparse
 import json
 import math
 
@@ -14,6 +13,7 @@ import torch
 
 from analysis import report
 from sweeps import ae_sweep, classifier_sweep
+from tests.helpers import pbt_checked_epochs
 from tests.synthetic import synthetic_splits
 from trainables import autoencoder, checkpoints, gan, optim, reporting
 
@@ -159,8 +159,7 @@ def test_pbt_makes_no_check_at_a_trials_last_epoch(tmp_path):
     checkpoint it offers as a donor), the last epoch's result is none, so no trial is cloned from
     a final checkpoint (it would have no epoch left to train) and none is sent back past the
     budget. Ray's own PBT records the last epoch like any other."""
-    from ray.tune.experiment import Trial
-    from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
+    from ray.tune.schedulers import PopulationBasedTraining
 
     from sweeps.request import cli
     from sweeps.search.strategies import strategy_for
@@ -169,24 +168,12 @@ def test_pbt_makes_no_check_at_a_trials_last_epoch(tmp_path):
     argv += ["--storage-path", str(tmp_path)]
     settings = cli.parse_settings(ae_sweep.SWEEP, cli.build_parser(ae_sweep.SWEEP), argv)
     mutations = {"lr": ae_sweep.PERTURBATIONS["report"]["lr"]}
-
-    def checked_epochs(pbt) -> list[int]:
-        pbt.set_search_properties("val_mse", "min")
-        trial = Trial("train_autoencoder", config={"lr": 1e-3}, stub=True)
-        trial.set_status(Trial.RUNNING)
-        pbt.on_trial_add(argparse.Namespace(search_alg=None), trial)
-        controller, checked = argparse.Namespace(get_trials=lambda: [trial]), []
-        for epoch in (1, 2, 3, 4):
-            result = {"training_iteration": epoch, "val_mse": 1.0 / epoch}
-            assert pbt.on_trial_result(controller, trial, result) == TrialScheduler.CONTINUE
-            checked.append(pbt._trial_state[trial].last_perturbation_time)
-        return checked
-
-    assert checked_epochs(strategy_for(settings).scheduler(settings, mutations)) == [1, 2, 3, 3]
+    ours = strategy_for(settings).scheduler(settings, mutations)
+    assert pbt_checked_epochs(ours, {"lr": 1e-3}) == [1, 2, 3, 3]
     rays = PopulationBasedTraining(
         time_attr="training_iteration", perturbation_interval=1, hyperparam_mutations=mutations
     )
-    assert checked_epochs(rays) == [1, 2, 3, 4]
+    assert pbt_checked_epochs(rays, {"lr": 1e-3}) == [1, 2, 3, 4]
 
 
 # ---------------------------------------------------------------------------------------------
