@@ -70,8 +70,12 @@ def make(name: str, max_epochs: int):
     return lambda *a: sim.ours(*a, extra=extra)
 
 
-def run_one(name: str, curves, workers: int, seed: int, budget: int, args) -> sim.Run:
-    """One simulated sweep of ``name`` until it has spent ``budget`` trial-epochs."""
+def run_one(
+    name: str, curves, workers: int, seed: int, budget: int, args, search_time: bool = True
+) -> sim.Run:
+    """One simulated sweep of ``name`` until it has spent ``budget`` trial-epochs (the
+    searcher's measured compute on the clock unless ``search_time`` is False: then a seed fixes
+    the whole run)."""
     return sim.simulate(
         name,
         curves,
@@ -80,6 +84,7 @@ def run_one(name: str, curves, workers: int, seed: int, budget: int, args) -> si
         seed,
         math.inf,
         args,
+        search_time=search_time,
         epoch_budget=budget,
         make=make(name, curves.max_epochs),
     )
