@@ -38,10 +38,16 @@ sweep: setup
 # The Optuna study of a sweep in a browser, on 127.0.0.1 only: make dashboard DIR=runs/ae_sweep
 DIR  ?= runs/ae_sweep
 PORT ?= 8080
+# The study is $(DIR)/optuna.journal (Optuna's journal file, which optuna-dashboard opens by its
+# path), or optuna.db (SQLite) in a folder written before the journal.
 dashboard: $(STAMP)
-	@test -f "$(DIR)/optuna.db" || { echo "error: no $(DIR)/optuna.db; pass DIR=<a sweep's experiment folder>"; exit 2; }
+	@test -f "$(DIR)/optuna.journal" || test -f "$(DIR)/optuna.db" || { echo "error: no $(DIR)/optuna.journal (nor optuna.db); pass DIR=<a sweep's experiment folder>"; exit 2; }
 	$(BIN)/pip install -q -e '.[dashboard]'
-	$(BIN)/optuna-dashboard --host 127.0.0.1 --port $(PORT) "sqlite:///$(abspath $(DIR))/optuna.db"
+	if [ -f "$(DIR)/optuna.journal" ]; then \
+	  $(BIN)/optuna-dashboard --host 127.0.0.1 --port $(PORT) "$(abspath $(DIR))/optuna.journal"; \
+	else \
+	  $(BIN)/optuna-dashboard --host 127.0.0.1 --port $(PORT) "sqlite:///$(abspath $(DIR))/optuna.db"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

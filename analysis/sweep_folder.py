@@ -33,12 +33,13 @@ from sweeps.folder.layout import (
     BEST_FILE,
     EARLIER_TRIAL_ATTR,
     RESULTS_FILE,
+    SQLITE_STUDY_FILE,
     STUDY_FILE,
     SWEEP_FILE,
 )
 from sweeps.folder.old_folders import check_format
 from sweeps.folder.storage import Folder
-from sweeps.folder.study_url import is_masked, sqlite_path
+from sweeps.folder.study_url import file_study_url, is_masked, loadable, study_file_path
 from trainables import checkpoints, data
 from trainables.errors import UsageError
 
@@ -136,9 +137,10 @@ class SweepFolder:
         return self._cache["results"]
 
     def storage_url(self) -> str:
-        """``study_storage`` from sweep.json; a SQLite file that moved with the folder is found
-        at ``<exp>/optuna.db`` (``STUDY_FILE``). A SQLite path that exists nowhere is never
-        opened, because opening it would create an empty database."""
+        """``study_storage`` from sweep.json; a study file that moved with the folder is found
+        at ``<exp>/<study_file>`` (sweep.json's: ``optuna.journal``, or ``optuna.db`` for a
+        folder written before the journal). A file that exists nowhere is never opened, because
+        opening it would create an empty study."""
         if self.storage_override:
             return self.storage_override
         if "study_storage" in self.record and self.record["study_storage"] is None:
@@ -147,8 +149,8 @@ class SweepFolder:
                 + (" (pbt_hyperparameters.png shows its trials)" if self.perturbed else "")
             )
         url = self.record.get("study_storage") or (self.best or {}).get("study_storage")
-        local = self.root / STUDY_FILE
-        path = sqlite_path(url) if url else None
+        path = study_file_path(url) if url else None
+        local = self.root / (self.record.get("study_file") or (path.name if path else STUDY_FILE))
         if url and path is None:
             if is_masked(url):
                 raise MissingInput(
@@ -159,7 +161,7 @@ class SweepFolder:
         if path and path.is_file():
             return url
         if local.is_file():
-            return f"sqlite:///{local.resolve()}"
+            return file_study_url(local.resolve())
         same = path is None or path.resolve() == local.resolve()
         looked = local if same else f"{path} nor {local}"
         raise MissingInput(
@@ -176,7 +178,7 @@ class SweepFolder:
             url = self.storage_url()
             name = self.record.get("study_name") or (self.best or {}).get("study_name")
             try:
-                self._cache["study"] = optuna.load_study(study_name=name, storage=url)
+                self._cache["study"] = optuna.load_study(study_name=name, storage=loadable(url))
             except KeyError:
                 raise MissingInput(
                     f"no study {name!r} in {url}; check study_name in sweep.json"
@@ -256,7 +258,14 @@ def trial_table(study) -> pd.DataFrame:
 
 
 # What the report reads of a sweep folder: the files it copies from object storage.
-REMOTE_FILES = (SWEEP_FILE, BEST_FILE, RESULTS_FILE, STUDY_FILE, BEST_CHECKPOINT)
+REMOTE_FILES = (
+    SWEEP_FILE,
+    BEST_FILE,
+    RESULTS_FILE,
+    STUDY_FILE,
+    SQLITE_STUDY_FILE,
+    BEST_CHECKPOINT,
+)
 
 
 def copy_remote_sweep(uri: str, into: Path) -> Path:

@@ -18,7 +18,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from wandb.proto import wandb_internal_pb2
 
 from sweeps.fit import faults
 from sweeps.folder.layout import trial_dirname
+from sweeps.folder.study_url import file_study_url, loadable
 from sweeps.search.searcher import TrialStateOptunaSearch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,10 +160,16 @@ def _ctrl_c_by_polling(cmd: list[str], exp: Path, log: Path, cwd, env) -> int:
 # What a stopped sweep left: Tune's snapshot, result files, the study
 
 
+def study_url_of(exp: Path) -> str:
+    """The URL of the study file in the sweep folder ``exp`` (sweep.json's study_file)."""
+    record = json.loads((exp / "sweep.json").read_text())
+    return file_study_url(exp / (record.get("study_file") or "optuna.db"))  # before the field
+
+
 def study_of(exp: Path) -> optuna.Study:
-    """The sweep's Optuna study, read back from its SQLite file as analysis would."""
+    """The sweep's Optuna study, read back from its file in the folder as a user would."""
     sweep = json.loads((exp / "sweep.json").read_text())
-    return optuna.load_study(study_name=sweep["study_name"], storage=f"sqlite:///{exp}/optuna.db")
+    return optuna.load_study(study_name=sweep["study_name"], storage=loadable(study_url_of(exp)))
 
 
 def check_study_matches(exp: Path, table, metric: str, max_epochs: int):
@@ -224,17 +230,12 @@ def _snapshot_trials(exp: Path) -> dict:
 
 
 def _epochs_in_study(exp: Path) -> dict[str, int]:
-    """Tune trial id -> the last epoch the Optuna study holds for it (read-only)."""
-    db = sqlite3.connect(f"file:{exp / 'optuna.db'}?mode=ro", uri=True, timeout=1)
-    try:
-        rows = db.execute(
-            "SELECT a.value_json, MAX(v.step) FROM trial_user_attributes a JOIN "
-            "trial_intermediate_values v ON v.trial_id = a.trial_id WHERE a.key = 'trial_id' "
-            "GROUP BY a.value_json"
-        ).fetchall()
-    finally:
-        db.close()
-    return {json.loads(trial_id): int(step) for trial_id, step in rows}
+    """Tune trial id -> the last epoch the Optuna study holds for it (reading writes nothing)."""
+    return {
+        t.user_attrs["trial_id"]: max(t.intermediate_values)
+        for t in study_of(exp).trials
+        if "trial_id" in t.user_attrs and t.intermediate_values
+    }
 
 
 def _restored_checkpoints(snapshot: dict) -> dict[str, str]:

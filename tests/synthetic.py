@@ -62,7 +62,8 @@ def large_sweep_folder(
 ) -> Path:
     """An autoencoder sweep folder of ``trials`` ASHA trials, as the runner writes one, without
     training: ``sweep.json``, ``best.json`` (no best checkpoint), ``results.parquet`` (one row
-    per trial per epoch) and ``optuna.db`` (COMPLETE, PRUNED and FAIL trials with their
+    per trial per epoch) and ``optuna.db`` (a SQLite study, as sweeps kept it before the journal
+    storage, which the report still reads: COMPLETE, PRUNED and FAIL trials with their
     parameters, per-epoch intermediate values and ``trial_id`` user attribute). Each trial's
     ``val_mse`` curve comes from a seeded function of its "wide" space parameters; with the
     defaults about 2/3 of the trials stop at epoch 1, 2/9 at epoch 3, 2/27 at epoch 9.
@@ -74,7 +75,8 @@ def large_sweep_folder(
     import optuna
     import pandas as pd
 
-    from sweeps.folder.layout import BEST_FILE, RESULTS_FILE, STUDY_FILE, SWEEP_FILE, SWEEP_FORMAT
+    from sweeps.folder.layout import BEST_FILE, RESULTS_FILE, SWEEP_FILE, SWEEP_FORMAT
+    from sweeps.folder.layout import SQLITE_STUDY_FILE as STUDY_FILE  # inserted by SQL
 
     root = Path(root)
     root.mkdir(parents=True)

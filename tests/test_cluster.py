@@ -40,6 +40,7 @@ from optuna.trial import TrialState
 
 from sweeps.folder import storage as experiment
 from sweeps.folder.layout import trial_dirname
+from sweeps.folder.study_url import loadable
 from trainables import autoencoder, checkpoints, devices
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,7 +167,7 @@ def test_s3_sweep_writes_only_to_the_bucket_and_resumes_from_it(s3, real_data_di
                 os.killpg(driver.pid, signal.SIGKILL)
     assert "stopped before all 6 trials finished" in (tmp_path / "first.log").read_text()
     before = keys_under(client, "runs/s3_sweep/")
-    assert "runs/s3_sweep/optuna.db" in before and "runs/s3_sweep/best.json" not in before
+    assert "runs/s3_sweep/optuna.journal" in before and "runs/s3_sweep/best.json" not in before
 
     # Resume as on another machine: the driver's own copy of the study is gone.
     shutil.rmtree(cache)
@@ -202,8 +203,10 @@ def test_s3_sweep_writes_only_to_the_bucket_and_resumes_from_it(s3, real_data_di
     assert len(exp.read_json("sweep.json")["resumes"]) == 1
 
     # The study, fetched back from the bucket, continued: one finished Optuna trial per trial.
-    (tmp_path / "optuna.db").write_bytes(exp.read_bytes("optuna.db"))
-    study = optuna.load_study(study_name="s3_sweep", storage=f"sqlite:///{tmp_path}/optuna.db")
+    (tmp_path / "optuna.journal").write_bytes(exp.read_bytes("optuna.journal"))
+    study = optuna.load_study(
+        study_name="s3_sweep", storage=loadable(f"journal:///{tmp_path}/optuna.journal")
+    )
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert {t.user_attrs["trial_id"] for t in finished} == trial_ids
 
@@ -222,7 +225,7 @@ def test_s3_sweep_writes_only_to_the_bucket_and_resumes_from_it(s3, real_data_di
     )
     assert report.returncode == 0, report.stderr[-3000:]
     out = where / "s3_sweep-report"
-    assert (out / "sweep" / "sweep.json").is_file() and (out / "sweep" / "optuna.db").is_file()
+    assert (out / "sweep" / "sweep.json").is_file() and (out / "sweep" / "optuna.journal").is_file()
     for name in ("index.html", "optimization_history.png", "learning_curves.png"):
         assert (out / name).is_file(), (name, report.stdout[-2000:])
     assert (out / "reconstructions.png").is_file(), report.stdout[-2000:]  # the best checkpoint
@@ -318,7 +321,7 @@ def test_sweep_spreads_trials_over_the_worker_nodes(cluster, real_data_dir, tmp_
 
     # --study-storage: the study is in the database named, not in the experiment folder.
     assert json.loads((exp / "sweep.json").read_text())["study_file"] is None
-    assert not (exp / "optuna.db").exists()
+    assert not (exp / "optuna.db").exists() and not (exp / "optuna.journal").exists()
     ot_trials = optuna.load_study(study_name="ae_sweep_smoke", storage=study).trials
     assert {t.user_attrs["trial_id"] for t in ot_trials} == trial_ids
 

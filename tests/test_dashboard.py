@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.helpers import dashboard_serving
+from tests.helpers import dashboard_serving, study_of
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,12 +26,12 @@ def test_optuna_dashboard_serves_every_trial_of_a_sweep(real_data_dir, tmp_path)
         timeout=600,
     )
     assert sweep.returncode == 0, sweep.stdout[-2000:] + sweep.stderr[-2000:]
-    url = f"sqlite:///{tmp_path / 'dash' / 'optuna.db'}"
-    assert f"optuna-dashboard --host 127.0.0.1 {url}" in sweep.stdout  # the printed next step
+    journal = tmp_path / "dash" / "optuna.journal"  # the study: Optuna's journal file
+    assert f"optuna-dashboard --host 127.0.0.1 {journal}" in sweep.stdout  # the printed next step
 
-    study = optuna.load_study(study_name="dash", storage=url)
+    study = study_of(tmp_path / "dash")
     assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
-    with dashboard_serving(url) as get:  # on the loopback address only
+    with dashboard_serving(str(journal)) as get:  # on the loopback address only
         studies = get("/api/studies")["study_summaries"]
         (summary,) = [s for s in studies if s["study_name"] == "dash"]
         detail = get(f"/api/studies/{summary['study_id']}")

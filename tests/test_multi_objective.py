@@ -321,7 +321,7 @@ def test_the_report_draws_the_front_and_pictures_along_it(mo_run, tmp_path, caps
 def test_optuna_dashboard_serves_the_front(mo_run):
     _, exp = mo_run
     study = study_of(exp)
-    with dashboard_serving(f"sqlite:///{exp / 'optuna.db'}") as get:
+    with dashboard_serving(str(exp / "optuna.journal")) as get:
         (summary,) = [s for s in get("/api/studies")["study_summaries"] if s["study_name"] == "mo"]
         detail = get(f"/api/studies/{summary['study_id']}")
     assert len(summary["directions"]) == 2

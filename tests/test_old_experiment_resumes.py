@@ -5,7 +5,8 @@ Ray Tune pickles the searcher and the callbacks (``tuner.pkl``) and the trial-fo
 ``OLD_COMMITS`` names the modules of that day: ``sweeps.runner.PruningOptunaSearch`` and
 ``sweeps.checkpoint_gc`` before sweeps/ was split into modules, ``sweeps.searcher`` and
 ``sweeps.checkpoint_pruner`` before they were grouped into subpackages. This test checks the
-commit out of the project's own history (``git archive``), runs a real smoke sweep with it,
+commit out of the project's own history (``git archive``), runs a real smoke sweep with it (each
+of them kept its Optuna study in SQLite, ``optuna.db``, where sweeps now keep a journal),
 interrupts it with Ctrl-C, and resumes the folder with the code as it is now: every trial
 finishes once, and the Optuna study, the results and Ray's records agree.
 """
@@ -37,6 +38,8 @@ OLD_COMMITS = {
         [b"sweeps.searcher", b"sweeps.checkpoint_pruner", b"sweeps.wandb_hub"],
         [],
     ),
+    # the last commit whose sweeps kept their Optuna study in SQLite (optuna.db), not the journal
+    "2a6949fbffe77da2ce52d96f6f10147274055158": ([b"SweepStudyStorage"], []),
 }
 
 
@@ -107,3 +110,5 @@ def test_an_experiment_folder_of_an_older_layout_resumes(commit, real_data_dir, 
     assert {k: t.value for k, t in study.items()} == pytest.approx(last.to_dict())
     best = json.loads((exp / "best.json").read_text())
     assert best["trial_id"] in set(table["trial_id"]) and best["test"]["test_mse"] > 0
+    # the study stayed where the old code kept it, in SQLite: the resume started no journal
+    assert (exp / "optuna.db").is_file() and not (exp / "optuna.journal").exists()

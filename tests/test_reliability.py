@@ -53,6 +53,7 @@ from sweeps.fit import faults, wandb_hub
 from sweeps.folder import outcome, results, resume, study_storage
 from sweeps.folder import storage as experiment
 from sweeps.folder.layout import trial_dirname
+from sweeps.folder.study_url import file_study_url, sqlite_path
 from sweeps.request import cli
 from sweeps.search.asha import ASHA
 from trainables import autoencoder, checkpoints, classifier, data, gan, reporting
@@ -201,26 +202,51 @@ def _study_with_one_trial(url: str) -> optuna.storages.BaseStorage:
     return storage
 
 
-def test_a_moved_study_is_opened_where_resume_found_it(tmp_path):
-    """Tune pickles the searcher, and so the study's storage with its URL, and Optuna's storage
-    reconnects to that URL when it is unpickled. Unpickled during --resume, the sweep's storage
-    opens the study the resume found instead: nothing is opened (or created) at the old path."""
+def _opened(storage) -> Path:
+    """The study file a sweep's storage opened."""
+    if isinstance(storage, study_storage.SweepJournalStorage):
+        return Path(storage._backend._file_path)
+    return sqlite_path(storage.url)
+
+
+@pytest.mark.parametrize("file", ["optuna.journal", "optuna.db"])
+def test_a_moved_study_is_opened_where_resume_found_it(file, tmp_path):
+    """Tune pickles the searcher, and so the study's storage with its URL or path, and Optuna's
+    storages reopen that when unpickled. Unpickled during --resume, the sweep's storage opens
+    the study the resume found instead: nothing is opened (or created) at the old path. Both
+    kinds: the journal a sweep keeps now, and the SQLite file of a folder written before it."""
     old, new = tmp_path / "old", tmp_path / "new"
     old.mkdir()
-    pickled = pickle.dumps(_study_with_one_trial(f"sqlite:///{old / 'optuna.db'}"))
+    pickled = pickle.dumps(_study_with_one_trial(file_study_url(old / file)))
     shutil.move(old, new)
-    old.mkdir()  # the old folder exists again, empty: an old URL would create a database there
+    old.mkdir()  # the old folder exists again, empty: an old URL would create a study there
     try:
-        study_storage.resume_study_at(f"sqlite:///{new / 'optuna.db'}")
+        study_storage.resume_study_at(file_study_url(new / file))
         restored = pickle.loads(pickled)
     finally:
         study_storage.resume_study_at(None)
-    assert restored.url == f"sqlite:///{new / 'optuna.db'}"
+    assert _opened(restored) == new / file
     assert [t.value for t in optuna.load_study(study_name="s", storage=restored).trials] == [0.5]
     assert list(old.iterdir()) == []
-    # Outside a resume it is Optuna's storage as pickled (a database of the user's own).
-    (new / "optuna.db").rename(old / "optuna.db")
-    assert pickle.loads(pickled).url == f"sqlite:///{old / 'optuna.db'}"
+    # Outside a resume it is the storage as pickled (a study file of the user's own).
+    (new / file).rename(old / file)
+    assert _opened(pickle.loads(pickled)) == old / file
+
+
+def test_a_pickled_journal_is_its_path_whatever_the_study_holds(tmp_path):
+    """Tune writes the searcher, with the study's storage, into every searcher-state-*.pkl:
+    Optuna's JournalStorage would pickle an offset for every line it has read, so the pickle
+    would grow with the sweep. The sweep's journal pickles as its path alone."""
+    storage = _study_with_one_trial(file_study_url(tmp_path / "optuna.journal"))
+    small = len(pickle.dumps(storage))
+    study = optuna.load_study(study_name="s", storage=storage)
+    for i in range(200):
+        study.add_trial(optuna.trial.create_trial(value=float(i)))
+    assert len(pickle.dumps(storage)) == small < 500
+    assert (
+        len(optuna.load_study(study_name="s", storage=pickle.loads(pickle.dumps(storage))).trials)
+        == 201
+    )
 
 
 def test_resume_refuses_a_moved_folder_whose_pickles_pin_the_study_to_the_old_path(tmp_path):
@@ -757,8 +783,8 @@ def test_resume_reads_only_the_folder_it_was_given(local_ray, interrupted, tmp_p
     shutil.copytree(copy, moved, symlinks=True)
     record = json.loads((moved / "sweep.json").read_text())
     assert record["experiment_dir"] == str(exp)
-    assert record["study_storage"] == f"sqlite:///{exp / 'optuna.db'}"
-    assert str(exp).encode() in (moved / "tuner.pkl").read_bytes()  # the study's pickled URL
+    assert record["study_storage"] == f"journal:///{exp / 'optuna.journal'}"
+    assert str(exp).encode() in (moved / "tuner.pkl").read_bytes()  # the study's pickled path
     old_place = _tree(exp.parent)
 
     summary = ae_sweep.main(["--resume", str(moved), "--wandb-mode", "offline"])
@@ -770,11 +796,13 @@ def test_resume_reads_only_the_folder_it_was_given(local_ray, interrupted, tmp_p
     assert not table.duplicated(["trial_id", "training_iteration"]).any()
     for trial_id in table["trial_id"].unique():  # every trial, old and new, wrote in the new place
         assert (moved / _trial_dir(trial_id) / "result.json").is_file()
-    helpers.check_study_matches(moved, table, "val_mse", 3)  # the study in moved/optuna.db agrees
+    helpers.check_study_matches(
+        moved, table, "val_mse", 3
+    )  # the study in moved/optuna.journal agrees
     helpers.check_wandb_runs(moved, table, ["val_mse"])  # and the W&B runs in moved/wandb
     record = json.loads((moved / "sweep.json").read_text())
     assert record["experiment_dir"] == str(moved)
-    assert record["study_storage"] == f"sqlite:///{moved / 'optuna.db'}"
+    assert record["study_storage"] == f"journal:///{moved / 'optuna.journal'}"
     assert record["resumes"][-1]["experiment_dir_before"] == str(exp)
     best = json.loads((moved / "best.json").read_text())
     assert best["study_storage"] == record["study_storage"]
@@ -813,7 +841,7 @@ def test_secrets_in_the_environment_are_written_nowhere(real_data_dir, tmp_path)
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         exp = tmp_path / "ae_sweep_smoke"
-        for name in ("results.parquet", "best.json", "sweep.json", "optuna.db"):
+        for name in ("results.parquet", "best.json", "sweep.json", "optuna.journal"):
             assert (exp / name).is_file()
         assert list((exp / "wandb").glob("offline-run-*/run-*.wandb"))
         assert list(ray_tmp.glob("ray/session_*/logs/*"))

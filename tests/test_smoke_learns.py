@@ -17,10 +17,9 @@ trials, and a FID-FM that rose in every trial."""
 
 from __future__ import annotations
 
-import optuna
 import pandas as pd
 import pytest
-from helpers import mean_image_mse
+from helpers import mean_image_mse, study_of
 
 from sweeps import ae_sweep, classifier_sweep, gan_sweep
 from trainables import autoencoder, data
@@ -54,7 +53,7 @@ def test_autoencoder_smoke_sweep_beats_the_mean_image_twice_over(ae_smoke, real_
     )
     assert set(table["config/batch_size"]) == {32}  # the smoke budget reached the trials
     # the study's first trial is the report's configuration (--warm-start report)
-    study = optuna.load_study(study_name="ae_sweep_smoke", storage=f"sqlite:///{exp}/optuna.db")
+    study = study_of(exp)
     report = autoencoder.PRESETS["report"]
     assert study.trials[0].params == {k: report[k] for k in ("optimizer", "lr", "weight_decay")}
 

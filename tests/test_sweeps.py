@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import optuna
 import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -437,7 +436,8 @@ def check_sweep_folder(exp: Path, summary: dict, metric: str, mode: str, metrics
     """What every sweep writes, read back as analysis would."""
     sweep = json.loads((exp / "sweep.json").read_text())
     assert sweep["metric"] == metric and sweep["mode"] == mode
-    assert sweep["study_storage"] == f"sqlite:///{exp}/optuna.db"
+    assert sweep["study_storage"] == f"journal:///{exp}/optuna.journal"
+    assert sweep["study_file"] == "optuna.journal"
     assert summary["complete"] and summary["errored"] == 0
     assert summary["trials"] == sweep["num_samples"]
 
@@ -591,7 +591,7 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path, monkeypatch):
     for trial_id, path in named.items():
         assert (Path(path) / checkpoints.CHECKPOINT_FILE).is_file(), (trial_id, path)
     held = {}  # Tune trial id -> its Optuna trial when the driver died
-    for ot in study_of(exp).trials:  # (read-write: rolls back a transaction the kill cut short)
+    for ot in study_of(exp).trials:  # every whole line the killed driver appended
         held.setdefault(ot.user_attrs.get("trial_id"), ot)
     # The trials Tune will run again from an older epoch than the study holds for them.
     ahead = _ahead_of_snapshot(exp)
@@ -649,7 +649,7 @@ def test_a_finished_sweep_grows_with_resume_and_more_samples(local_ray, tmp_path
         old.sort_values("trial_id").reset_index(drop=True),
         before.drop(columns=["time_total_s"]).sort_values("trial_id").reset_index(drop=True),
     )
-    study = optuna.load_study(study_name="ae_sweep_smoke", storage=f"sqlite:///{exp}/optuna.db")
+    study = study_of(exp)
     assert len(study.trials) == 8
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     params = [tuple(sorted(t.params.items())) for t in study.trials]
@@ -676,7 +676,7 @@ def test_a_time_budget_ends_the_sweep_with_the_best_of_what_ran(local_ray, tmp_p
     last = table.sort_values("training_iteration").groupby("trial_id").last()
     best = json.loads((exp / "best.json").read_text())
     assert best["trial_id"] == last["val_mse"].idxmin()
-    study = optuna.load_study(study_name="ae_sweep_smoke", storage=f"sqlite:///{exp}/optuna.db")
+    study = study_of(exp)
     assert len(study.trials) == summary["trials"]
     for t in study.trials:  # none left RUNNING; one the budget cut before its first epoch: FAIL
         if t.intermediate_values:
@@ -760,7 +760,7 @@ def test_a_second_sweep_starts_from_the_first_ones_trials(ae_run, tmp_path, caps
     argv += ["--name", "second", "--num-samples", "2", "--max-epochs", "3"]
     summary = ae_sweep.main([*argv, "--warm-start-from", str(first)])
     exp = tmp_path / "second"
-    study = optuna.load_study(study_name="second", storage=f"sqlite:///{exp}/optuna.db")
+    study = study_of(exp)
     earlier = [t for t in study.trials if "warm_start_from" in t.user_attrs]
     assert {t.user_attrs["trial_id"] for t in earlier} == set(before["trial_id"])
     assert [t.number for t in earlier] == list(range(len(earlier)))  # before any new trial

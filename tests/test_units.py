@@ -452,13 +452,18 @@ def wandb_key(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("installed", [True, False])
-def test_next_steps_of_a_local_sweep_with_sqlite(installed, dashboard, tmp_path, venv_shell):
+@pytest.mark.parametrize("scheme", ["journal", "sqlite"])
+def test_next_steps_of_a_local_sweep(scheme, installed, dashboard, tmp_path, venv_shell):
+    """The dashboard opens a journal given its file's path (it has no URL), and a folder written
+    before the journal by its SQLite URL."""
     dashboard(installed)
-    exp, db = tmp_path / "ae_sweep", f"sqlite:///{tmp_path / 'ae_sweep' / 'optuna.db'}"
+    file = tmp_path / "ae_sweep" / ("optuna.journal" if scheme == "journal" else "optuna.db")
+    exp, db = tmp_path / "ae_sweep", f"{scheme}:///{file}"
     install = "" if installed else "pip install optuna-dashboard && "
+    shown = file if scheme == "journal" else db
     assert next_steps({"experiment": str(exp), "study_storage": db}, "online") == [
         (f"python analysis/report.py {exp}", REPORT_WHY),
-        (f"{install}optuna-dashboard --host 127.0.0.1 {db}", DASHBOARD_WHY),
+        (f"{install}optuna-dashboard --host 127.0.0.1 {shown}", DASHBOARD_WHY),
     ]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from helpers import mean_image_mse
+from helpers import mean_image_mse, study_of
 
 from analysis import figures, report
 from sweeps import vae_sweep
@@ -63,7 +63,7 @@ def test_the_vae_smoke_sweep_learns_and_its_study_holds_every_trial(vae_smoke, r
     assert summary["best"]["val"]["val_elbo"] == table["val_elbo"].max()  # mode max
     test = summary["best"]["test"]
     assert test["test_elbo"] < 0 and test["test_fid"] > 0 and 0 < test["test_mse"] < baseline
-    study = optuna.load_study(study_name="vae_sweep_smoke", storage=f"sqlite:///{exp}/optuna.db")
+    study = study_of(exp)
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert len(study.trials) == 4 and all(t.value is not None for t in study.trials)
     warm = vae_sweep.WARM_STARTS["report"]

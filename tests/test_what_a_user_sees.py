@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import helpers  # a sweep's own console lines
-import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -61,7 +60,7 @@ def test_the_console_is_a_line_per_trial_and_names_the_experiment(sweep):
     assert any("stopped early" in line for line in ended)
     assert all(len(line) <= 100 for line in ended)
     assert f"analysis/report.py {exp}" in proc.stdout
-    assert f"optuna-dashboard --host 127.0.0.1 sqlite:///{exp}/optuna.db" in proc.stdout
+    assert f"optuna-dashboard --host 127.0.0.1 {exp}/optuna.journal" in proc.stdout
     assert f"wandb sync {exp}/wandb/offline-run-*" in proc.stdout
 
 
@@ -128,7 +127,7 @@ def test_the_next_steps_work_as_printed_in_a_shell_without_the_venv(sweep):
 def test_study_figures_draw_every_trial_pruned_ones_included(sweep):
     exp, _ = sweep
     folder = SweepFolder.open(exp)
-    study = optuna.load_study(study_name="seen", storage=f"sqlite:///{exp}/optuna.db")
+    study = helpers.study_of(exp)
     counted = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert any(t.state == TrialState.PRUNED for t in counted), "ASHA pruned nothing"
     table = folder.trials()

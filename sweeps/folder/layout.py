@@ -8,7 +8,9 @@ runs a sweep (the import contract in pyproject.toml allows analysis this module 
 The experiment folder, ``<storage-path>/<name>`` (a local folder, or s3:// / gs://):
 
     sweep.json          the sweep's resolved settings, written first (marks a sweep folder)
-    optuna.db           the Optuna study (SQLite), unless --study-storage names another database
+    optuna.journal      the Optuna study (Optuna's journal storage: a line per operation), unless
+                        --study-storage names a database; optuna.db (SQLite) in folders written
+                        before the journal, which still resume and open in the report
     tuner.pkl, experiment_state-*.json, searcher-state-*.pkl, ...   Ray Tune's state (--resume)
     <trainable>_<trial_id>/   one folder per trial: result.json, progress.csv, params.json,
                         checkpoint_NNNNNN/checkpoint.pt (the best and the latest are kept)
@@ -26,7 +28,8 @@ SWEEP_FILE = "sweep.json"  # its presence marks a sweep folder
 SWEEP_FORMAT = (
     2  # sweep.json's "format"; 1: written before the field (sweeps/folder/old_folders.py)
 )
-STUDY_FILE = "optuna.db"
+STUDY_FILE = "optuna.journal"  # a new sweep's study; sweep.json's "study_file" names a folder's
+SQLITE_STUDY_FILE = "optuna.db"  # the study of a folder written before the journal storage
 RESULTS_FILE = "results.parquet"
 WANDB_DIR = "wandb"
 # the user attribute of an Optuna trial copied from an earlier sweep (--warm-start-from): its

@@ -61,8 +61,8 @@ def sweep_record(
         "resources_per_trial": {"cpu": resources.cpu, "gpu": resources.gpu},
         "study_storage": masked_url(study_url) if study_url else None,
         "study_name": settings.name if study_url else None,
-        # the study as a SQLite file inside the experiment folder (None: only in study_storage,
-        # or no study: PBT)
+        # the study as a file inside the experiment folder, optuna.journal (optuna.db before
+        # the journal storage; None: only in study_storage, or no study: PBT)
         "study_file": None if settings.study_storage or not study_url else STUDY_FILE,
         "wandb": {
             "project": settings.wandb_project,

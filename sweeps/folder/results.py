@@ -30,12 +30,12 @@ from sweeps.folder.layout import (
     BEST_CHECKPOINT,
     BEST_FILE,
     RESULTS_FILE,
-    STUDY_FILE,
     WANDB_DIR,
 )
 from sweeps.folder.outcome import DIVERGED, ERROR
 from sweeps.folder.storage import Folder
 from sweeps.folder.study_storage import copy_study_up
+from sweeps.folder.study_url import journal_path, loadable
 from sweeps.request.settings import Settings, SweepSpec
 from sweeps.search.searcher import tell_stopped_by_budget
 from sweeps.search.strategies import strategy_for
@@ -170,7 +170,7 @@ def finish(
     analysis = tune.ExperimentAnalysis(exp.uri)
     trials = sorted(analysis.trials, key=lambda t: t.trial_id)
     if budget_spent and study_url:  # Tune stopped the running trials without telling the study
-        study = optuna.load_study(study_name=record["study_name"], storage=study_url)
+        study = optuna.load_study(study_name=record["study_name"], storage=loadable(study_url))
         objectives = [m for m, _ in settings.objective_pairs] or spec.metric
         tell_stopped_by_budget(study, trials, objectives, settings.max_epochs)
     copy_study_up(exp, record)
@@ -363,8 +363,8 @@ def print_summary(spec: SweepSpec, settings: Settings, summary: dict, wandb_mode
     ]
     print(f"{name}: " + ", ".join(parts))
     written = (RESULTS_FILE, BEST_FILE, BEST_CHECKPOINT) if best else (RESULTS_FILE,)
-    if summary.get("study_file", STUDY_FILE):
-        written = (*written, STUDY_FILE)
+    if summary.get("study_file"):
+        written = (*written, summary["study_file"])
     print(f"{name}: results in {exp} ({', '.join(written)})")
     steps = next_steps(summary, wandb_mode)
     if steps:
@@ -425,7 +425,8 @@ def next_steps(summary: dict[str, Any], wandb_mode: str) -> list[tuple[str, str]
         )
     storage = summary.get("study_storage") or ""
     dashboard = shell_command("optuna-dashboard")
-    if storage.startswith("sqlite:"):
+    journal = journal_path(storage) if storage else None
+    if journal is not None or storage.startswith("sqlite:"):
         install = (
             ""
             if importlib.util.find_spec("optuna_dashboard")
@@ -433,7 +434,8 @@ def next_steps(summary: dict[str, Any], wandb_mode: str) -> list[tuple[str, str]
         )
         steps.append(
             (
-                f"{install}{dashboard} --host 127.0.0.1 {shlex.quote(storage)}",
+                # optuna-dashboard opens a journal given its file's path
+                f"{install}{dashboard} --host 127.0.0.1 {shlex.quote(str(journal or storage))}",
                 "the Optuna study in a browser, at http://127.0.0.1:8080",
             )
         )

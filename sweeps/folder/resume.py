@@ -7,9 +7,10 @@ the scheduler, the callbacks and every trial), retrying errored trials from thei
 checkpoint.
 
 The folder given is the only one read or written, wherever the sweep ran before: Tune moves
-its trials to the folder it restores from, and the study is ``<folder>/optuna.db`` (for a
-remote folder, its copy on this machine: ``study_storage.study_storage_url``) whatever path
-sweep.json or Tune's pickles hold (``study_storage.SweepStudyStorage``).
+its trials to the folder it restores from, and the study is ``<folder>/<study_file>`` (sweep.json's:
+``optuna.journal``, or ``optuna.db`` for a folder written before the journal; for a remote
+folder, its copy on this machine: ``study_storage.study_storage_url``) whatever path sweep.json
+or Tune's pickles hold (``study_storage.SweepJournalStorage``, ``SweepStudyStorage``).
 
 Folders written by older versions resume as they are: ``sweeps/folder/old_folders.py`` makes the
 names their pickles hold importable first (tests/test_old_experiment_resumes.py).
@@ -27,17 +28,18 @@ from ray.tune.search.sample import Domain
 
 from sweeps.cluster import private_api
 from sweeps.folder import old_folders
-from sweeps.folder.layout import STUDY_FILE, SWEEP_FILE, TUNE_STATE, TUNER_FILE
+from sweeps.folder.layout import SWEEP_FILE, TUNE_STATE, TUNER_FILE
 from sweeps.folder.record import note_resume
 from sweeps.folder.storage import Folder
 from sweeps.folder.study_storage import (
+    SweepJournalStorage,
     SweepStudyStorage,
     fetch_study_copy,
     resume_study_at,
     resumed_database_url,
     study_storage_url,
 )
-from sweeps.folder.study_url import sqlite_path
+from sweeps.folder.study_url import study_file_path
 from sweeps.request.settings import Settings
 from trainables.errors import UsageError
 
@@ -84,17 +86,17 @@ def _check_study(exp: Folder, pickles: list[str]) -> None:
     record = exp.read_json(SWEEP_FILE) if exp.exists(SWEEP_FILE) else {}
     if not record.get("study_file") or exp.local is None:
         return  # another database (--study-storage), or a remote folder (fetch_study_copy)
-    study = exp.local / STUDY_FILE
+    study = exp.local / record["study_file"]
     if not study.is_file():
         raise UsageError(
             f"--resume {exp.uri}: its Optuna study {study} is missing",
-            f"put the sweep's {STUDY_FILE} back into the folder (the searcher continues from "
-            "the trials it holds)",
+            f"put the sweep's {record['study_file']} back into the folder (the searcher "
+            "continues from the trials it holds)",
         )
-    recorded = sqlite_path(record.get("study_storage") or f"sqlite:///{study}")
-    moved = recorded is not None and recorded.resolve() != study.resolve()
-    marker = SweepStudyStorage.__name__.encode()
-    if moved and not all(marker in exp.read_bytes(name) for name in pickles):
+    recorded = study_file_path(record.get("study_storage") or "") or study
+    moved = recorded.resolve() != study.resolve()
+    markers = [cls.__name__.encode() for cls in (SweepStudyStorage, SweepJournalStorage)]
+    if moved and not all(any(m in exp.read_bytes(name) for m in markers) for name in pickles):
         raise UsageError(
             f"--resume {exp.uri}: this folder was written by a version of latentsweep whose "
             f"saved searcher opens the Optuna study at {recorded}, where the folder was",
@@ -117,8 +119,9 @@ def restore_tuner(
     if not record.get("study_storage"):  # no study (PBT): nothing pickled opens one
         study_url = None
     elif record.get("study_file"):
-        study_url = study_storage_url(settings, exp)  # <exp>/optuna.db, or its local copy
-        fetch_study_copy(exp, study_url)
+        # <exp>/<study_file>, or its local copy
+        study_url = study_storage_url(settings, exp, record["study_file"])
+        fetch_study_copy(exp, study_url, record["study_file"])
     else:  # a database of its own (--study-storage), its password given again
         study_url = resumed_database_url(settings, record)
     resume_study_at(study_url)

@@ -1,18 +1,25 @@
-"""The Optuna study's storage: which database holds it, opening it, and keeping a SQLite file
+"""The Optuna study's storage: which database holds it, opening it, and keeping the study file
 beside an experiment that lives in object storage.
 
 ``--study-storage URL`` names any SQLAlchemy database (PostgreSQL for a study several drivers
-share); without it the study is SQLite in ``<experiment>/optuna.db``. SQLite cannot live in
-object storage, so for an s3:// or gs:// experiment the file is kept on the driver's disk and
-copied to ``<experiment>/optuna.db`` when the sweep ends (and back, to resume elsewhere).
-Passwords never reach a file or a log: ``masked_url`` is what sweep.json records.
+share) or a journal file (``journal:///path``); without it the study is Optuna's journal storage
+in ``<experiment>/optuna.journal`` (``JournalStorage`` on a ``JournalFileBackend``: each
+operation one line appended and fsync'd under a file lock, the whole study replayed in memory;
+Optuna's answer for one writing process, which a sweep's driver is, and for NFS). It costs the
+driver about a third of what SQLite did per trial (``bench/study_storage.py``, BENCHMARKS.md);
+optuna-dashboard and ``optuna.load_study`` read it while the sweep runs. Folders written before
+it keep their SQLite ``optuna.db`` (sweep.json's ``study_file`` says which file a folder has),
+and resume and open in the report as they did. A study file cannot live in object storage, so
+for an s3:// or gs:// experiment it is kept on the driver's disk and copied to the experiment
+folder when the sweep ends (and back, to resume elsewhere). Passwords never reach a file or a
+log: ``masked_url`` is what sweep.json records.
 
-``--resume DIR`` finds the study in ``DIR`` (``DIR/optuna.db``), wherever the folder was when the
-sweep started: Ray Tune pickles the searcher, and with it the study's storage and its URL, into
-the folder, and Optuna's ``RDBStorage`` reconnects to that URL the moment it is unpickled (it
-would open, or create, the database at the folder's old path). The storage a sweep gives its
-searcher is a ``SweepStudyStorage``, which --resume points at the study it found
-(``resume_study_at``) before Tune unpickles anything.
+``--resume DIR`` finds the study in ``DIR`` (``DIR/<study_file>``), wherever the folder was when
+the sweep started: Ray Tune pickles the searcher, and with it the study's storage and its URL or
+path, into the folder, and Optuna's storages reopen that URL or path the moment they are
+unpickled (they would open, or create, the study at the folder's old path). The storage a sweep
+gives its searcher is a ``SweepStudyStorage`` or a ``SweepJournalStorage``, which --resume
+points at the study it found (``resume_study_at``) before Tune unpickles anything.
 """
 
 from __future__ import annotations
@@ -21,32 +28,42 @@ import hashlib
 import os
 import time
 import types
+from pathlib import Path
 from typing import Any
 
 import optuna
 import pyarrow.fs as pafs
 import sqlalchemy
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 from sweeps.cluster import private_api
 from sweeps.folder.layout import STUDY_FILE
 from sweeps.folder.storage import Folder
-from sweeps.folder.study_url import is_masked, masked_url, sqlite_path
+from sweeps.folder.study_url import (
+    file_study_url,
+    is_masked,
+    journal_path,
+    masked_url,
+    study_file_path,
+)
 from sweeps.request.settings import Settings
 from trainables.data import cache_dir
 from trainables.errors import UsageError
 
 
-def study_storage_url(settings: Settings, exp: Folder) -> str:
-    """--study-storage, else SQLite in <experiment>/optuna.db (on the driver's disk for a remote
-    experiment)."""
+def study_storage_url(settings: Settings, exp: Folder, study_file: str = STUDY_FILE) -> str:
+    """--study-storage, else the study file in the experiment folder (on the driver's disk for
+    a remote experiment): ``study_file``, a new sweep's journal or the file an earlier sweep's
+    sweep.json names (``optuna.db`` for one written before the journal)."""
     if settings.study_storage:
         return settings.study_storage
     if exp.local is not None:
-        return f"sqlite:///{exp.local / STUDY_FILE}"
+        return file_study_url(exp.local / study_file)
     key = hashlib.sha1(exp.uri.encode()).hexdigest()[:8]
-    path = cache_dir() / "studies" / f"{settings.name}-{key}.db"
+    path = cache_dir() / "studies" / f"{settings.name}-{key}{Path(study_file).suffix}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    return file_study_url(path)
 
 
 # The study a --resume in this process continues (None: the URL the storage was pickled with).
@@ -63,6 +80,26 @@ def resume_study_at(url: str | None) -> None:
 
 
 _PICKLED = "optuna.storages.RDBStorage's pickled state"
+
+
+class SweepJournalStorage(JournalStorage):
+    """Optuna's ``JournalStorage`` on a file, pickled as the file's path alone (Optuna pickles
+    the backend with its offset of every line read: a dict that grows with the study, which Tune
+    would write into every searcher-state-*.pkl), and unpickled during a --resume on the study
+    that ``resume_study_at`` named (the folder given, wherever it was when pickled). Tune
+    pickles it by this module path: keep the name importable."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(JournalFileBackend(str(path)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        backend = private_api.private(self, "_backend", "optuna.storages.JournalStorage", "optuna")
+        path = private_api.private(backend, "_file_path", "JournalFileBackend", "optuna")
+        return {"path": path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        resumed = journal_path(_resumed_study_url) if _resumed_study_url else None
+        self.__init__(resumed or Path(state["path"]))
 
 
 class SweepStudyStorage(optuna.storages.RDBStorage):
@@ -115,7 +152,8 @@ def resumed_database_url(settings: Settings, record: dict[str, Any]) -> str:
 
 
 def open_study_storage(url: str, study_name: str) -> optuna.storages.BaseStorage:
-    """The storage of a new sweep's study; a study of that name must not exist there yet.
+    """The storage of a new sweep's study, a journal file or a database; a study of that name
+    must not exist there yet.
 
     Optuna creates its tables in a new database the first time it opens it; two sweeps started
     together on one new PostgreSQL database race to create them, and the loser's CREATE fails
@@ -123,7 +161,8 @@ def open_study_storage(url: str, study_name: str) -> optuna.storages.BaseStorage
     try:
         for attempt in range(SCHEMA_RACE_RETRIES + 1):
             try:
-                storage = SweepStudyStorage(url)
+                journal = journal_path(url)
+                storage = SweepJournalStorage(journal) if journal else SweepStudyStorage(url)
                 break
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
                 if attempt == SCHEMA_RACE_RETRIES:
@@ -132,7 +171,8 @@ def open_study_storage(url: str, study_name: str) -> optuna.storages.BaseStorage
     except Exception as e:
         raise UsageError(
             f"cannot open the Optuna study storage {masked_url(url)} ({type(e).__name__}: {e})",
-            "pass a SQLAlchemy URL that works (sqlite:///path.db, postgresql://..., mysql://...)",
+            "pass a SQLAlchemy URL that works (sqlite:///path.db, postgresql://..., mysql://...) "
+            "or journal:///path",
         ) from None
     if study_name in optuna.study.get_all_study_names(storage):
         raise UsageError(
@@ -143,27 +183,29 @@ def open_study_storage(url: str, study_name: str) -> optuna.storages.BaseStorage
 
 
 def copy_study_up(exp: Folder, record: dict[str, Any]) -> None:
-    """At the end of a remote experiment's sweep: its SQLite study into <experiment>/optuna.db."""
+    """At the end of a remote experiment's sweep: its study file into the experiment folder
+    (as sweep.json's ``study_file``)."""
     if record.get("study_file") and exp.local is None:
-        local_db = sqlite_path(record["study_storage"])
-        exp.copy_in(pafs.LocalFileSystem(), str(local_db), STUDY_FILE)
+        local = study_file_path(record["study_storage"])
+        exp.copy_in(pafs.LocalFileSystem(), str(local), record["study_file"])
 
 
-def fetch_study_copy(exp: Folder, url: str) -> None:
+def fetch_study_copy(exp: Folder, url: str, study_file: str) -> None:
     """Resuming a remote experiment on another machine (or from another bucket path): put its
-    optuna.db where the resumed sweep's SQLite ``url`` (``study_storage_url``) expects it. A
-    copy already there (this machine ran the sweep from this folder) is the newest: kept."""
+    study file (``study_file``) where the resumed sweep's ``url`` (``study_storage_url``)
+    expects it. A copy already there (this machine ran the sweep from this folder) is the
+    newest: kept."""
     if exp.local is not None:
         return
-    local_db = sqlite_path(url)
-    if local_db.exists():
+    local = study_file_path(url)
+    if local.exists():
         return
-    if not exp.exists(STUDY_FILE):  # the driver died before it could copy the study up
+    if not exp.exists(study_file):  # the driver died before it could copy the study up
         raise UsageError(
-            f"--resume {exp.uri}: its Optuna study {local_db} is not on this machine, and "
-            f"{exp.uri_of(STUDY_FILE)} does not exist (the sweep's driver was killed)",
+            f"--resume {exp.uri}: its Optuna study {local} is not on this machine, and "
+            f"{exp.uri_of(study_file)} does not exist (the sweep's driver was killed)",
             "resume it on the machine whose driver started it; for sweeps that must resume "
             "anywhere, pass --study-storage postgresql://... when you start them",
         )
-    local_db.parent.mkdir(parents=True, exist_ok=True)
-    local_db.write_bytes(exp.read_bytes(STUDY_FILE))
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(exp.read_bytes(study_file))

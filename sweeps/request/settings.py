@@ -201,9 +201,11 @@ class Settings:
         "replace the bounds of the learning-rate axes (lr, lr_g, lr_d) of the space",
         metavar=("LOW", "HIGH"),
     )
-    study_storage: str | None = flag(  # None: <experiment>/optuna.db
+    study_storage: str | None = flag(  # None: <experiment>/optuna.journal
         "search",
-        "SQLAlchemy URL of the Optuna study (default sqlite:///<experiment>/optuna.db)",
+        "where the Optuna study is: a SQLAlchemy URL (postgresql://..., sqlite:///path.db) or "
+        "Optuna's journal file (journal:///path); default: the journal "
+        "<experiment>/optuna.journal",
         metavar="URL",
         on_resume=GIVEN_AGAIN,
     )
