@@ -18,7 +18,8 @@ epoch) against trial-epochs spent, from the trials' result.json files merged in 
 verdict is per seed (PB2 minus PBT, and who is lower) with the median and a bootstrap 95%
 interval of the differences: of the best trial's test FID-FM at the end (what the user gets), and
 of the best validation FID-FM at equal trial-epochs (the smaller of the pair's two budgets: an
-exploit that clones a donor's earlier checkpoint makes a run train more epochs than N x E).
+exploit moves a run's count off N x E, up when a clone redoes epochs from its donor's older
+checkpoint, down when it skips some from a newer one).
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "pb2_lower_in": int((diff < 0).sum()),
         }
     # at equal trial-epochs: each pair's best validation FID-FM at the smaller of its two budgets
-    # (an exploit that clones a donor from an earlier epoch makes a run train more results)
+    # (an exploit changes a run's count: a clone redoes epochs from an older checkpoint of its
+    # donor, and skips some from a newer one)
     at = {}
     for s in seeds:
         budget = min(by["pbt", s]["trial_epochs"], by["pb2", s]["trial_epochs"])

@@ -197,17 +197,17 @@ def checkpoint_write_s(repeats: int = 20) -> tuple[float, int]:
 
 def optuna_times(num_trials: int, epochs: int, storage: Path) -> list[float]:
     """Seconds of Optuna work for each trial in turn as the sweep's searcher does it: TPE ask on
-    the report space, one report per epoch and a tell, on a SQLite study (TPE's ask grows with
-    the trials already told: the last ones are what a sweep of this size pays). The study's
-    storage is the sweep's own (``SweepStudyStorage``)."""
+    the report space, one report per epoch and a tell, on the sweep's own study storage (TPE's
+    ask grows with the trials already told: the last ones are what a sweep of this size pays):
+    its journal file (``SweepJournalStorage``) since issue #23, SQLite before."""
     import optuna
 
-    from sweeps.folder.study_storage import SweepStudyStorage
+    from sweeps.folder.study_storage import SweepJournalStorage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = f"sqlite:///{storage / 'optuna_alone.db'}"
     study = optuna.create_study(
-        storage=SweepStudyStorage(url), sampler=optuna.samplers.TPESampler(seed=0)
+        storage=SweepJournalStorage(storage / "optuna_alone.journal"),
+        sampler=optuna.samplers.TPESampler(seed=0),
     )
     times = []
     for _ in range(num_trials):
