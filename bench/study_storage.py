@@ -1,8 +1,8 @@
 """What the Optuna study costs the sweep's driver per trial: SQLite with its rollback journal (what
-a sweep uses; every commit an fsync), the same in write-ahead-log mode with synchronous=NORMAL
+a sweep used until issue #23; every commit an fsync), the same in write-ahead-log mode with synchronous=NORMAL
 (tried for #12 and not adopted: BENCHMARKS.md section 6 says why), Optuna's journal storage on
 a file (``JournalStorage`` + ``JournalFileBackend``: one appended line per operation, Optuna's
-answer for a single writer and for NFS; issue #23), and no database at all, in one run, in a
+answer for a single writer and for NFS; what a sweep uses since issue #23), and no database at all, in one run, in a
 random order per round.
 
     python bench/study_storage.py                      # 1,000 trials, 3 rounds: ~3 min on 2 CPUs
