@@ -161,7 +161,7 @@ class SweepFolder:
         if path and path.is_file():
             return url
         if local.is_file():
-            return file_study_url(local.resolve())
+            return file_study_url(local.resolve(), like=url)
         same = path is None or path.resolve() == local.resolve()
         looked = local if same else f"{path} nor {local}"
         raise MissingInput(

@@ -9,7 +9,7 @@ with Population Based Training (--scheduler pbt).
     python sweeps/ae_sweep.py --smoke-test             # a quick look: 8,000 images, ~20 s
     python sweeps/ae_sweep.py --resume runs/ae_sweep   # continue after a crash
 
-Writes runs/ae_sweep/ (see docs/sweeps.md): sweep.json, optuna.db, trial folders,
+Writes runs/ae_sweep/ (see docs/sweeps.md): sweep.json, optuna.journal, trial folders,
 results.parquet, best.json and best/checkpoint.pt.
 """
 

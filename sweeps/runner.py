@@ -33,7 +33,7 @@ from sweeps.folder.layout import BEST_CHECKPOINT, SWEEP_FILE
 from sweeps.folder.record import sweep_record
 from sweeps.folder.resume import check_restorable, restore_tuner
 from sweeps.folder.storage import Folder, check_new, check_writable
-from sweeps.folder.study_storage import open_study_storage, study_storage_url
+from sweeps.folder.study_storage import open_study_storage, resume_study_at, study_storage_url
 from sweeps.request.search_space import searched_keys, trial_space
 from sweeps.request.settings import Settings, SweepSpec
 from sweeps.request.warm_start import WarmStart, warm_start
@@ -62,7 +62,7 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
     # 1. The experiment folder: a new one that must not exist yet, or one to resume.
     exp = Folder(settings.experiment_uri)
     if settings.resume:
-        check_restorable(exp)
+        check_restorable(exp, settings)
     else:
         check_writable(Folder(settings.storage_path))
         check_new(exp, SWEEP_FILE)
@@ -147,6 +147,7 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
             if warning:
                 print(f"{spec.name}: {warning}", flush=True)
     finally:
+        resume_study_at(None)  # a later sweep in this process unpickles no study from this one
         if started_ray:
             ray.shutdown()  # also flushes the trials' and W&B actors' output before the summary
     summary["wall_s"] = round(time.time() - t0, 1)

@@ -464,3 +464,13 @@ def test_the_study_storage_is_found_by_the_url_rules_the_sweep_writes_with(tmp_p
     (tmp_path / "optuna.db").write_bytes(b"")
     assert moved.storage_url() == f"sqlite:///{(tmp_path / 'optuna.db').resolve()}"
     assert not Path("/gone/optuna.db").exists()
+    # a moved journal (what sweeps write now) is found by sweep.json's study_file
+    record = {"study_storage": "journal:////gone/optuna.journal", "study_file": "optuna.journal"}
+    (tmp_path / "optuna.journal").write_bytes(b"")
+    journal = SweepFolder(tmp_path, record, None).storage_url()
+    assert journal == f"journal:///{(tmp_path / 'optuna.journal').resolve()}"
+    # a file found by its recorded name keeps the recorded kind, whatever its suffix
+    (tmp_path / "study.sqlite").write_bytes(b"")
+    record = {"study_storage": "sqlite:////gone/study.sqlite", "study_file": None}
+    found = SweepFolder(tmp_path, record, None).storage_url()
+    assert found == f"sqlite:///{(tmp_path / 'study.sqlite').resolve()}"

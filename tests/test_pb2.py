@@ -128,7 +128,7 @@ def test_pb2_sweep_exploits_and_explores_inside_the_bounds(local_ray, tmp_path, 
         key: [bounds[key].lower, bounds[key].upper] for key in ("lr", "weight_decay")
     }
     assert scheduler["not_explored"] == ["batch_size"]
-    assert not (exp / "optuna.db").exists()
+    assert not (exp / "optuna.db").exists() and not (exp / "optuna.journal").exists()
     exploits = (exp / "pbt_global.txt").read_text().splitlines()  # Ray's own record
     assert exploits, "PB2 exploited no trial; the smoke budget is too small"
 

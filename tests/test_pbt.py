@@ -232,7 +232,7 @@ def test_pbt_sweep_exploits_and_results_keep_the_lineage(pbt_run, capsys):
     sweep = json.loads((exp / "sweep.json").read_text())
     assert sweep["scheduler"]["name"] == "PBT" and sweep["study_storage"] is None
     assert set(sweep["scheduler"]["perturbations"]) == {"lr", "weight_decay"}
-    assert not (exp / "optuna.db").exists()
+    assert not (exp / "optuna.db").exists() and not (exp / "optuna.journal").exists()
     exploits = (exp / "pbt_global.txt").read_text().splitlines()  # Ray's own record
     assert len(exploits) >= 2, "PBT perturbed fewer than 2 trials; the smoke budget is too small"
 

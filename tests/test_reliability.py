@@ -53,7 +53,7 @@ from sweeps.fit import faults, wandb_hub
 from sweeps.folder import outcome, results, resume, study_storage
 from sweeps.folder import storage as experiment
 from sweeps.folder.layout import trial_dirname
-from sweeps.folder.study_url import file_study_url, sqlite_path
+from sweeps.folder.study_url import file_study_url, loadable, sqlite_path
 from sweeps.request import cli
 from sweeps.search.asha import ASHA
 from trainables import autoencoder, checkpoints, classifier, data, gan, reporting
@@ -247,6 +247,59 @@ def test_a_pickled_journal_is_its_path_whatever_the_study_holds(tmp_path):
         len(optuna.load_study(study_name="s", storage=pickle.loads(pickle.dumps(storage))).trials)
         == 201
     )
+
+
+def test_a_journal_whose_writer_was_killed_is_repaired_before_a_resume_writes(tmp_path):
+    """What a driver killed inside Optuna's append can leave: its lock (a symlink, dangling once
+    the folder moved: Optuna's lock would spin on it forever) and a last line cut short (which
+    makes Optuna refuse the whole journal once another line follows). repair_journal, which
+    --resume runs before Tune unpickles the searcher, removes the one and cuts the other."""
+    path = tmp_path / "optuna.journal"
+    _study_with_one_trial(file_study_url(path))
+    whole = path.read_bytes()
+    with open(path, "ab") as f:
+        f.write(b'{"op_code": 5, "worker_id": "x", "trial_id": 0, "par')  # cut short
+    lock = Path(f"{path}.lock")
+    lock.symlink_to(tmp_path / "gone" / "optuna.journal")  # dangling
+    study_storage.repair_journal(path)
+    assert not lock.is_symlink() and path.read_bytes() == whole
+    study = optuna.load_study(study_name="s", storage=study_storage.SweepJournalStorage(path))
+    study.add_trial(optuna.trial.create_trial(value=0.25))  # the next append is read back whole
+    reread = optuna.load_study(study_name="s", storage=loadable(file_study_url(path)))
+    assert [t.value for t in reread.trials] == [0.5, 0.25]
+    study_storage.repair_journal(path)  # a whole journal without a lock: left as it is
+    assert len(path.read_bytes()) > len(whole)
+
+
+def test_a_journal_is_not_unpickled_onto_another_study(tmp_path):
+    """Unpickled during a resume, the sweep's journal opens the journal the resume found, never
+    a database URL, and never a file that is not there (which would start an empty study)."""
+    path = tmp_path / "optuna.journal"
+    pickled = pickle.dumps(_study_with_one_trial(file_study_url(path)))
+    try:
+        study_storage.resume_study_at("postgresql://u@127.0.0.1:5/db")
+        with pytest.raises(UsageError, match="study is a journal file"):
+            pickle.loads(pickled)
+        study_storage.resume_study_at(file_study_url(tmp_path / "moved" / "optuna.journal"))
+        with pytest.raises(UsageError, match="optuna.journal is missing"):
+            pickle.loads(pickled)
+    finally:
+        study_storage.resume_study_at(None)
+    assert not (tmp_path / "moved").exists()
+
+
+def test_resume_refuses_another_study_storage_for_a_study_kept_in_the_folder(tmp_path):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    url = file_study_url(exp / "optuna.journal")
+    record = {"model": "autoencoder", "args": {}, "study_file": "optuna.journal"}
+    experiment.Folder(exp).write_json("sweep.json", {**record, "study_storage": url})
+    storage = _study_with_one_trial(url)
+    (exp / "tuner.pkl").write_bytes(pickle.dumps({"search_alg": storage}))
+    resume.check_restorable(experiment.Folder(exp))  # as it ran: fine
+    given = argparse.Namespace(study_storage="postgresql://u:secret@127.0.0.1:5/db")
+    with pytest.raises(UsageError, match=r"study is optuna.journal in the folder, not .*\*\*\*"):
+        resume.check_restorable(experiment.Folder(exp), given)
 
 
 def test_resume_refuses_a_moved_folder_whose_pickles_pin_the_study_to_the_old_path(tmp_path):

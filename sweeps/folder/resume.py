@@ -35,18 +35,20 @@ from sweeps.folder.study_storage import (
     SweepJournalStorage,
     SweepStudyStorage,
     fetch_study_copy,
+    repair_journal,
     resume_study_at,
     resumed_database_url,
     study_storage_url,
 )
-from sweeps.folder.study_url import study_file_path
+from sweeps.folder.study_url import journal_path, masked_url, study_file_path
 from sweeps.request.settings import Settings
 from trainables.errors import UsageError
 
 
-def check_restorable(exp: Folder) -> None:
+def check_restorable(exp: Folder, settings: Settings | None = None) -> None:
     """Before Ray starts: Ray Tune's state files in ``exp`` are there and whole (the newest of
-    each, as Tune reads them). A truncated file is then an error naming it rather than a
+    each, as Tune reads them), and a sweep whose study is a file in its folder is not given
+    another one (``settings``' --study-storage). A truncated file is then an error naming it rather than a
     traceback from inside Ray, or a searcher silently started afresh. Pickles are only parsed
     (``pickletools``), not loaded: nothing in them runs until Tune restores them."""
     if not exp.exists(TUNER_FILE):
@@ -77,6 +79,13 @@ def check_restorable(exp: Folder) -> None:
             ) from None
     # the pickles that hold the searcher, and so the study's storage
     _check_study(exp, [newest[p] for p in (TUNER_FILE, "searcher-state-*.pkl") if p in newest])
+    record = exp.read_json(SWEEP_FILE) if exp.exists(SWEEP_FILE) else {}
+    if settings is not None and settings.study_storage and record.get("study_file"):
+        raise UsageError(
+            f"--resume {exp.uri}: its Optuna study is {record['study_file']} in the folder, not "
+            f"{masked_url(settings.study_storage)}",
+            "resume without --study-storage (it names the database of a sweep started with one)",
+        )
 
 
 def _check_study(exp: Folder, pickles: list[str]) -> None:
@@ -122,6 +131,8 @@ def restore_tuner(
         # <exp>/<study_file>, or its local copy
         study_url = study_storage_url(settings, exp, record["study_file"])
         fetch_study_copy(exp, study_url, record["study_file"])
+        if journal_path(study_url) is not None:  # its writer was killed, or stopped
+            repair_journal(journal_path(study_url))
     else:  # a database of its own (--study-storage), its password given again
         study_url = resumed_database_url(settings, record)
     resume_study_at(study_url)

@@ -98,8 +98,20 @@ class SweepJournalStorage(JournalStorage):
         return {"path": path}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        resumed = journal_path(_resumed_study_url) if _resumed_study_url else None
-        self.__init__(resumed or Path(state["path"]))
+        path = Path(state["path"])
+        if _resumed_study_url is not None:
+            path = journal_path(_resumed_study_url)
+            if path is None:  # restore_tuner refuses this before Tune unpickles anything
+                raise UsageError(
+                    f"--resume: the sweep's study is a journal file, not {masked_url(_resumed_study_url)}",
+                    "resume without --study-storage",
+                )
+        if not path.is_file():  # JournalFileBackend would start an empty study there
+            raise UsageError(
+                f"--resume: the sweep's Optuna study {path} is missing",
+                "put the sweep's optuna.journal back into its folder",
+            )
+        self.__init__(path)
 
 
 class SweepStudyStorage(optuna.storages.RDBStorage):
@@ -180,6 +192,35 @@ def open_study_storage(url: str, study_name: str) -> optuna.storages.BaseStorage
             "pick another --name, or delete that study (optuna delete-study)",
         )
     return storage
+
+
+def repair_journal(path: Path) -> None:
+    """Before a resume writes to a journal whose writer was killed: remove the lock file the
+    writer may have held (Optuna's symlink lock; left behind, the next append waits out a grace
+    period, and, dangling after the folder moved, spins forever), and cut a last line that was
+    cut short (a full disk, a machine that lost power: Optuna would refuse the whole journal
+    once another line follows it). A resume is the study's only writer."""
+    lock = Path(f"{path}.lock")
+    if lock.is_symlink() or lock.exists():
+        lock.unlink()
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return
+        end = size
+        while end > 0:  # back to the last whole line
+            start = max(0, end - 65536)
+            f.seek(start)
+            chunk = f.read(end - start)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                f.truncate(start + cut + 1)
+                return
+            end = start
+        f.truncate(0)
 
 
 def copy_study_up(exp: Folder, record: dict[str, Any]) -> None:

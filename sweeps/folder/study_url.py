@@ -44,10 +44,16 @@ def study_file_path(url: str) -> Path | None:
     return sqlite_path(url) or journal_path(url)
 
 
-def file_study_url(path: Path) -> str:
-    """The URL of a study file: a journal, or SQLite for a ``.db`` file (sweeps before the
-    journal kept their study in ``optuna.db``)."""
-    scheme = "sqlite" if Path(path).suffix == ".db" else JOURNAL_SCHEME
+def file_study_url(path: Path, like: str | None = None) -> str:
+    """The URL of a study file: of the kind of the URL ``like`` (the one a sweep recorded), else
+    a journal, or SQLite for a ``.db`` file (sweeps before the journal kept their study in
+    ``optuna.db``)."""
+    if like is not None and sqlite_path(like) is not None:
+        scheme = "sqlite"
+    elif like is not None and journal_path(like) is not None:
+        scheme = JOURNAL_SCHEME
+    else:
+        scheme = "sqlite" if Path(path).suffix == ".db" else JOURNAL_SCHEME
     return f"{scheme}:///{path}"
 
 
