@@ -48,8 +48,8 @@ from trainables.errors import UsageError
 def check_restorable(exp: Folder, settings: Settings | None = None) -> None:
     """Before Ray starts: Ray Tune's state files in ``exp`` are there and whole (the newest of
     each, as Tune reads them), and a sweep whose study is a file in its folder is not given
-    another one (``settings``' --study-storage). A truncated file is then an error naming it rather than a
-    traceback from inside Ray, or a searcher silently started afresh. Pickles are only parsed
+    another one (``settings``' --study-storage). A truncated file is then an error naming it
+    rather than a traceback from inside Ray, or a searcher silently started afresh. Pickles are only parsed
     (``pickletools``), not loaded: nothing in them runs until Tune restores them."""
     if not exp.exists(TUNER_FILE):
         raise UsageError(
@@ -78,8 +78,10 @@ def check_restorable(exp: Folder, settings: Settings | None = None) -> None:
                 "(its results.parquet and trial folders here stay readable)",
             ) from None
     # the pickles that hold the searcher, and so the study's storage
-    _check_study(exp, [newest[p] for p in (TUNER_FILE, "searcher-state-*.pkl") if p in newest])
     record = exp.read_json(SWEEP_FILE) if exp.exists(SWEEP_FILE) else {}
+    _check_study(
+        exp, record, [newest[p] for p in (TUNER_FILE, "searcher-state-*.pkl") if p in newest]
+    )
     if settings is not None and settings.study_storage and record.get("study_file"):
         raise UsageError(
             f"--resume {exp.uri}: its Optuna study is {record['study_file']} in the folder, not "
@@ -88,11 +90,11 @@ def check_restorable(exp: Folder, settings: Settings | None = None) -> None:
         )
 
 
-def _check_study(exp: Folder, pickles: list[str]) -> None:
-    """The study of a sweep that keeps it in its (local) folder is there; and if the folder has
-    moved, Tune's pickles hold a ``SweepStudyStorage`` (one that --resume can point at the
-    moved study: folders written before it existed pin the study to the old path)."""
-    record = exp.read_json(SWEEP_FILE) if exp.exists(SWEEP_FILE) else {}
+def _check_study(exp: Folder, record: dict[str, Any], pickles: list[str]) -> None:
+    """The study of a sweep (``record``, its sweep.json) that keeps it in its (local) folder is
+    there; and if the folder has moved, Tune's pickles hold a ``SweepStudyStorage`` or
+    ``SweepJournalStorage`` (one that --resume can point at the moved study: folders written
+    before it existed pin the study to the old path)."""
     if not record.get("study_file") or exp.local is None:
         return  # another database (--study-storage), or a remote folder (fetch_study_copy)
     study = exp.local / record["study_file"]
@@ -131,8 +133,9 @@ def restore_tuner(
         # <exp>/<study_file>, or its local copy
         study_url = study_storage_url(settings, exp, record["study_file"])
         fetch_study_copy(exp, study_url, record["study_file"])
-        if journal_path(study_url) is not None:  # its writer was killed, or stopped
-            repair_journal(journal_path(study_url))
+        journal = journal_path(study_url)
+        if journal is not None:  # its writer was killed, or stopped
+            repair_journal(journal)
     else:  # a database of its own (--study-storage), its password given again
         study_url = resumed_database_url(settings, record)
     resume_study_at(study_url)
