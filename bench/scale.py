@@ -60,7 +60,7 @@ from pathlib import Path
 
 import psutil
 import ray
-from memory import PeakSampler, raylet_pid, workers
+from memory import PeakSampler, raylet_pid
 from ray import tune
 from ray.tune.execution.tune_controller import TuneController
 from sweep_overhead import _Timer, load, optuna_times
@@ -149,23 +149,102 @@ class TimedAutoencoder:
 # --- measuring one side ---------------------------------------------------------------------------
 
 
+HELPERS = {  # a Ray process's role by its binary, its script, or its ray:: name
+    "gcs_server": "gcs_server",
+    "raylet": "raylet",
+    "dashboard.py": "dashboard",
+    "monitor.py": "autoscaler monitor",
+    "log_monitor.py": "log_monitor",
+    "ray::DashboardAgent": "dashboard agent",
+    "ray::RuntimeEnvAgent": "runtime_env agent",
+    "ray::WandbHub": "W&B actor",
+    "wandb-core": "W&B service",
+    "wandb-symon": "W&B service",
+    "default_worker.py": "workers",  # a worker before Ray retitles it ray::...
+}
+
+
+def role(cmdline: list[str], parent_role: str | None) -> str:
+    """What a process of this Ray is: a helper (HELPERS: by its binary, its Python script or its
+    ``ray::`` name), a W&B service (the W&B actor's descendants), or a worker (trials, idle
+    workers, Tune's own actors)."""
+    if parent_role in ("W&B actor", "W&B service"):
+        return "W&B service"
+    if not cmdline or not cmdline[0]:
+        return "other"
+    if cmdline[0].startswith("ray::"):
+        return HELPERS.get(cmdline[0].split()[0].split(".")[0], "workers")  # ray::Name.method
+    program = next((a for a in cmdline if a.endswith(".py")), cmdline[0])
+    return HELPERS.get(os.path.basename(program), os.path.basename(program))
+
+
 class DriverSampler(PeakSampler):
     """This process's RSS, and the W&B actor's (``ray::WandbHub`` and its children: the W&B
-    service), each sampled."""
+    service), each sampled; and each of this Ray's processes' CPU seconds (the last seen of each
+    process: helpers live the whole run, so theirs is complete; a worker that exits between
+    samples loses its last half second), summed by role (``cpu_by_role``)."""
 
     def __init__(self, interval: float):
         super().__init__(interval)
         self.me, self.raylet = psutil.Process(), raylet_pid()
+        node = ray._private.worker._global_node
+        self.heads = [i.process.pid for infos in node.all_processes.values() for i in infos]
+        self.cpu: dict[int, tuple[str, float]] = {}
+        self.roles: dict[int, str] = {}  # the last known: a title being rewritten reads empty
+
+    def processes(self):
+        """(process, role) for every process of this Ray: the node's own (GCS, raylet,
+        dashboard, monitors) and the raylet's descendants."""
+        roles = self.roles
+        out = []
+        for pid in self.heads:
+            try:
+                proc = psutil.Process(pid)
+                tree = [proc, *proc.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for p in tree:
+                try:
+                    seen = role(p.cmdline(), roles.get(p.ppid()))
+                    if seen != "other" or p.pid not in roles:
+                        roles[p.pid] = seen
+                    out.append((p, roles[p.pid]))
+                except psutil.Error:
+                    pass
+        return out
 
     def probe(self) -> dict[str, float]:
         wandb = 0.0
-        for w in workers(self.raylet):
+        for p, name in self.processes():
             try:
-                if " ".join(w.cmdline()).startswith("ray::WandbHub"):
-                    wandb += sum(p.memory_info().rss for p in [w, *w.children(recursive=True)])
+                t = p.cpu_times()
+                self.cpu[p.pid] = (name, t.user + t.system)
+                if name in ("W&B actor", "W&B service"):
+                    wandb += p.memory_info().rss
             except psutil.Error:
                 pass
         return {"driver_rss": self.me.memory_info().rss, "wandb_actor_rss": wandb}
+
+    def cpu_by_role(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, seconds in self.cpu.values():
+            out[name] = round(out.get(name, 0.0) + seconds, 2)
+        return dict(sorted(out.items()))
+
+
+def rss_slope(growth: list[tuple[int, float]]) -> float | None:
+    """The driver's RSS growth per 1,000 trials: the least-squares slope of its RSS at each
+    snapshot against the trials Tune then held, over the second half of the trial count (the
+    first half holds the imports' and the first trials' one-off growth); None with too few."""
+    n = max((t for t, _ in growth), default=0)
+    pts = [(t, m) for t, m in growth if t >= n / 2]
+    if len(pts) < 3 or len({t for t, _ in pts}) < 2:
+        return None
+    mt = sum(t for t, _ in pts) / len(pts)
+    mm = sum(m for _, m in pts) / len(pts)
+    cov = sum((t - mt) * (m - mm) for t, m in pts)
+    var = sum((t - mt) ** 2 for t, _ in pts)
+    return round(1000 * cov / var, 1)
 
 
 def folder_stats(path: Path) -> tuple[int, int]:
@@ -179,8 +258,9 @@ def folder_stats(path: Path) -> tuple[int, int]:
 def measured(side, args, n: int, storage: Path) -> dict:
     """Run one side on a fresh local Ray; its wall, driver CPU and peaks, snapshot times, and its
     trials' training times (what ``side`` returns)."""
-    snapshots = []
+    snapshots, growth = [], []  # each snapshot's seconds; (trials, driver RSS MB) at each
     save = TuneController.save_to_dir
+    me = psutil.Process()
 
     def timed_save(self):
         t0 = time.perf_counter()
@@ -188,6 +268,7 @@ def measured(side, args, n: int, storage: Path) -> dict:
             return save(self)
         finally:
             snapshots.append(time.perf_counter() - t0)
+            growth.append((len(self._trials), round(me.memory_info().rss / MB, 1)))
 
     TuneController.save_to_dir = timed_save
     cpu0, t0 = os.times(), time.perf_counter()
@@ -200,6 +281,7 @@ def measured(side, args, n: int, storage: Path) -> dict:
             out = side(args, n, storage)
         finally:
             peak = sampler.finish()
+            cpu = sampler.cpu_by_role()
             ray.shutdown()
     finally:
         TuneController.save_to_dir = save
@@ -220,6 +302,14 @@ def measured(side, args, n: int, storage: Path) -> dict:
         "snapshots": len(snapshots),
         "last_snapshot_s": round(snapshots[-1], 4) if snapshots else None,
         "mean_snapshot_s": round(sum(snapshots) / len(snapshots), 4) if snapshots else None,
+        "driver_rss_mb_per_1000_trials": rss_slope(growth),
+        "rss_at_snapshots": growth,
+        "ray_cpu_s": cpu,
+        "helpers_cpu_share": round(
+            sum(v for k, v in cpu.items() if k not in ("workers", "W&B actor", "W&B service"))
+            / wall,
+            3,
+        ),
         **out,
         **(
             {"wandb_actor_peak_rss_mb": round(peak.get("wandb_actor_rss", 0) / MB, 1)}
@@ -390,6 +480,8 @@ COLUMNS = [  # (key, header, of the sides)
     ("write_best_s", "best.json s", "ours"),
     ("optuna_ask_tell_ms", "Optuna ms/trial", "ours"),
     ("wandb_actor_peak_rss_mb", "W&B actor MB", "ours"),
+    ("helpers_cpu_share", "Ray helpers CPU/wall", "both"),
+    ("driver_rss_mb_per_1000_trials", "driver MB/1k trials", "both"),
 ]
 
 
@@ -410,9 +502,9 @@ def table(sizes: list[dict]) -> str:
 
 def sides_arg(text: str) -> list[str]:
     sides = [s.strip() for s in text.split(",") if s.strip()]
-    if not sides or sides[0] != "ours" or not set(sides) <= set(SIDES) or len(sides) < 2:
+    if not sides or sides[0] != "ours" or not set(sides) <= set(SIDES):
         raise argparse.ArgumentTypeError(
-            f"{text!r}: ours first, then one or more of {', '.join(list(SIDES)[1:])}; pass e.g. "
+            f"{text!r}: ours first, then none or more of {', '.join(list(SIDES)[1:])}; pass e.g. "
             "--sides ours,plain,documented"
         )
     return sides

@@ -70,6 +70,13 @@ def test_bench_scale_measures_both_sides_and_ends_with_the_scale_line(tmp_path):
         assert 0 < size[side]["ideal_s"] < size[side]["wall_s"]
         assert size[side]["driver_peak_rss_mb"] > 50 and size[side]["folder_files"] > 0
     assert size["ours"]["wandb_actor_peak_rss_mb"] > 0  # the W&B actor was found and sampled
+    # each Ray process's CPU by its role: Ray's own helpers on every side, the W&B actor on ours
+    for side in sides:
+        roles = size[side]["ray_cpu_s"]
+        assert {"raylet", "gcs_server", "workers"} <= set(roles), (side, roles)
+        assert 0 < size[side]["helpers_cpu_share"] < 2
+        assert size[side]["rss_at_snapshots"][-1][0] == 3  # the last snapshot held every trial
+    assert size["ours"]["ray_cpu_s"]["W&B actor"] > 0
     assert size["ours"]["folder_mb"] > size["plain"]["folder_mb"]  # study, W&B, best checkpoint
     ours, plain, ratio, documented, ratio_documented = (float(g) for g in match.groups()[:5])
     assert ours == pytest.approx(size["ours"]["overhead_per_trial_s"], abs=1e-3)

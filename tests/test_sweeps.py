@@ -33,6 +33,7 @@ from helpers import (
     report_epochs,
     study_of,
     wait_for_marker,
+    wandb_records,
     wandb_run_end,
 )
 from optuna.trial import TrialState
@@ -809,3 +810,14 @@ def test_wandb_runs_say_how_each_trial_ended_and_which_is_best(ae_run):
     assert ("ae_sweep_smoke-best", "model") in marked[0]["artifacts"]
     others = [e for t, es in ends.items() if t != best["trial_id"] for e in es]
     assert not any("best" in e["tags"] for e in others)
+    # The trials' runs (RUN_SETTINGS): the environment's package list saved by the hub's first
+    # run alone, and no system metrics (from the hub they would chart the driver's machine).
+    trial_runs = [
+        f.parent
+        for f in sorted((exp / "wandb").glob("offline-run-*/run-*.wandb"))
+        if "best" not in wandb_run_end(f)["tags"]
+    ]
+    assert len(trial_runs) >= 2
+    assert sum((d / "files" / "requirements.txt").is_file() for d in trial_runs) == 1
+    stats = [r for d in trial_runs for r in wandb_records(next(d.glob("run-*.wandb")))]
+    assert not any(r.HasField("stats") for r in stats)

@@ -136,12 +136,20 @@ def wandb_root(experiment_dir: str | os.PathLike | None) -> Path:
 
 def configure_runs(kwargs: dict, trial) -> None:
     """Set a W&B callback's ``wandb.init`` arguments for ``trial``'s run: the mode from the
-    driver's $WANDB_MODE, the folder (``wandb_root``), resume and quiet."""
+    driver's $WANDB_MODE, the folder (``wandb_root``), resume, and ``RUN_SETTINGS``."""
     kwargs["mode"] = os.environ.get("WANDB_MODE", "offline")
     local = isinstance(trial.storage.storage_filesystem, pafs.LocalFileSystem)
     kwargs["dir"] = str(wandb_root(trial.storage.experiment_fs_path if local else None))
     kwargs.setdefault("resume", "allow")  # a resumed trial continues its W&B run
-    kwargs.setdefault("settings", {"silent": True})  # run() prints the sync command
+    kwargs.setdefault("settings", dict(RUN_SETTINGS))
+
+
+# Every trial's run: quiet (the sweep prints the sync command); no system metrics, which from the
+# hub would chart the driver's machine, not the trial's; and the environment's package list
+# (requirements.txt) saved by the hub's first run only: reading every installed package's
+# metadata took 0.09 of the 0.11 CPU seconds of each run's wandb.init here, on the CPUs the
+# trials train on (BENCHMARKS.md, section 6). The list is the same for every run of a sweep.
+RUN_SETTINGS = {"silent": True, "x_disable_stats": True, "x_save_requirements": False}
 
 
 def wandb_row(result: dict, exclude, to_config, wandb) -> tuple[dict, dict]:
@@ -228,14 +236,19 @@ class WandbHub:
 
         self._wandb = wandb
         self._runs: dict[str, tuple[Any, tuple[tuple, tuple]]] = {}  # run, (exclude, to_config)
+        self._requirements_saved = False  # RUN_SETTINGS: the first run saves the package list
 
     def start(
         self, trial_id: str, logdir: str, exclude: list, to_config: list, init_kwargs: dict
     ) -> None:
         if trial_id in self._runs:  # a trial restarted after a failure keeps its run
             return
+        settings = dict(init_kwargs.get("settings") or {})
+        if not self._requirements_saved:
+            settings["x_save_requirements"] = True
         try:
-            run = self._wandb.init(**{**init_kwargs, "reinit": "create_new"})
+            run = self._wandb.init(**{**init_kwargs, "settings": settings, "reinit": "create_new"})
+            self._requirements_saved = True
             # Charts against the epoch, not W&B's own step (``log`` below says why).
             run.define_metric(TRAINING_ITERATION)
             run.define_metric("*", step_metric=TRAINING_ITERATION)
