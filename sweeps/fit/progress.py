@@ -79,6 +79,12 @@ class SweepProgress(ProgressReporter):
         self._start = time.time()
         self._total: int | None = None
         self._announced: set[str] = set()  # trials whose end has been printed (plain output)
+        # Tune's trial list only grows: the trials seen so far, and those of them not announced
+        # yet, so each step looks at the running and new trials, not at every trial (a full
+        # scan each step made the driver's time per trial grow with the sweep: BENCHMARKS.md,
+        # section 6, "10,000 trials")
+        self._seen = 0
+        self._open: list = []
         self._last_status = 0.0
         self._last_draw = 0.0
         self._drawn_lines = 0
@@ -117,8 +123,17 @@ class SweepProgress(ProgressReporter):
             return True
         if self._tty:
             return now - self._last_draw >= REDRAW_EVERY_S
-        ended = any(outcome.ended(t) and t.trial_id not in self._announced for t in trials)
+        ended = any(outcome.ended(t) for t in self._unannounced(trials))
         return ended or now - self._last_status >= STATUS_EVERY_S
+
+    def _unannounced(self, trials) -> list:
+        """The trials whose end has not been printed: those open at the last look, and the new
+        ones in Tune's list (a shorter list than seen: another run's, looked at afresh)."""
+        if len(trials) < self._seen:
+            self._seen, self._open = 0, []
+        self._open += [t for t in trials[self._seen :] if t.trial_id not in self._announced]
+        self._seen = len(trials)
+        return self._open
 
     def report(self, trials, done: bool, *sys_info: str) -> None:
         if self._table is not None:
@@ -127,10 +142,14 @@ class SweepProgress(ProgressReporter):
         if self._tty:
             self._draw(self.view(trials))
         else:
-            for trial in trials:
-                if outcome.ended(trial) and trial.trial_id not in self._announced:
+            still_open = []
+            for trial in self._unannounced(trials):
+                if outcome.ended(trial):
                     self._announced.add(trial.trial_id)
                     print(_fit(f"{self.name}: {self.trial_line(trial)}"), flush=True)
+                else:
+                    still_open.append(trial)
+            self._open = still_open
             now = time.time()
             if done or now - self._last_status >= STATUS_EVERY_S:
                 self._last_status = now
