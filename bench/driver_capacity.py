@@ -13,17 +13,22 @@ checkpoint pruner, W&B, the snapshots. ``--grace-period`` = ``--epochs``: nothin
 early, so every trial sends ``--epochs`` results. ``--max-concurrent`` trials share the
 machine's other CPU (``--cpus-per-trial``), enough that results queue for the driver.
 
-  ours           the default: TPE on the SQLite study, the revising ASHA, W&B offline
+  ours           the default: TPE on the study in its journal file, the revising ASHA, W&B
+                 offline
   ours-no-wandb  the same, ``--wandb-mode disabled``
   ours-random    the same with ``--searcher random`` (no TPE)
+  ours-every-3   the same with ``--report-every 3``: a trial reports (and checkpoints) every
+                 third epoch, ASHA's rungs and its last epoch
   plain          plain Ray Tune: a Tuner over the same report-only trainable, Tune's random
                  search, no scheduler, no W&B, no checkpoints (Ray's guidance for what a driver
                  absorbs, about 500 results/s, is for this kind of run)
 
-Per arm: results (every trial's reported epochs), the fit's wall, the driver's CPU seconds over
+Per arm: results (every trial's reports), epochs (every trial's epochs: the results but for
+``ours-every-3``), the fit's wall, the driver's CPU seconds over
 the whole run (this process, all its threads: start and end included, so per result it is an
 upper bound), CPU per result, and capacity = 1 / CPU per result: the results per second the
-driver could absorb on one CPU of its own. Arms in a random order per round (``--seed``).
+driver could absorb on one CPU of its own; and the same per epoch (``capacity_epochs_per_s``):
+the trial-epochs per second it could keep up with. Arms in a random order per round (``--seed``).
 """
 
 from __future__ import annotations
@@ -123,7 +128,10 @@ def ours(args, storage: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
         runner.module_for, runner.tune.Tuner.fit = module_for, fit
     if not summary["complete"]:
         raise SystemExit(f"driver_capacity: the sweep did not finish: {summary}")
-    return {"results": summary["trial_epochs"], "fit_s": timed["fit_s"]}
+    import pyarrow.parquet as pq
+
+    reports = pq.read_metadata(storage / "capacity" / "results.parquet").num_rows  # one a result
+    return {"results": reports, "epochs": summary["trial_epochs"], "fit_s": timed["fit_s"]}
 
 
 def plain(args, storage: Path) -> dict[str, Any]:
@@ -167,13 +175,15 @@ def plain(args, storage: Path) -> dict[str, Any]:
         fit_s = time.perf_counter() - t0
     finally:
         ray.shutdown()
-    return {"results": sum(int(r.metrics["training_iteration"]) for r in grid), "fit_s": fit_s}
+    results = sum(int(r.metrics["training_iteration"]) for r in grid)
+    return {"results": results, "epochs": results, "fit_s": fit_s}
 
 
 ARMS = {
     "ours": ours,
     "ours-no-wandb": lambda a, s: ours(a, s, ("--wandb-mode=disabled",)),
     "ours-random": lambda a, s: ours(a, s, ("--searcher=random",)),
+    "ours-every-3": lambda a, s: ours(a, s, ("--report-every=3",)),
     "plain": plain,
 }
 
@@ -187,11 +197,13 @@ def measure(arm: str, args, root: Path) -> dict[str, Any]:
     cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
     return {
         "results": out["results"],
+        "epochs": out["epochs"],
         "wall_s": round(wall, 2),
         "fit_s": round(out["fit_s"], 2),
         "driver_cpu_s": round(cpu, 2),
         "driver_cpu_ms_per_result": round(1000 * cpu / out["results"], 3),
         "capacity_results_per_s": round(out["results"] / cpu, 1),
+        "capacity_epochs_per_s": round(out["epochs"] / cpu, 1),
         "fit_results_per_s": round(out["results"] / out["fit_s"], 1),
     }
 
@@ -232,9 +244,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for arm in args.arms:
         per = [e[arm]["capacity_results_per_s"] for e in rounds]
         ms = [e[arm]["driver_cpu_ms_per_result"] for e in rounds]
+        epochs = [e[arm]["capacity_epochs_per_s"] for e in rounds]
         summary[arm] = {
             "capacity_results_per_s_median": statistics.median(per),
             "capacity_range": [min(per), max(per)],
+            "capacity_epochs_per_s_median": statistics.median(epochs),
+            "capacity_epochs_range": [min(epochs), max(epochs)],
             "driver_cpu_ms_per_result_median": statistics.median(ms),
             "fit_results_per_s_median": statistics.median(
                 e[arm]["fit_results_per_s"] for e in rounds
@@ -243,7 +258,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(
             f"{arm:14s} {summary[arm]['capacity_results_per_s_median']:7.1f} results/s per driver "
             f"CPU-second [{min(per):.1f}, {max(per):.1f}], "
-            f"{summary[arm]['driver_cpu_ms_per_result_median']:.2f} ms CPU per result",
+            f"{summary[arm]['driver_cpu_ms_per_result_median']:.2f} ms CPU per result, "
+            f"{summary[arm]['capacity_epochs_per_s_median']:.1f} trial-epochs/s",
             flush=True,
         )
     out = {

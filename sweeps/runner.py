@@ -55,7 +55,7 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
     private_api.check()  # the private names of Ray and Optuna this code uses are all there
     module = module_for(spec.kind)
     strategy = strategy_for(settings)
-    space = trial_space(spec, settings, module, param_space)
+    space = trial_space(spec, settings, module, param_space, strategy.decision_epochs(settings))
     perturbations = strategy.perturbations(spec, settings, module, space)
     warm = warm_start(spec, settings, module, space)  # --warm-start(-from): known first
 

@@ -67,6 +67,7 @@ CASES = [
     ("zero-trials", "ae", "--num-samples 0 {S}", "--num-samples 0 must be at least 1", 0),
     ("zero-epochs", "ae", "--max-epochs 0 {S}", "--max-epochs 0 must be at least 1", 0),
     ("bad-rungs", "ae", "--reduction-factor 1 {S}", "--reduction-factor 1 must be above 1", 0),
+    ("report-every-pbt", "ae", "--scheduler pbt --report-every 2 {S}", "--report-every 2 with", 0),
     ("not-a-number", "gan", "--num-samples two {S}", "invalid int value: 'two'", 0),
     ("negative-trials", "gan", "--num-samples -1 {S}", "--num-samples -1 must be at least 1", 0),
     ("zero-concurrent", "gan", "--max-concurrent 0 {S}", "--max-concurrent 0 must be at least", 0),

@@ -66,6 +66,7 @@ BOUNDS = {
     "time_budget": ("0", "--time-budget 0 must be positive"),
     "max_epochs": ("0", "--max-epochs 0 must be at least 1"),
     "reduction_factor": ("1", "--reduction-factor 1 must be above 1"),
+    "report_every": ("0", "--report-every 0 must be at least 1"),
     "max_concurrent": ("0", "--max-concurrent 0 must be at least 1"),
     "cpus_per_trial": ("0", "--cpus-per-trial 0 must be positive"),
     "gpus_per_trial": ("-1", "--gpus-per-trial -1.0 is negative"),

@@ -79,6 +79,14 @@ class TrainConfig:
     subset: int | None = param(
         None, "keep only this many training images (smoke tests); None = all"
     )
+    report_every: int = param(
+        1,
+        "report (with a checkpoint) every N epochs, and at the epochs of report_at and the last "
+        "one: N times fewer results for a sweep's driver; a resume redoes up to N - 1 epochs",
+    )
+    report_at: str = param(
+        "", "epochs always reported, comma-separated (a sweep sets ASHA's rungs here)"
+    )
 
     OPTIMIZERS: typing.ClassVar[tuple[str, ...]] = ("adam", "adamw", "sgd")
     SCHEDULES: typing.ClassVar[tuple[str, ...]] = ("constant", "cosine", "step")
@@ -127,6 +135,22 @@ class TrainConfig:
         )
         check_field(
             self, self.subset is None or self.subset > 0, "subset", "must be positive or None"
+        )
+        check_field(self, self.report_every >= 1, "report_every", "must be at least 1")
+        check_field(
+            self,
+            all(e.strip().isdigit() for e in self.report_at.split(",") if e.strip()),
+            "report_at",
+            "must be epochs separated by commas, e.g. '1,3,9'",
+        )
+
+    def reports(self, epoch: int) -> bool:
+        """Whether ``epoch`` is reported (and checkpointed): every ``report_every``-th, those of
+        ``report_at`` and the last."""
+        return (
+            epoch % self.report_every == 0
+            or epoch == self.epochs
+            or str(epoch) in {e.strip() for e in self.report_at.split(",")}
         )
 
     def to_dict(self) -> dict[str, Any]:

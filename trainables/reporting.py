@@ -30,13 +30,14 @@ from trainables.devices import ray_gpu_ids, resolve_device
 
 
 def extend_lineage(lineage: list[dict[str, Any]], trial_id: str | None, epoch: int) -> list:
-    """``lineage`` with ``epoch`` trained by ``trial_id`` (the restored checkpoint's lineage ends
-    at ``epoch - 1``)."""
+    """``lineage`` with the epochs after its last up to ``epoch`` trained by ``trial_id`` (one
+    epoch, or several when the trial reports every N: ``--report-every``)."""
     out = [dict(segment) for segment in lineage]
     if out and out[-1]["trial_id"] == trial_id:
         out[-1]["last_epoch"] = epoch
     else:
-        out.append({"trial_id": trial_id, "first_epoch": epoch, "last_epoch": epoch})
+        first = out[-1]["last_epoch"] + 1 if out else 1
+        out.append({"trial_id": trial_id, "first_epoch": first, "last_epoch": epoch})
     return out
 
 
@@ -80,7 +81,13 @@ class TuneReporter:
         from ray import tune
 
         trial_id = tune.get_context().get_trial_id()
-        self.lineage = extend_lineage(self.lineage, trial_id, int(payload["epoch"]))
+        epoch = int(payload["epoch"])
+        self.lineage = extend_lineage(self.lineage, trial_id, epoch)
+        if payload["config"].get("report_every", 1) > 1:
+            # Tune counts reports; reporting every N epochs, the count is not the epoch, which
+            # the scheduler, the study and the charts go by. Tune keeps a reported value (and
+            # restores it from the checkpoint's result).
+            metrics = {**metrics, "training_iteration": epoch}
         payload = {
             **payload,
             "lineage": self.lineage,

@@ -109,8 +109,9 @@ def run_epochs(
     """Train the epochs after ``restored``'s (all, without one) up to ``cfg.epochs``. Each is
     seeded from (seed, epoch), its lr scheduled in every optimiser of ``modules``, trained by
     ``one_epoch(epoch, generator, history)`` (its metrics; ``generator`` shuffles, ``history``
-    holds the earlier epochs' metrics), timed (``epoch_seconds``), checked (``DivergedError``) and reported with a
-    checkpoint of ``modules``, ``model_args`` and ``extra`` (the kind's own records)."""
+    holds the earlier epochs' metrics), timed (``epoch_seconds``), checked (``DivergedError``) and, if
+    ``cfg.reports`` it, reported with a checkpoint of ``modules``, ``model_args`` and ``extra``
+    (the kind's own records); the checkpoint's history holds every epoch."""
     cfg = run.cfg
     history = list(restored.get("history", []))
     optimizers = [m for m in modules.values() if isinstance(m, torch.optim.Optimizer)]
@@ -124,6 +125,8 @@ def run_epochs(
         metrics["epoch_seconds"] = time.perf_counter() - started
         check_finite(metrics, epoch)
         history.append(metrics)
+        if not cfg.reports(epoch):  # --report-every: the next reported epoch's checkpoint has it
+            continue
         payload = checkpoint_payload(
             run.kind, cfg, model_args, epoch, history, state_of(modules), **extra
         )

@@ -16,9 +16,17 @@ from trainables import config
 from trainables.errors import UsageError
 
 
-def trial_space(spec: SweepSpec, settings: Settings, module, space: dict[str, Any]) -> dict:
+def trial_space(
+    spec: SweepSpec,
+    settings: Settings,
+    module,
+    space: dict[str, Any],
+    decision_epochs: tuple[int, ...] = (),
+) -> dict:
     """The param_space of the Tuner: ``space`` (the script's, with its own flags applied), the
-    --lr-range bounds, and the keys set by flags. UsageError if some value cannot be a config."""
+    --lr-range bounds, and the keys set by flags; with --report-every N above 1, also the epochs
+    every trial must report whatever N says (``decision_epochs``: the scheduler's, from the
+    strategy). UsageError if some value cannot be a config."""
     full = {
         **with_lr_range(space, settings.lr_range),
         "epochs": settings.max_epochs,  # ASHA's max_t; schedules such as cosine span it
@@ -27,6 +35,9 @@ def trial_space(spec: SweepSpec, settings: Settings, module, space: dict[str, An
         "data_seed": settings.data_seed,
         "subset": settings.subset,
     }
+    if settings.report_every > 1:  # absent at 1: a sweep's space is what it was before the flag
+        full["report_every"] = settings.report_every
+        full["report_at"] = ",".join(str(e) for e in decision_epochs)
     if settings.smoke_test:  # the smoke budget, searched or not (a small batch: many steps)
         full.update(spec.smoke_config)
     try:

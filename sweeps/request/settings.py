@@ -242,6 +242,16 @@ class Settings:
         "--no-asha-revise: Ray's ASHA, which decides once, when a trial reaches a rung",
         default=True,
     )
+    report_every: int = flag(
+        ASHA_OR_PBT,
+        "trials report (and checkpoint) every N epochs, ASHA's rungs and the last epoch always "
+        "(%(default)s): N times fewer results for the driver, for short epochs on many GPUs "
+        "(docs/performance.md); a resumed trial redoes up to N - 1 epochs",
+        default=1,
+        metavar="N",
+        bound=at_least(1),
+        fix="pass e.g. --report-every 3",
+    )
     perturbation_interval: int = flag(
         ASHA_OR_PBT,
         "PBT: epochs between a trial's exploit/explore decisions (%(default)s)",

@@ -3,6 +3,7 @@ poor ones early, revising unless ``--no-asha-revise`` (``sweeps/search/scheduler
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ray.air.constants import TRAINING_ITERATION
@@ -10,7 +11,7 @@ from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, SearchAlgorithm
 
 from sweeps.request.settings import Settings
-from sweeps.search.schedulers import RevisingASHAScheduler
+from sweeps.search.schedulers import RevisingASHAScheduler, rung_milestones
 from sweeps.search.searcher import SAMPLERS, TrialStateOptunaSearch
 from sweeps.search.strategy import Strategy
 
@@ -57,6 +58,14 @@ class ASHA(Strategy):
                 "seed": settings.seed,
             },
         }
+
+    def decision_epochs(self, settings: Settings) -> tuple[int, ...]:
+        """ASHA's rungs: a trial reaching one (a non-integer rung: the epoch after it) is
+        judged."""
+        rungs = rung_milestones(
+            settings.max_epochs, settings.grace_period, settings.reduction_factor
+        )
+        return tuple(sorted({math.ceil(m) for m in rungs}))
 
     def decision_period(self, settings: Settings) -> int:
         # ASHA's rungs are at grace period x reduction factor^k epochs: multiples of the grace

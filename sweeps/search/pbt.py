@@ -66,6 +66,12 @@ class PBT(Strategy):
             f"--study-storage with --scheduler {self.name}: {self.label} keeps no Optuna study",
             "omit --study-storage, or use --scheduler asha",
         )
+        need(
+            s.report_every == 1,
+            f"--report-every {s.report_every} with --scheduler {self.name}: {self.label} clones "
+            "and counts trials by the reports of every epoch",
+            "omit --report-every, or use --scheduler asha",
+        )
 
     def perturbations(
         self, spec: SweepSpec, settings: Settings, module, space: dict[str, Any]
@@ -128,6 +134,10 @@ class PBT(Strategy):
 
     def decision_period(self, settings: Settings) -> int:
         return settings.perturbation_interval
+
+    def decision_epochs(self, settings: Settings) -> tuple[int, ...]:
+        interval = settings.perturbation_interval
+        return tuple(range(interval, settings.max_epochs + 1, interval))
 
     def trial_epochs(self, reported: dict[str, int], last_iteration: dict[str, int]) -> int:
         # a cloned trial's last iteration counts its donor's epochs too: count what each trial

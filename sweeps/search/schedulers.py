@@ -12,6 +12,13 @@ from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining, TrialSch
 from sweeps.folder import old_folders, outcome
 
 
+def rung_milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[float]:
+    """ASHA's rungs, lowest first: grace period x reduction factor^k below max_t (Ray's
+    ``ASHAScheduler`` computes them so too)."""
+    count = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
+    return [grace_period * reduction_factor**k for k in range(count)]
+
+
 class RevisingASHAScheduler(FIFOScheduler):
     """Asynchronous successive halving (one bracket, Ray's ASHA decisions: the same rungs, the
     same cutoff), but a trial is judged at each of its rungs as if it had arrived there last.
@@ -43,8 +50,9 @@ class RevisingASHAScheduler(FIFOScheduler):
             reduction_factor,
             revise,
         )
-        count = int(np.log(max_t / grace_period) / np.log(reduction_factor) + 1)
-        self.rungs = [(grace_period * reduction_factor**k, {}) for k in reversed(range(count))]
+        self.rungs = [
+            (m, {}) for m in reversed(rung_milestones(max_t, grace_period, reduction_factor))
+        ]
         self.num_stopped = 0
         self.mode = None
         self.set_search_properties(metric, mode)

@@ -65,6 +65,11 @@ class Strategy:
         FID-FM) must be fresh for."""
         raise NotImplementedError
 
+    def decision_epochs(self, settings: Settings) -> tuple[int, ...]:
+        """The epochs at which the scheduler decides on a trial: with --report-every, every
+        trial reports them whatever its interval says."""
+        raise NotImplementedError
+
     def trial_epochs(self, reported: dict[str, int], last_iteration: dict[str, int]) -> int:
         """The trial-epochs a sweep spent, from each trial's count of reported results and its
         last ``training_iteration``."""
