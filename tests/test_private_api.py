@@ -153,3 +153,22 @@ def test_wandb_rows_are_split_as_rays_own_w_and_b_callback_splits_them():
     ours = wandb_row(result, exclude, to_config, wandb)
     assert ours == _WandbLoggingActor._handle_result(keys, result)
     assert set(ours[0]) == {"val_mse", "epoch", "training_iteration", "diverged", "one"}
+
+
+def test_snapshots_are_3_s_apart_while_cheap_and_take_5_percent_when_not():
+    """The sweeps' snapshot period (``ray_cluster.tune_environment``): Tune's own "auto" rule, 19
+    times the last snapshot's time, with a 3 s floor for Tune's 10 s. Run on Tune's real
+    checkpoint manager; outside the context Tune's rule is back."""
+    from ray.tune.execution.experiment_state import _ExperimentCheckpointManager
+
+    manager = _ExperimentCheckpointManager(storage=None, checkpoint_period="auto")
+    with private_api.snapshot_period_floor(ray_cluster.SNAPSHOT_FLOOR_S):
+        manager._update_auto_checkpoint_time(0.02)  # a small sweep's snapshot
+        assert manager._checkpoint_period == 3.0
+        manager._update_auto_checkpoint_time(1.5)  # thousands of trials
+        assert manager._checkpoint_period == pytest.approx(28.5)
+        fixed = _ExperimentCheckpointManager(storage=None, checkpoint_period=3)
+        fixed._update_auto_checkpoint_time(1.5)  # a period the user set stays
+        assert fixed._checkpoint_period == 3.0
+    manager._update_auto_checkpoint_time(0.02)
+    assert manager._checkpoint_period == 10.0

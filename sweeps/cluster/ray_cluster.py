@@ -30,6 +30,9 @@ class TrialResources:
     gpu: float
 
 
+SNAPSHOT_FLOOR_S = 3.0  # Tune's experiment snapshots: at most this far apart while they are cheap
+
+
 def start_ray(settings: Settings) -> bool:
     """Join --address, or start a local Ray (dashboard off). True if this call started or joined
     Ray (so the runner shuts it down); False if Ray was already up in this process (tests)."""
@@ -139,16 +142,21 @@ def warn_if_node_local(exp: Folder) -> None:
 def tune_environment(wandb_mode: str, verbose: bool) -> Iterator[None]:
     """What ``Tuner.fit`` runs under: Tune's classic reporter interface, which the compact view
     (or, with --verbose, Ray's table) implements (``sweeps/fit/progress.py``); W&B's mode for
-    the W&B callback; an experiment snapshot every 3 s at most (Tune's "auto" waits 10 s or
-    more), which keeps --resume close to where the driver stopped: 1 s cost 15% of a 20-trial
-    sweep's wall on 2 CPUs, 3 s 7% (BENCHMARKS.md); and no credentials through Ray."""
+    the W&B callback; an experiment snapshot every 3 s, or 19 times the last snapshot's time
+    when that is longer (Tune's "auto" with a 3 s floor for its 10 s), which keeps --resume close
+    to where the driver stopped: 1 s cost 15% of a 20-trial sweep's wall on 2 CPUs, 3 s 7%
+    (BENCHMARKS.md). A snapshot holds every trial, so in a sweep of thousands it takes a
+    second or more, and every 3 s it would take the driver's time away from the trials (section
+    6 of BENCHMARKS.md); at 19x it takes 5% at most. $TUNE_GLOBAL_CHECKPOINT_S, if set, is
+    Tune's. And no credentials through Ray."""
     with (
         environ(
             RAY_AIR_NEW_OUTPUT="0",
             LATENTSWEEP_PROGRESS="verbose" if verbose else "compact",
             WANDB_MODE=wandb_mode,
-            TUNE_GLOBAL_CHECKPOINT_S=os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", "3"),
+            TUNE_GLOBAL_CHECKPOINT_S=os.environ.get("TUNE_GLOBAL_CHECKPOINT_S", "auto"),
         ),
+        private_api.snapshot_period_floor(SNAPSHOT_FLOOR_S),
         no_credentials_through_ray(),
     ):
         yield
