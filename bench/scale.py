@@ -41,6 +41,12 @@ the best checkpoint) and ``write_best`` alone; Optuna TPE ask+tell on a study of
 (alone: the mean of its last tenth of trials); and the W&B actor's peak RSS (the ``WandbHub``
 actor and its W&B service).
 
+``--searcher random`` runs ours with random search: TPE's ask costs time linear in the study's
+trials (about 10 ms at 1,000, 90 ms at 4,400), so a 10,000-trial run with it measures Optuna more
+than the framework. Each process of the side's Ray is also accounted for its CPU seconds by role
+(``ray_cpu_s``: Ray's helpers, the workers, the W&B actor and service), and the driver's RSS at
+each snapshot against the trials Tune then held (its slope: ``driver_rss_mb_per_1000_trials``).
+
 Output: a table, ``--json PATH``, and one last line for the largest size:
 ``scale: N trials, overhead per trial X s (plain Ray Y s), ratio R``.
 """
@@ -205,9 +211,10 @@ class DriverSampler(PeakSampler):
                 continue
             for p in tree:
                 try:
-                    seen = role(p.cmdline(), roles.get(p.ppid()))
-                    if seen != "other" or p.pid not in roles:
-                        roles[p.pid] = seen
+                    if roles.get(p.pid) in (None, "workers", "other"):  # a helper stays one
+                        seen = role(p.cmdline(), roles.get(p.ppid()))
+                        if seen != "other" or p.pid not in roles:
+                            roles[p.pid] = seen
                     out.append((p, roles[p.pid]))
                 except psutil.Error:
                     pass
@@ -330,6 +337,7 @@ def sweep_argv(args, n: int, storage: Path, name: str) -> list[str]:
         f"--name={name}",
         "--wandb-mode=offline",
         f"--seed={args.seed}",
+        f"--searcher={args.searcher}",
     ]
 
 
@@ -533,6 +541,13 @@ def main(argv=None) -> dict:
     p.add_argument("--keep", action="store_true", help="keep the experiment folders (printed)")
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument(
+        "--searcher",
+        choices=["tpe", "random"],
+        default="tpe",
+        help="ours' --searcher (%(default)s); random leaves TPE's own cost, which grows with the "
+        "study, out of a large run (and skips timing TPE alone)",
+    )
+    p.add_argument(
         "--sides",
         type=sides_arg,
         default=DEFAULT_SIDES,
@@ -555,10 +570,11 @@ def main(argv=None) -> dict:
             for side in entry["order"]:
                 entry[side] = measured(SIDES[side], args, n, root / f"{side}_{n}_runs")
                 print(f"  {n} trials: {side} done in {entry[side]['wall_s']} s", flush=True)
-            (root / f"optuna_{n}").mkdir()
-            times = optuna_times(n, args.epochs, root / f"optuna_{n}")
-            last = times[-max(1, n // 10) :]
-            entry["ours"]["optuna_ask_tell_ms"] = round(1000 * sum(last) / len(last), 2)
+            if args.searcher != "random":  # TPE alone on a study of that size
+                (root / f"optuna_{n}").mkdir()
+                times = optuna_times(n, args.epochs, root / f"optuna_{n}")
+                last = times[-max(1, n // 10) :]
+                entry["ours"]["optuna_ask_tell_ms"] = round(1000 * sum(last) / len(last), 2)
             entry["load_after"] = load()
             for other in args.sides[1:]:  # ours / each other side's overhead per trial
                 key = "ratio" if other == "plain" else f"ratio_{other}"
