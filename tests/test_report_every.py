@@ -6,16 +6,20 @@ study and the charts count epochs, not reports), the study holds exactly the rep
 and a checkpoint's history still holds every epoch."""
 
 import json
+import math
 
 import pyarrow.parquet as pq
 import pytest
 from helpers import study_of
 from optuna.trial import TrialState
+from ray import tune
 
 from sweeps import ae_sweep
+from sweeps.fit.trainable import end_on_divergence
+from sweeps.folder.outcome import DIVERGED
 from sweeps.request.cli import build_parser, parse_settings
 from sweeps.search.strategies import strategy_for
-from trainables import checkpoints, reporting
+from trainables import checkpoints, reporting, training
 from trainables.config import TrainConfig
 
 pytestmark = pytest.mark.slow
@@ -76,3 +80,30 @@ def test_a_sweep_reporting_every_third_epoch(local_ray, tmp_path):
     assert payload["epoch"] in REPORTED
     assert [h["epoch"] for h in payload["history"]] == list(range(1, payload["epoch"] + 1))
     assert payload["lineage"][0]["first_epoch"] == 1
+
+
+def _diverges_at_epoch_5():
+    """A trainable that reports epochs 1 and 3 as a trial at --report-every 3 does, then diverges
+    in epoch 5. It runs in Ray's workers: a nested function, so Ray ships it by value."""
+
+    def trainable(config):
+        for epoch in (1, 3):
+            tune.report({"epoch": epoch, "training_iteration": epoch, "val_mse": 0.1})
+        raise training.DivergedError(
+            "val_mse became nan at epoch 5; the trial diverged",
+            epoch=5,
+            metrics={"epoch": 5, "val_mse": math.nan},
+        )
+
+    return trainable
+
+
+def test_a_trial_diverging_between_reports_ends_at_its_epoch(local_ray, tmp_path):
+    """The result a diverged trial ends with names its epoch, not Tune's count of its reports
+    (3 here), which the study would have taken for a rewind and results.parquet for another
+    epoch's row. Real Tune, the sweeps' own wrapper."""
+    trainable = end_on_divergence(_diverges_at_epoch_5(), "val_mse")
+    run = tune.RunConfig(storage_path=str(tmp_path), name="diverges", verbose=0)
+    (result,) = tune.Tuner(trainable, run_config=run).fit()
+    assert result.metrics["training_iteration"] == 5 and result.metrics[DIVERGED] is True
+    assert result.metrics["epoch"] == 5

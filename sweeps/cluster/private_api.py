@@ -82,7 +82,8 @@ def _snapshot_manager():
 
     where = "ray.tune.execution.experiment_state"
     manager = private(experiment_state, "_ExperimentCheckpointManager", where, "ray")
-    private(manager, "_update_auto_checkpoint_time", _SNAPSHOTS, "ray")
+    for name in ("_update_auto_checkpoint_time", "auto_checkpoint_enabled"):
+        private(manager, name, _SNAPSHOTS, "ray")
     return manager
 
 

@@ -147,8 +147,8 @@ def tune_environment(wandb_mode: str, verbose: bool) -> Iterator[None]:
     to where the driver stopped: 1 s cost 15% of a 20-trial sweep's wall on 2 CPUs, 3 s 7%
     (BENCHMARKS.md). A snapshot holds every trial, so in a sweep of thousands it takes a
     second or more, and every 3 s it would take the driver's time away from the trials (section
-    6 of BENCHMARKS.md); at 19x it takes 5% at most. $TUNE_GLOBAL_CHECKPOINT_S, if set, is
-    Tune's. And no credentials through Ray."""
+    6 of BENCHMARKS.md); at 19x it takes 5% at most. $TUNE_GLOBAL_CHECKPOINT_S set to a number is
+    Tune's fixed period. And no credentials through Ray."""
     with (
         environ(
             RAY_AIR_NEW_OUTPUT="0",

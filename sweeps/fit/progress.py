@@ -79,8 +79,8 @@ class SweepProgress(ProgressReporter):
         self._start = time.time()
         self._total: int | None = None
         self._announced: set[str] = set()  # trials whose end has been printed (plain output)
-        # Tune's trial list only grows: the trials seen so far, and those of them not announced
-        # yet, so each step looks at the running and new trials, not at every trial (a full
+        # Tune's trial list grows (a requeued trial is moved to its end, its length unchanged):
+        # the count seen so far, and the trials not announced yet, so each step looks at the running and new trials, not at every trial (a full
         # scan each step made the driver's time per trial grow with the sweep: BENCHMARKS.md,
         # section 6, "10,000 trials")
         self._seen = 0

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from ray import tune
+from ray.air.constants import TRAINING_ITERATION
 
 from sweeps.fit import faults
 from sweeps.folder import layout
@@ -50,7 +51,11 @@ def end_on_divergence(train, metric: str):
             train(config, **kwargs)
         except training.DivergedError as e:
             # Tune requires the metric in every result; NaN says "no score" to all its parts.
-            tune.report({**e.metrics, metric: math.nan, DIVERGED: True, ERROR: str(e)})
+            last = {**e.metrics, metric: math.nan, DIVERGED: True, ERROR: str(e)}
+            if e.epoch is not None:  # the epoch, as TuneReporter reports it: with
+                # --report-every, Tune's count of reports is not the epoch
+                last[TRAINING_ITERATION] = e.epoch
+            tune.report(last)
 
     return trainable
 

@@ -141,7 +141,8 @@ def configure_runs(kwargs: dict, trial) -> None:
     local = isinstance(trial.storage.storage_filesystem, pafs.LocalFileSystem)
     kwargs["dir"] = str(wandb_root(trial.storage.experiment_fs_path if local else None))
     kwargs.setdefault("resume", "allow")  # a resumed trial continues its W&B run
-    kwargs.setdefault("settings", dict(RUN_SETTINGS))
+    # merged, not set once: a callback pickled by an older version (a resumed sweep) has its own
+    kwargs["settings"] = {**RUN_SETTINGS, **(kwargs.get("settings") or {})}
 
 
 # Every trial's run: quiet (the sweep prints the sync command); no system metrics, which from the
