@@ -139,7 +139,7 @@ class TrainConfig:
         check_field(self, self.report_every >= 1, "report_every", "must be at least 1")
         check_field(
             self,
-            all(e.strip().isdigit() for e in self.report_at.split(",") if e.strip()),
+            all(e.isdigit() for e in self._report_at_items()),
             "report_at",
             "must be epochs separated by commas, e.g. '1,3,9'",
         )
@@ -150,8 +150,13 @@ class TrainConfig:
         return (
             epoch % self.report_every == 0
             or epoch == self.epochs
-            or str(epoch) in {e.strip() for e in self.report_at.split(",")}
+            or str(epoch) in self._report_at_items()
         )
+
+    def _report_at_items(self) -> list[str]:
+        """``report_at`` split at its commas, blanks left out: what ``validate`` checks and
+        ``reports`` looks up."""
+        return [e.strip() for e in self.report_at.split(",") if e.strip()]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -80,9 +80,9 @@ class SweepProgress(ProgressReporter):
         self._total: int | None = None
         self._announced: set[str] = set()  # trials whose end has been printed (plain output)
         # Tune's trial list grows (a requeued trial is moved to its end, its length unchanged):
-        # the count seen so far, and the trials not announced yet, so each step looks at the running and new trials, not at every trial (a full
-        # scan each step made the driver's time per trial grow with the sweep: BENCHMARKS.md,
-        # section 6, "10,000 trials")
+        # the count seen so far and the trials not announced yet, so that each step looks at the
+        # running and new trials, not at every trial (a full scan at each step made the driver's
+        # time per trial grow with the sweep: BENCHMARKS.md, section 6, "10,000 trials")
         self._seen = 0
         self._open: list = []
         self._last_status = 0.0
