@@ -173,7 +173,7 @@ def make_tuner(
     # Every epoch's result kept through a trial's restarts in this driver: PBT's pauses, and a
     # trial restored after a failure (a node lost mid-sweep: Ray's own loggers would put back
     # the experiment folder's older copy of result.json, and results.parquet lose those epochs).
-    callbacks: list[tune.Callback] = [pruner, *result_loggers()]
+    callbacks: list[tune.Callback] = [pruner, *result_loggers(settings.tensorboard)]
     callbacks += faults.callbacks(settings.experiment_uri)  # none unless a fault test asks
     if wandb_mode != "disabled":
         callbacks.append(

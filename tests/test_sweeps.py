@@ -465,6 +465,10 @@ def check_sweep_folder(exp: Path, summary: dict, metric: str, mode: str, metrics
 
     check_wandb_runs(exp, table, metrics)
     check_checkpoints_kept(exp, table, metric, mode, best["trial_id"])
+    # Tune's TensorBoard files: in every trial folder with --tensorboard, in none without
+    events = {p.parent.name for p in exp.glob("*/events.out.tfevents.*")}
+    trial_dirs = {p.parent.name for p in exp.glob("*/result.json")}
+    assert events == (trial_dirs if sweep["args"]["tensorboard"] else set())
     return table, best
 
 
@@ -507,6 +511,7 @@ def test_classifier_sweep_on_the_ae_sweeps_best_encoder(ae_run, tmp_path):
     assert encoder == str(ae_exp / "best" / "checkpoint.pt")
     summary = classifier_sweep.main(
         [*SMOKE, "--storage-path", str(tmp_path), "--encoder-checkpoint", encoder]
+        + ["--tensorboard"]  # Tune's TensorBoard files too (check_sweep_folder)
     )
     exp = tmp_path / "classifier_sweep_smoke"
     table, best = check_sweep_folder(
@@ -821,3 +826,7 @@ def test_wandb_runs_say_how_each_trial_ended_and_which_is_best(ae_run):
     assert sum((d / "files" / "requirements.txt").is_file() for d in trial_runs) == 1
     stats = [r for d in trial_runs for r in wandb_records(next(d.glob("run-*.wandb")))]
     assert not any(r.HasField("stats") for r in stats)
+    # git read by the first run only (git_found), and every run still names the commit
+    commits = {r.run.git.commit for r in stats if r.HasField("run")}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO)
+    assert commits == {head.stdout.strip()} if head.returncode == 0 else len(commits) == 1

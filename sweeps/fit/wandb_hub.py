@@ -153,6 +153,15 @@ def configure_runs(kwargs: dict, trial) -> None:
 RUN_SETTINGS = {"silent": True, "x_disable_stats": True, "x_save_requirements": False}
 
 
+def git_found(settings) -> dict[str, Any]:
+    """What the hub's first run found of git, as settings for the later runs: the same commit,
+    remote and root, and no git of their own. wandb.init runs git three times a run (its root,
+    HEAD, the remote), a process each: 4.5 ms of the CPUs the trials train on per run here,
+    for the answer the first run already has (BENCHMARKS.md, section 6)."""
+    found = {k: getattr(settings, k, None) for k in ("git_commit", "git_remote_url", "git_root")}
+    return {"disable_git": True, **{k: v for k, v in found.items() if v}}
+
+
 def wandb_row(result: dict, exclude, to_config, wandb) -> tuple[dict, dict]:
     """(row to log, config update) of a Tune result, split as Ray's W&B callback splits it:
     keys under ``exclude`` dropped, keys under ``to_config`` into the run's config, the rest
@@ -237,7 +246,9 @@ class WandbHub:
 
         self._wandb = wandb
         self._runs: dict[str, tuple[Any, tuple[tuple, tuple]]] = {}  # run, (exclude, to_config)
-        self._requirements_saved = False  # RUN_SETTINGS: the first run saves the package list
+        # RUN_SETTINGS: None until the first run, which saves the package list and reads git;
+        # then the settings that let the later runs record the same commit without git
+        self._found_once: dict[str, Any] | None = None
 
     def start(
         self, trial_id: str, logdir: str, exclude: list, to_config: list, init_kwargs: dict
@@ -245,11 +256,14 @@ class WandbHub:
         if trial_id in self._runs:  # a trial restarted after a failure keeps its run
             return
         settings = dict(init_kwargs.get("settings") or {})
-        if not self._requirements_saved:
+        if self._found_once is None:
             settings["x_save_requirements"] = True
+        else:
+            settings.update(self._found_once)
         try:
             run = self._wandb.init(**{**init_kwargs, "settings": settings, "reinit": "create_new"})
-            self._requirements_saved = True
+            if self._found_once is None:
+                self._found_once = git_found(run.settings)
             # Charts against the epoch, not W&B's own step (``log`` below says why).
             run.define_metric(TRAINING_ITERATION)
             run.define_metric("*", step_metric=TRAINING_ITERATION)

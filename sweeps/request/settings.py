@@ -368,6 +368,12 @@ class Settings:
         "default: $WANDB_MODE, else online if an API key is configured, else offline",
         on_resume=MAY_CHANGE,
     )
+    tensorboard: bool = flag(
+        "W&B",
+        "also write Tune's TensorBoard event files in each trial folder (off: W&B, result.json "
+        "and progress.csv hold the same values, and at 1,000 trials the writer took a tenth of "
+        "the driver's time; docs/performance.md)",
+    )
     smoke_test: bool = flag(None, "tiny sweep for a quick look: {smoke}", shown_last=True)
     verbose: bool = flag(
         None,
