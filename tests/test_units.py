@@ -749,6 +749,44 @@ def test_an_asha_scheduler_pickled_as_a_subclass_of_rays_loads_with_its_rungs():
     assert loaded.on_trial_result(None, a, result) == TrialScheduler.STOP
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_asha_chooses_the_trial_fifo_would_without_scanning_every_trial(seed):
+    """The trial to start: FIFO's choice (Ray's FIFOScheduler: the first PENDING trial in Tune's
+    list, else the first PAUSED) for random statuses, taken from the controller's sets of
+    waiting trials, so Tune's list of every trial is not read at each step of its loop."""
+    from ray.tune.execution.tune_controller import TrialRunnerWrapper
+    from ray.tune.schedulers import FIFOScheduler
+
+    from sweeps.search.schedulers import RevisingASHAScheduler
+
+    class Controller:  # the TuneController names that choose_trial_to_run reads
+        def __init__(self, trials):
+            self._trials, self.scans = trials, 0
+            self._pending_trials = {t for t in trials if t.status == Trial.PENDING}
+            self._paused_trials = {t for t in trials if t.status == Trial.PAUSED}
+
+        def get_trials(self):
+            self.scans += 1
+            return self._trials
+
+    rng = np.random.default_rng(seed)
+    statuses = [Trial.PENDING, Trial.PAUSED, Trial.RUNNING, Trial.TERMINATED, Trial.ERROR]
+    ours = RevisingASHAScheduler(max_t=9, grace_period=1, reduction_factor=3)
+    ours.set_search_properties("val_mse", "min")
+    trials = [Trial("train_autoencoder", trial_id=f"t{i:03d}", stub=True) for i in range(300)]
+    for trial in trials:
+        ours.on_trial_add(None, trial)
+    for _ in range(50):
+        weights = rng.dirichlet(np.ones(len(statuses)) * 0.3)  # often none pending or paused
+        for trial in trials:
+            trial.set_status(statuses[rng.choice(len(statuses), p=weights)])
+        controller = Controller(trials)
+        wrapped = TrialRunnerWrapper(controller, None, runner_whitelist_attr={"get_trials"})
+        chosen = ours.choose_trial_to_run(wrapped)
+        assert controller.scans == 0
+        assert chosen is FIFOScheduler().choose_trial_to_run(wrapped)
+
+
 def test_a_resumed_sweep_keeps_the_fixed_values_it_began_with():
     """A smoke sweep begun before 0.3 (batch 256 by the trainable's default, no batch_size in
     its space) resumed by this version, whose --smoke-test fixes batch_size 32: its later

@@ -72,6 +72,35 @@ def tune_env_vars_propagated(keep: Callable[[str], bool]) -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Ray Tune's controller: the trials waiting to start (sweeps/search/schedulers.py)
+
+_CONTROLLER = "ray.tune.execution.tune_controller.TuneController"
+
+
+def set_in_source(cls: type, names: tuple[str, ...], where: str, package: str) -> None:
+    """PrivateAPIError unless ``cls``'s source sets each of ``names`` on its instances (names
+    that only an instance has, which ``check()`` has none of)."""
+    import inspect
+
+    source = inspect.getsource(cls)
+    for name in names:
+        if f"self.{name} =" not in source and f"self.{name}:" not in source:
+            private(object(), name, where, package)  # raises PrivateAPIError
+
+
+def waiting_trials(tune_controller: Any) -> tuple[set, set]:
+    """(PENDING trials, PAUSED trials): the controller's own sets, which it keeps with every
+    status change (``TuneController._set_trial_status`` asserts they agree with the trials'
+    statuses). ``tune_controller``: what Tune hands a scheduler (a ``TrialRunnerWrapper``)."""
+    wrapper = "ray.tune.execution.tune_controller.TrialRunnerWrapper"
+    controller = private(tune_controller, "_tune_controller", wrapper, "ray")
+    return (
+        private(controller, "_pending_trials", _CONTROLLER, "ray"),
+        private(controller, "_paused_trials", _CONTROLLER, "ray"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Ray Tune's experiment snapshots (sweeps/cluster/ray_cluster.py)
 
 _SNAPSHOTS = "ray.tune.execution.experiment_state._ExperimentCheckpointManager"
@@ -230,6 +259,16 @@ def check() -> None:
         private(wandb, name, _WANDB, "ray")
     private(node, "_force_on_current_node", "ray.air.util.node", "ray")
     _snapshot_manager()
+    from optuna.storages.journal import _file as journal_file
+    from ray.tune.execution import tune_controller
+
+    wrapper = "ray.tune.execution.tune_controller.TrialRunnerWrapper"
+    set_in_source(tune_controller.TrialRunnerWrapper, ("_tune_controller",), wrapper, "ray")
+    names = ("_pending_trials", "_paused_trials")
+    set_in_source(tune_controller.TuneController, names, _CONTROLLER, "ray")
+    where = "optuna.storages.journal.JournalFileBackend"
+    set_in_source(journal_file.JournalFileBackend, ("_lock", "_file_path"), where, "optuna")
+    private(journal_file, "get_lock_file", "optuna.storages.journal._file", "optuna")
     from ray._private import ray_constants
     from ray.tune.logger import LoggerCallback
 

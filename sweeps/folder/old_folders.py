@@ -121,9 +121,10 @@ def pbt_pruner_state(state: dict[str, Any]) -> dict[str, Any]:
 
 def asha_state(state: dict[str, Any]) -> dict[str, Any]:
     """A ``RevisingASHAScheduler`` pickled when it was a subclass of Ray's ASHAScheduler (its
-    one bracket's rungs held in Ray's private ``_Bracket``)."""
+    one bracket's rungs held in Ray's private ``_Bracket``), or before it kept the trials' order
+    (``_added``: filled again as Tune adds the restored trials)."""
     if "rungs" in state:
-        return state
+        return {"_added": {}, **state}
     where = "ray.tune.schedulers.async_hyperband._Bracket"
     (bracket,) = state["_brackets"]
     return {
@@ -135,6 +136,7 @@ def asha_state(state: dict[str, Any]) -> dict[str, Any]:
         "num_stopped": state.get("_num_stopped", 0),
         "_metric": state.get("_metric"),
         "mode": state.get("_mode"),
+        "_added": {},
     }
 
 
