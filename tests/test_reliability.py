@@ -271,6 +271,28 @@ def test_a_journal_whose_writer_was_killed_is_repaired_before_a_resume_writes(tm
     assert len(path.read_bytes()) > len(whole)
 
 
+def test_the_sweeps_journal_is_read_at_once_and_synced_once_a_second(tmp_path, monkeypatch):
+    """SweepJournalFile: each line is in the file for any reader as soon as it is appended, but
+    synced to disk at most once a second (Optuna's own backend syncs every line), and once more
+    when the sweep ends (close_study_file)."""
+    synced = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), fsync(fd))[1])
+    path = tmp_path / "optuna.journal"
+    study = optuna.create_study(study_name="s", storage=study_storage.SweepJournalStorage(path))
+    started = time.monotonic()
+    for i in range(60):
+        study.add_trial(optuna.trial.create_trial(value=float(i)))
+        reader = optuna.load_study(study_name="s", storage=loadable(file_study_url(path)))
+        assert len(reader.trials) == i + 1
+    seconds = time.monotonic() - started
+    assert 1 <= len(synced) <= 1 + seconds / study_storage.SweepJournalFile.SYNC_EVERY_S
+    study_storage.close_study_file(
+        experiment.Folder(tmp_path), {"study_storage": file_study_url(path)}
+    )
+    assert len(synced) >= 2
+
+
 def test_a_journal_is_not_unpickled_onto_another_study(tmp_path):
     """Unpickled during a resume, the sweep's journal opens the journal the resume found, never
     a database URL, and never a file that is not there (which would start an empty study)."""

@@ -34,7 +34,7 @@ from sweeps.folder.layout import (
 )
 from sweeps.folder.outcome import DIVERGED, ERROR
 from sweeps.folder.storage import Folder
-from sweeps.folder.study_storage import copy_study_up
+from sweeps.folder.study_storage import close_study_file
 from sweeps.folder.study_url import journal_path, loadable
 from sweeps.request.settings import Settings, SweepSpec
 from sweeps.search.searcher import tell_stopped_by_budget
@@ -173,7 +173,7 @@ def finish(
         study = optuna.load_study(study_name=record["study_name"], storage=loadable(study_url))
         objectives = [m for m, _ in settings.objective_pairs] or spec.metric
         tell_stopped_by_budget(study, trials, objectives, settings.max_epochs)
-    copy_study_up(exp, record)
+    close_study_file(exp, record)
     rows, failures, epochs_trained = [], {}, {}
     for trial in trials:
         df = analysis.trial_dataframes.get(trial.trial_id)
