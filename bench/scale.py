@@ -167,6 +167,7 @@ HELPERS = {  # a Ray process's role by its binary, its script, or its ray:: name
     "wandb-core": "W&B service",
     "wandb-symon": "W&B service",
     "default_worker.py": "workers",  # a worker before Ray retitles it ray::...
+    "setup_worker.py": "workers",  # one still setting up its runtime env: looked at again
 }
 
 

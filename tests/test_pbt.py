@@ -341,3 +341,28 @@ def test_wandb_keeps_every_result_of_a_trial_that_goes_back_to_an_earlier_epoch(
     assert run_id == "rewound"
     assert [(r["training_iteration"], r["loss"]) for r in rows] == results
     assert all("time_this_iter_s" not in r for r in rows)
+
+
+def test_wandb_gets_a_trials_config_when_it_changes(tmp_path):
+    """Tune sends the config with every result; the hub passes it to the trial's run at the
+    first result and when PBT perturbs it, not at every epoch. The run's config records say so,
+    and the run ends with the config in force last."""
+    import helpers
+
+    from sweeps.fit.wandb_hub import WandbHub
+
+    hub = WandbHub()
+    init = {"mode": "offline", "dir": str(tmp_path), "project": "t", "id": "perturbed"}
+    hub.start("perturbed", str(tmp_path), exclude=[], to_config=[], init_kwargs=init)
+    configs = [{"lr": 0.1}, {"lr": 0.1}, {"lr": 0.1}, {"lr": 0.05}, {"lr": 0.05}]
+    for epoch, config in enumerate(configs, start=1):
+        hub.log("perturbed", {"training_iteration": epoch, "loss": 1 / epoch, "config": config})
+    assert hub.close() == 1
+    (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    sent = [
+        {item.key: json.loads(item.value_json) for item in r.config.update}
+        for r in helpers.wandb_records(run_file)
+        if r.HasField("config")
+    ]
+    lrs = [c["lr"] for c in sent if "lr" in c]
+    assert lrs == [0.1, 0.05]

@@ -187,6 +187,14 @@ def wandb_row(result: dict, exclude, to_config, wandb) -> tuple[dict, dict]:
     return row, config_update
 
 
+def same(a: Any, b: Any) -> bool:
+    """a == b, False where they cannot be compared (an array in a config)."""
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
 def run_status(trial, failed: bool = False) -> dict[str, Any]:
     """What a trial's run summary says of its end: ``status`` (finished, stopped early,
     diverged, errored: the console's words), the epochs it ran and, if it failed, why."""
@@ -249,6 +257,7 @@ class WandbHub:
         # RUN_SETTINGS: None until the first run, which saves the package list and reads git;
         # then the settings that let the later runs record the same commit without git
         self._found_once: dict[str, Any] | None = None
+        self._configs: dict[str, dict] = {}  # trial id -> the config its run last got (log)
 
     def start(
         self, trial_id: str, logdir: str, exclude: list, to_config: list, init_kwargs: dict
@@ -286,7 +295,11 @@ class WandbHub:
         run, keys = self._runs[trial_id]
         try:
             row, config_update = wandb_row(result, *keys, self._wandb)
-            run.config.update(config_update, allow_val_change=True)
+            # Tune sends the config with every result; the run gets it when it changes (the
+            # first result, a PBT perturbation): one message to W&B's service less per result
+            if not same(config_update, self._configs.get(trial_id)):
+                run.config.update(config_update, allow_val_change=True)
+                self._configs[trial_id] = config_update
             run.log(row)
         except Exception:
             logger.warning("W&B: could not log a result of trial %s", trial_id, exc_info=True)
@@ -301,6 +314,7 @@ class WandbHub:
     def end(self, trial_id: str, failed: bool = False, status: dict | None = None) -> None:
         """Finish the trial's run, its summary holding how the trial ended (``status``)."""
         run, _ = self._runs.pop(trial_id, (None, None))
+        self._configs.pop(trial_id, None)
         if run is not None:
             try:
                 run.summary.update(status or {})
