@@ -132,14 +132,22 @@ def run(spec: SweepSpec, settings: Settings, param_space: dict[str, Any]) -> dic
         print(f"{spec.name}: {splits.describe()}; experiment {exp.uri}", flush=True)
         with ray_cluster.tune_environment(wandb_mode, settings.verbose):
             fit_started = time.monotonic()
-            tuner.fit()
+            grid = tuner.fit()
         # --time-budget: Tune's own clock starts inside fit, so this one has run at least as long
         budget_spent = (
             settings.time_budget is not None
             and time.monotonic() - fit_started >= settings.time_budget
         )
         summary = results.finish(
-            spec, settings, exp, record, splits, module, budget_spent, study_url
+            spec,
+            settings,
+            exp,
+            record,
+            splits,
+            module,
+            budget_spent,
+            study_url,
+            analysis=private_api.result_analysis(grid),
         )
         if wandb_mode != "disabled" and summary["best"]:  # the best trial's run says so
             best_file = exp.local / BEST_CHECKPOINT if exp.local else None  # remote: no upload

@@ -279,7 +279,8 @@ def test_the_sweeps_journal_is_read_at_once_and_synced_once_a_second(tmp_path, m
     fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), fsync(fd))[1])
     path = tmp_path / "optuna.journal"
-    study = optuna.create_study(study_name="s", storage=study_storage.SweepJournalStorage(path))
+    storage = study_storage.SweepJournalStorage(path)
+    study = optuna.create_study(study_name="s", storage=storage)
     started = time.monotonic()
     for i in range(60):
         study.add_trial(optuna.trial.create_trial(value=float(i)))
@@ -291,6 +292,18 @@ def test_the_sweeps_journal_is_read_at_once_and_synced_once_a_second(tmp_path, m
         experiment.Folder(tmp_path), {"study_storage": file_study_url(path)}
     )
     assert len(synced) >= 2
+    # The searcher's writes in one call (a new trial and its parameters) share one hold of the
+    # lock (held), which other writers still wait for; readers see each line at once.
+    lock = optuna.storages.journal.JournalFileSymlinkLock
+    acquire, holds = lock.acquire, []
+    monkeypatch.setattr(lock, "acquire", lambda self: (holds.append(1), acquire(self))[1])
+    with storage.held():
+        for i in range(5):
+            study.add_trial(optuna.trial.create_trial(value=float(i)))
+        assert Path(f"{path}.lock").is_symlink()
+        reader = optuna.load_study(study_name="s", storage=loadable(file_study_url(path)))
+        assert len(reader.trials) == 65
+    assert holds == [1] and not Path(f"{path}.lock").exists()
 
 
 def test_a_journal_is_not_unpickled_onto_another_study(tmp_path):

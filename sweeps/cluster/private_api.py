@@ -100,6 +100,13 @@ def waiting_trials(tune_controller: Any) -> tuple[set, set]:
     )
 
 
+def result_analysis(grid: Any) -> Any:
+    """The ``ExperimentAnalysis`` a ``ResultGrid`` (what ``Tuner.fit`` returns) was made from:
+    Tune's read-back of every trial's results, which ``sweeps/folder/results.py`` would otherwise
+    read a second time."""
+    return private(grid, "_experiment_analysis", "ray.tune.ResultGrid", "ray")
+
+
 # ---------------------------------------------------------------------------------------------
 # Ray Tune's experiment snapshots (sweeps/cluster/ray_cluster.py)
 
@@ -192,6 +199,11 @@ def searcher_study(searcher: Any) -> Any:
     return private(searcher, "_ot_study", _OPTUNA_SEARCH, "ray")
 
 
+def study_storage(study: Any) -> Any:
+    """An Optuna study's storage (``Study._storage``)."""
+    return private(study, "_storage", "optuna.Study", "optuna")
+
+
 def searcher_space(searcher: Any) -> Any:
     """OptunaSearch's search space as Optuna distributions (``_space``)."""
     return private(searcher, "_space", _OPTUNA_SEARCH, "ray")
@@ -266,6 +278,9 @@ def check() -> None:
     set_in_source(tune_controller.TrialRunnerWrapper, ("_tune_controller",), wrapper, "ray")
     names = ("_pending_trials", "_paused_trials")
     set_in_source(tune_controller.TuneController, names, _CONTROLLER, "ray")
+    from ray.tune import ResultGrid
+
+    set_in_source(ResultGrid, ("_experiment_analysis",), "ray.tune.ResultGrid", "ray")
     where = "optuna.storages.journal.JournalFileBackend"
     set_in_source(journal_file.JournalFileBackend, ("_lock", "_file_path"), where, "optuna")
     private(journal_file, "get_lock_file", "optuna.storages.journal._file", "optuna")

@@ -159,15 +159,18 @@ def finish(
     module,
     budget_spent: bool = False,
     study_url: str | None = None,
+    analysis: tune.ExperimentAnalysis | None = None,
 ) -> dict[str, Any]:
     """Write results.parquet; if every trial has finished (or ``budget_spent``: --time-budget
     ended the sweep, and every trial it started has ended), pick the best by its last
     ``metric`` (ERROR and DIVERGED trials excluded), evaluate its checkpoint on the test split
     and write best.json and best/checkpoint.pt. Returns the numbers of the summary.
     ``study_url``: where the study is (None: no study), to tell it of the trials the budget
-    stopped."""
+    stopped. ``analysis``: the one ``Tuner.fit`` read back from the folder as it returned (its
+    trials the driver's own), else read here: reading every trial's results takes about 1 ms a
+    trial, 10 s at 10,000 trials."""
     strategy = strategy_for(settings)
-    analysis = tune.ExperimentAnalysis(exp.uri)
+    analysis = analysis or tune.ExperimentAnalysis(exp.uri)
     trials = sorted(analysis.trials, key=lambda t: t.trial_id)
     if budget_spent and study_url:  # Tune stopped the running trials without telling the study
         study = optuna.load_study(study_name=record["study_name"], storage=loadable(study_url))

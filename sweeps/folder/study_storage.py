@@ -25,11 +25,13 @@ points at the study it found (``resume_study_at``) before Tune unpickles anythin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,16 +105,38 @@ class SweepJournalFile(JournalFileBackend):
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self._synced = -float("inf")  # the first append syncs
+        self._holding = False  # inside held()
 
-    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Inside, appends share one hold of Optuna's lock instead of taking it each time: the
+        sweep's searcher appends several lines in one call (a new trial: the trial, each
+        parameter, its Tune id), and a release (a rename and an unlink of the lock's symlink)
+        took 5 ms of the driver per trial in a profile on 2 busy CPUs. Re-entrant."""
+        if self._holding:
+            yield
+            return
+        with self._lock_file():
+            self._holding = True
+            try:
+                yield
+            finally:
+                self._holding = False
+
+    def _lock_file(self) -> contextlib.AbstractContextManager:
         where = "optuna.storages.journal.JournalFileBackend"
         lock = private_api.private(self, "_lock", where, "optuna")
-        path = private_api.private(self, "_file_path", where, "optuna")
         locked = private_api.private(
             optuna_journal_file, "get_lock_file", "optuna.storages.journal._file", "optuna"
         )
+        return locked(lock)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        where = "optuna.storages.journal.JournalFileBackend"
+        path = private_api.private(self, "_file_path", where, "optuna")
         text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
-        with locked(lock), open(path, "ab") as f:
+        lock = contextlib.nullcontext() if self._holding else self._lock_file()
+        with lock, open(path, "ab") as f:
             f.write(text.encode("utf-8"))
             f.flush()
             if time.monotonic() - self._synced >= self.SYNC_EVERY_S:
@@ -129,6 +153,12 @@ class SweepJournalStorage(JournalStorage):
 
     def __init__(self, path: Path) -> None:
         super().__init__(SweepJournalFile(str(path)))
+
+    def held(self) -> contextlib.AbstractContextManager:
+        """The study's writes inside under one hold of its file's lock (``SweepJournalFile``)."""
+        return private_api.private(
+            self, "_backend", "optuna.storages.JournalStorage", "optuna"
+        ).held()
 
     def __getstate__(self) -> dict[str, Any]:
         backend = private_api.private(self, "_backend", "optuna.storages.JournalStorage", "optuna")

@@ -237,7 +237,19 @@ class TrialStateOptunaSearch(OptunaSearch):
             metric = mode = None
         return super().set_search_properties(metric, mode, config, **spec)
 
+    def _one_hold(self) -> contextlib.AbstractContextManager:
+        """The study's writes in one searcher call under one hold of its file's lock, where the
+        study is the sweep's journal (``SweepJournalStorage.held``; other storages lock as
+        Optuna does)."""
+        study = self._study
+        held = getattr(private_api.study_storage(study), "held", None) if study else None
+        return held() if held else contextlib.nullcontext()
+
     def suggest(self, trial_id: str) -> dict | None:
+        with self._one_hold():
+            return self._suggest(trial_id)
+
+    def _suggest(self, trial_id: str) -> dict | None:
         if self._known and not self._study.get_trials(deepcopy=False):  # a new sweep only
             self._study.add_trials(self._known)
         for point in self._first:  # once: a study that holds them already skips them
@@ -249,6 +261,10 @@ class TrialStateOptunaSearch(OptunaSearch):
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        with self._one_hold():
+            self._on_result(trial_id, result)
+
+    def _on_result(self, trial_id: str, result: dict) -> None:
         ot_trial = self._trials.get(trial_id)
         if ot_trial is None:
             return
@@ -269,6 +285,10 @@ class TrialStateOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
+        with self._one_hold():
+            self._on_complete(trial_id, result, error)
+
+    def _on_complete(self, trial_id: str, result: dict | None, error: bool) -> None:
         ot_trial = self._trials.get(trial_id)
         if ot_trial is None or trial_id in self._completed:
             return
