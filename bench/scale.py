@@ -9,7 +9,8 @@ For each size N, in a random order (seeded by ``--seed``), on a fresh local Ray 
 CPUs each time, with 2 trials of 1 CPU at a time:
 
   ours   ``sweeps/ae_sweep.py``'s ``main`` as a user runs it: Optuna TPE on the study in its
-         journal file (``optuna.journal``; ``ours-sqlite``: on SQLite, as before issue #23),
+         journal file (``optuna.journal``; ``ours-sqlite``: on SQLite, as before issue #23;
+         ``ours-no-wandb``: with ``--wandb-mode disabled``, to tell W&B's share),
          revising ASHA (grace 1, reduction factor 3), W&B offline through the W&B actor, a
          checkpoint every epoch and the checkpoint pruner, the compact progress lines, and at the
          end results.parquet and the best checkpoint evaluated on the test split;
@@ -343,9 +344,10 @@ def sweep_argv(args, n: int, storage: Path, name: str) -> list[str]:
     ]
 
 
-def ours(args, n: int, storage: Path, sqlite: bool = False) -> dict:
+def ours(args, n: int, storage: Path, sqlite: bool = False, wandb: bool = True) -> dict:
     name = f"ours_{n}"
     study = [f"--study-storage=sqlite:///{storage / name / 'optuna.db'}"] if sqlite else []
+    study += [] if wandb else ["--wandb-mode=disabled"]  # the last --wandb-mode given wins
     finish, write_best = _Timer(results.finish), _Timer(results.write_best)
     module_for = runner.module_for
     results.finish, results.write_best = finish, write_best
@@ -469,6 +471,7 @@ def documented(args, n: int, storage: Path, in_memory: bool = False) -> dict:
 SIDES = {
     "ours": ours,
     "ours-sqlite": functools.partial(ours, sqlite=True),
+    "ours-no-wandb": functools.partial(ours, wandb=False),
     "plain": plain,
     "documented": documented,
     "documented-mem": functools.partial(documented, in_memory=True),
@@ -556,7 +559,8 @@ def main(argv=None) -> dict:
         type=sides_arg,
         default=DEFAULT_SIDES,
         help=f"the sides to run, ours first (default {','.join(DEFAULT_SIDES)}; also "
-        "ours-sqlite: ours with the study in SQLite, as before the journal)",
+        "ours-sqlite: ours with the study in SQLite, as before the journal; ours-no-wandb: ours "
+        "with --wandb-mode disabled)",
     )
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="bench_scale-"))
