@@ -282,7 +282,7 @@ def check() -> None:
 
     set_in_source(ResultGrid, ("_experiment_analysis",), "ray.tune.ResultGrid", "ray")
     where = "optuna.storages.journal.JournalFileBackend"
-    set_in_source(journal_file.JournalFileBackend, ("_lock", "_file_path"), where, "optuna")
+    set_in_source(journal_file.JournalFileBackend, ("_lock",), where, "optuna")
     private(journal_file, "get_lock_file", "optuna.storages.journal._file", "optuna")
     from ray._private import ray_constants
     from ray.tune.logger import LoggerCallback

@@ -170,7 +170,8 @@ def finish(
     trials the driver's own), else read here: reading every trial's results takes about 1 ms a
     trial, 10 s at 10,000 trials."""
     strategy = strategy_for(settings)
-    analysis = analysis or tune.ExperimentAnalysis(exp.uri)
+    if analysis is None:
+        analysis = tune.ExperimentAnalysis(exp.uri)
     trials = sorted(analysis.trials, key=lambda t: t.trial_id)
     if budget_spent and study_url:  # Tune stopped the running trials without telling the study
         study = optuna.load_study(study_name=record["study_name"], storage=loadable(study_url))

@@ -104,8 +104,17 @@ class SweepJournalFile(JournalFileBackend):
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
+        self.path = path
         self._synced = -float("inf")  # the first append syncs
         self._holding = False  # inside held()
+        # Optuna's own lock on the file and its context manager, looked up once
+        lock = private_api.private(
+            self, "_lock", "optuna.storages.journal.JournalFileBackend", "optuna"
+        )
+        locked = private_api.private(
+            optuna_journal_file, "get_lock_file", "optuna.storages.journal._file", "optuna"
+        )
+        self._locked = lambda: locked(lock)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -116,27 +125,17 @@ class SweepJournalFile(JournalFileBackend):
         if self._holding:
             yield
             return
-        with self._lock_file():
+        with self._locked():
             self._holding = True
             try:
                 yield
             finally:
                 self._holding = False
 
-    def _lock_file(self) -> contextlib.AbstractContextManager:
-        where = "optuna.storages.journal.JournalFileBackend"
-        lock = private_api.private(self, "_lock", where, "optuna")
-        locked = private_api.private(
-            optuna_journal_file, "get_lock_file", "optuna.storages.journal._file", "optuna"
-        )
-        return locked(lock)
-
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        where = "optuna.storages.journal.JournalFileBackend"
-        path = private_api.private(self, "_file_path", where, "optuna")
         text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
-        lock = contextlib.nullcontext() if self._holding else self._lock_file()
-        with lock, open(path, "ab") as f:
+        lock = contextlib.nullcontext() if self._holding else self._locked()
+        with lock, open(self.path, "ab") as f:
             f.write(text.encode("utf-8"))
             f.flush()
             if time.monotonic() - self._synced >= self.SYNC_EVERY_S:
@@ -152,18 +151,15 @@ class SweepJournalStorage(JournalStorage):
     pickles it by this module path: keep the name importable."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(SweepJournalFile(str(path)))
+        self._file = SweepJournalFile(str(path))
+        super().__init__(self._file)
 
     def held(self) -> contextlib.AbstractContextManager:
         """The study's writes inside under one hold of its file's lock (``SweepJournalFile``)."""
-        return private_api.private(
-            self, "_backend", "optuna.storages.JournalStorage", "optuna"
-        ).held()
+        return self._file.held()
 
     def __getstate__(self) -> dict[str, Any]:
-        backend = private_api.private(self, "_backend", "optuna.storages.JournalStorage", "optuna")
-        path = private_api.private(backend, "_file_path", "JournalFileBackend", "optuna")
-        return {"path": path}
+        return {"path": self._file.path}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         path = Path(state["path"])
