@@ -167,8 +167,8 @@ def finish(
     and write best.json and best/checkpoint.pt. Returns the numbers of the summary.
     ``study_url``: where the study is (None: no study), to tell it of the trials the budget
     stopped. ``analysis``: the one ``Tuner.fit`` read back from the folder as it returned (its
-    trials the driver's own), else read here: reading every trial's results takes about 1 ms a
-    trial, 10 s at 10,000 trials."""
+    trials the driver's own), else read here: reading every trial back took 0.6 s for 300
+    trials here (about 2 ms a trial), and grows with the trial count."""
     strategy = strategy_for(settings)
     if analysis is None:
         analysis = tune.ExperimentAnalysis(exp.uri)
