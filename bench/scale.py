@@ -64,6 +64,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import psutil
 import pyarrow.parquet as pq
@@ -450,7 +451,10 @@ def documented(args, n: int, storage: Path, in_memory: bool = False) -> dict:
             callbacks=[WandbLoggerCallback(project="latentsweep-bench", mode="offline")],
         ),
     )
-    grid = tuner.fit()
+    # Ray's callback asks for an API key at setup unless $WANDB_MODE says offline (its
+    # mode="offline" is not enough): a user without a key sets it, so this side does too
+    with mock.patch.dict(os.environ, {"WANDB_MODE": "offline"}):
+        grid = tuner.fit()
     errors = [r.error for r in grid if r.error]
     if errors:
         raise SystemExit(f"scale: the documented Ray Tune sweep's trials failed: {errors[0]}")
