@@ -830,26 +830,3 @@ def test_wandb_runs_say_how_each_trial_ended_and_which_is_best(ae_run):
     commits = {r.run.git.commit for r in stats if r.HasField("run")}
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO)
     assert commits == {head.stdout.strip()} if head.returncode == 0 else len(commits) == 1
-
-
-@pytest.mark.slow
-def test_the_wandb_hub_and_its_service_yield_the_cpus_to_the_trials(local_ray, tmp_path):
-    """The sweep's W&B actor (the callback's ``start_hub``, on a real Ray) runs at a lower CPU
-    priority than Ray's other workers, where the trials train (nice 15, Ray's default), and so
-    does the W&B service its first run starts; the run is still written."""
-    import psutil
-    import ray
-
-    from sweeps.fit import wandb_hub
-
-    trials_nice = ray.get(ray.remote(num_cpus=0)(lambda: os.nice(0)).remote())
-    hub = wandb_hub.start_hub()
-    init = {"mode": "offline", "dir": str(tmp_path), "project": "t", "id": "yielding"}
-    ray.get(hub.start.remote("yielding", str(tmp_path), [], [], init))
-    actor = psutil.Process(ray.get(hub.__ray_call__.remote(lambda self: os.getpid())))
-    service = actor.children(recursive=True)
-    assert actor.nice() == min(19, trials_nice + wandb_hub.HUB_NICENESS) > trials_nice
-    assert service and all(p.nice() == actor.nice() for p in service)
-    assert ray.get(hub.close.remote()) == 1
-    ray.kill(hub)
-    assert len(list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))) == 1

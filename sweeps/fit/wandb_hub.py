@@ -245,31 +245,11 @@ def mark_best_run(
     return None
 
 
-# The hub's CPU priority: the lowest (a ``nice`` increment, capped at 19; the W&B service it
-# starts inherits it). Ray starts its workers, the trials' among them, at nice 15 (its
-# RAY_worker_niceness) and the driver at the shell's 0, so the hub took turns with the trials as
-# their equal. W&B is a view of results that Tune's files already hold; its ~25 ms of CPU a trial
-# (a run's init and finish, BENCHMARKS.md section 6) now goes first to the CPUs' idle moments,
-# and the sweep's end waits for what is left (``on_experiment_end``).
-HUB_NICENESS = 19
-
-
-def start_hub():
-    """The sweep's ``WandbHub`` actor: on the driver's node, no CPU of Ray's, restarted if it
-    dies, ``HUB_NICENESS`` below the priority it starts at."""
-    pin = private_api.force_on_current_node()
-    hub = ray.remote(num_cpus=0, max_restarts=-1, **pin)(WandbHub)
-    return hub.remote(niceness=HUB_NICENESS)
-
-
 class WandbHub:
     """The actor that holds the sweep's W&B runs, keyed by Tune trial id. A failure in one run
-    is logged and does not touch the others (nor the sweep). ``niceness``: lower this process's
-    CPU priority by that much first (``start_hub``; 0 in a test's own process)."""
+    is logged and does not touch the others (nor the sweep)."""
 
-    def __init__(self, niceness: int = 0) -> None:
-        if niceness:
-            os.nice(niceness)  # before wandb starts its service, which inherits it
+    def __init__(self) -> None:
         import wandb
 
         self._wandb = wandb
@@ -384,7 +364,9 @@ class SweepWandbCallback(WandbLoggerCallback):
 
     def _start_logging_actor(self, trial, exclude_results, **wandb_init_kwargs) -> None:
         if self._hub is None:
-            self._hub = start_hub()
+            pin = private_api.force_on_current_node()
+            hub = ray.remote(num_cpus=0, max_restarts=-1, **pin)(WandbHub)
+            self._hub = hub.remote()
         to_config = list(self.AUTO_CONFIG_KEYS)
         args = (trial.trial_id, trial.local_path, exclude_results, to_config, wandb_init_kwargs)
         self._hub.start.remote(*args)
