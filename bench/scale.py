@@ -64,7 +64,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 import psutil
 import pyarrow.parquet as pq
@@ -75,7 +74,7 @@ from ray.tune.execution.tune_controller import TuneController
 from sweep_overhead import _Timer, load, optuna_times
 
 from sweeps import ae_sweep, runner
-from sweeps.cluster import private_api
+from sweeps.cluster import private_api, ray_cluster
 from sweeps.folder import results
 from sweeps.request import cli
 from sweeps.request.search_space import trial_space
@@ -453,7 +452,7 @@ def documented(args, n: int, storage: Path, in_memory: bool = False) -> dict:
     )
     # Ray's callback asks for an API key at setup unless $WANDB_MODE says offline (its
     # mode="offline" is not enough): a user without a key sets it, so this side does too
-    with mock.patch.dict(os.environ, {"WANDB_MODE": "offline"}):
+    with ray_cluster.environ(WANDB_MODE="offline"):
         grid = tuner.fit()
     errors = [r.error for r in grid if r.error]
     if errors:
