@@ -105,24 +105,32 @@ def test_a_sweep_without_a_perturbation_space_refuses_pb2(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_pb2_sweep_exploits_and_explores_inside_the_bounds(local_ray, tmp_path, capsys):
-    """The autoencoder's wide space under PB2: 4 trials of 4 epochs, a decision after every
-    epoch but the last, the bottom half cloning the top half. Ray records the exploits, the
-    lineage is in results.parquet, a clone's new lr and weight decay are the GP bandit's (not
-    the donor's) and every value in force stays inside the script's bounds; batch_size, a
-    list, is left to the donor."""
+    """The autoencoder's wide space under synchronous PB2: 2 trials of 4 epochs, a decision
+    for both after every epoch but the last, the worse cloning the better. Ray records the
+    exploits, the lineage is in results.parquet, every value in force stays inside the script's
+    bounds and batch_size, a list, is left to the donor.
+
+    PB2 explores a clone (its GP bandit's lr and weight decay, not the donor's) only once the
+    donor has trained an interval with unchanged values (``sweeps/search/pb2.py``). With
+    --synch this is certain by the third decision whatever the metric does: at the first no
+    trial has (the clone copies its donor's values), at the second the first decision's donor
+    has; if the first clone was the donor then, its values were copied and both trials have an
+    unchanged interval at the third. Asynchronous PB2 gives no such bound: a donor may be an
+    interval behind (CI's run on 7295973 saw 4 trials whose every clone copied)."""
     argv = ["--smoke-test", "--scheduler", "pb2", "--space", "wide", "--max-epochs", "4"]
-    argv += ["--num-samples", "4", "--max-concurrent", "4", "--quantile-fraction", "0.5"]
+    argv += ["--num-samples", "2", "--max-concurrent", "2", "--quantile-fraction", "0.5"]
+    argv += ["--synch"]
     argv += ["--storage-path", str(tmp_path), "--wandb-mode", "disabled"]
     summary = ae_sweep.main(argv)
     printed = capsys.readouterr().out
     exp = tmp_path / "ae_sweep_smoke"
-    assert summary["complete"] and summary["errored"] == 0 and summary["trials"] == 4
+    assert summary["complete"] and summary["errored"] == 0 and summary["trials"] == 2
     assert "Population Based Bandits" in printed and "batch_size not explored" in printed
     assert " PB2 exploits" in printed
 
     sweep = json.loads((exp / "sweep.json").read_text())
     scheduler = sweep["scheduler"]
-    assert scheduler["name"] == "PB2" and sweep["study_storage"] is None
+    assert scheduler["name"] == "PB2" and sweep["study_storage"] is None and scheduler["synch"]
     bounds = ae_sweep.PERTURBATIONS["wide"]
     assert scheduler["hyperparam_bounds"] == {
         key: [bounds[key].lower, bounds[key].upper] for key in ("lr", "weight_decay")
@@ -140,22 +148,22 @@ def test_pb2_sweep_exploits_and_explores_inside_the_bounds(local_ray, tmp_path, 
     assert table["config/batch_size"].eq(32).all()  # the smoke's, never explored
 
     cloned = table.dropna(subset=["cloned_from"])
-    assert (
-        1
-        <= summary["exploits"]
-        == len(cloned.drop_duplicates(["trial_id", "cloned_from", "cloned_epoch"]))
-    )
-    # A clone's first rows after the exploit hold the values PB2 chose; at least one differs
-    # from its donor's at that epoch by more than float32 rounding (Ray's GP works in float32).
-    explored = 0
+    exploits = cloned.drop_duplicates(["trial_id", "cloned_from", "cloned_epoch"])
+    # one clone at each decision (epochs 1, 2, 3), each from the donor's checkpoint of that epoch
+    assert summary["exploits"] == len(exploits) == 3
+    assert sorted(exploits["cloned_epoch"]) == [1, 2, 3]
+    # A clone's first rows after the exploit hold the values PB2 chose: the donor's at the first
+    # decision, the GP's (more than float32 rounding away, Ray's GP works in float32) by the third.
+    explored = {}
     for (_trial_id, donor, k), rows in cloned.groupby(["trial_id", "cloned_from", "cloned_epoch"]):
-        assert rows["epoch"].min() >= k + 1
-        donor_rows = table[(table["trial_id"] == donor) & (table["epoch"] == k)]
+        assert rows["epoch"].min() == k + 1
+        donor_row = table[(table["trial_id"] == donor) & (table["epoch"] == k)].iloc[0]
         first = rows.sort_values("epoch").iloc[0]
-        explored += bool(len(donor_rows)) and any(
-            not math.isclose(
-                donor_rows[f"config/{key}"].iloc[0], first[f"config/{key}"], rel_tol=1e-6
-            )
+        explored[int(k)] = any(
+            not math.isclose(donor_row[f"config/{key}"], first[f"config/{key}"], rel_tol=1e-6)
             for key in ("lr", "weight_decay")
         )
-    assert explored >= 1, cloned[["trial_id", "epoch", "cloned_from", "config/lr"]]
+    assert not explored[1] and (explored[2] or explored[3]), (
+        explored,
+        table[["trial_id", "epoch", "cloned_from", "config/lr", "config/weight_decay"]],
+    )

@@ -266,6 +266,13 @@ class Settings:
         default=0.25,
         metavar="Q",
     )
+    synch: bool = flag(
+        ASHA_OR_PBT,
+        "PBT: decide for all trials at once, each waiting at the end of its interval until the "
+        "others reach it (Ray's synch=True); default: each trial decided on its own as it "
+        "reaches it",
+        default=False,
+    )
     max_concurrent: int = flag(
         "resources",
         "trials running at once (%(default)s)",

@@ -104,6 +104,7 @@ class PBT(Strategy):
             time_attr=TRAINING_ITERATION,
             perturbation_interval=settings.perturbation_interval,
             quantile_fraction=settings.quantile_fraction,
+            synch=settings.synch,
             custom_explore_fn=KeepInBounds(perturbations),
             log_config=True,  # pbt_global.txt and pbt_policy_<trial>.txt in the experiment
         )
@@ -120,6 +121,7 @@ class PBT(Strategy):
                 "time_attr": TRAINING_ITERATION,
                 "perturbation_interval": settings.perturbation_interval,
                 "quantile_fraction": settings.quantile_fraction,
+                "synch": settings.synch,
                 "perturbations": describe_perturbations(perturbations),
             },
             "searcher": {"name": "random (Ray's BasicVariantGenerator)", "seed": settings.seed},
