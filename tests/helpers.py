@@ -109,13 +109,23 @@ def wait_for_marker(
     return json.loads(marker.read_text())
 
 
+# Where the fault-injection points have lived: sweeps/faults.py until 7f43e02 grouped sweeps/
+# into subpackages, sweeps/fit/faults.py since.
+FAULT_MODULES = ("sweeps/fit/faults.py", "sweeps/faults.py")
+
+
+def has_fault_points(code: Path) -> bool:
+    """Whether the project's code at ``code`` (a checkout) has the fault-injection points."""
+    return any((Path(code) / module).is_file() for module in FAULT_MODULES)
+
+
 def ctrl_c_after_a_trial(cmd: list[str], exp: Path, log: Path, cwd=REPO, env=None) -> int:
     """Run the sweep ``cmd`` as a new process group, send it SIGINT (Ctrl-C) while its driver is
     paused right after a snapshot that is in ``exp`` and holds a finished trial and an unfinished
     one, and return its exit status (whatever Ray it started is killed afterwards). Code without
     the fault-injection points (an old commit's checkout, ``cwd``) is interrupted the old way:
     once a snapshot read shows a finished trial. ``cmd`` gets ``MID_SWEEP_ARGS``."""
-    if not (Path(cwd) / "sweeps" / "faults.py").is_file():
+    if not has_fault_points(cwd):
         return _ctrl_c_by_polling(cmd, exp, log, cwd, env)
     cmd = [*cmd, *MID_SWEEP_ARGS]
     markers = log.parent / f"{log.stem}-faults"

@@ -799,6 +799,12 @@ def test_a_trial_that_raises_is_an_error_with_its_exception_and_the_sweep_carrie
     assert json.loads((exp / "best.json").read_text())["trial_id"] not in set(raised.index)
 
 
+def test_the_ctrl_c_helper_uses_this_codes_fault_points():
+    """Else ``interrupted`` below would fall back to Ctrl-C on a poll of Tune's snapshot, whose
+    moment is a timing window (it did from 7f43e02, which moved sweeps/faults.py, to 6354ed7)."""
+    assert helpers.has_fault_points(Path(__file__).resolve().parents[1])
+
+
 @pytest.fixture(scope="module")
 def interrupted(real_data_dir, tmp_path_factory):
     """A smoke sweep (offline W&B) stopped with Ctrl-C while its driver is paused right after a
