@@ -54,7 +54,7 @@ def test_the_console_is_a_line_per_trial_and_names_the_experiment(sweep):
     # steps (3 commands, 2 lines each); and status lines, at the start, every 30 s and at the
     # end (how many depends on the machine's speed, so they are counted apart)
     status = [line for line in lines if STATUS_LINE.search(line)]
-    assert 2 <= len(status) and STATUS_LINE.search(status[-1])[1] == f"{TRIALS}/{TRIALS}"
+    assert len(status) >= 2 and STATUS_LINE.search(status[-1])[1] == f"{TRIALS}/{TRIALS}"
     rest = [line for line in lines if line not in status]
     assert len(rest) <= TRIALS + REST, "\n".join(rest)
     assert "Checkpoint successfully created" not in out
