@@ -19,7 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 def test_optuna_dashboard_serves_every_trial_of_a_sweep(real_data_dir, tmp_path):
     sweep = subprocess.run(
         [sys.executable, "sweeps/ae_sweep.py", "--smoke-test", "--wandb-mode", "disabled"]
-        + ["--storage-path", str(tmp_path), "--name", "dash"],
+        + ["--storage-path", str(tmp_path), "--name", "dash"]
+        # one trial at a time: which trials ASHA prunes then follows from their values alone, not
+        # from whose epoch reached the rung first (the first, the report's configuration, sets
+        # the bar the next ones are judged against)
+        + ["--max-concurrent", "1"],
         cwd=REPO,
         capture_output=True,
         text=True,
