@@ -80,6 +80,41 @@ def mid_sweep(at: str = "snapshot", **rule: int) -> dict:
     return {"hold": [HELD], "pause": pause}
 
 
+def wait_for_markers(
+    folder: Path,
+    pattern: str,
+    count: int,
+    what: str,
+    process: subprocess.Popen | None = None,
+    alive=None,
+    log: Path | None = None,
+) -> list[Path]:
+    """The markers in ``folder`` named by ``pattern`` (a glob) once there are ``count`` of them
+    (the code under test writes each whole, by rename, once it is held where the test asked);
+    fails with ``what`` (and the end of ``log``, the sweep's output) if they never come, or if
+    ``process`` (the sweep) ends first, or ``alive()`` (a thread running it) turns false."""
+    deadline = time.monotonic() + MARKER_DEADLINE_S
+    while len(found := sorted(folder.glob(pattern))) < count:
+        why = None
+        if process is not None and process.poll() is not None:
+            why = f"the sweep ended (status {process.returncode}) before {what}"
+        elif alive is not None and not alive():
+            why = f"the sweep ended before {what}"
+        elif time.monotonic() > deadline:
+            why = (
+                f"{what} did not happen within {MARKER_DEADLINE_S:.0f} s ({len(found)} of "
+                f"{count} {folder / pattern})"
+            )
+        if why:
+            tail = f"; the sweep's output ends:\n{log.read_text()[-3000:]}" if log else ""
+            traced = folder / faults.TRACE_FILE
+            if traced.is_file():  # what the injection points saw and decided
+                tail += f"\nthe fault points' trace ends:\n{traced.read_text()[-6000:]}"
+            pytest.fail(why + tail)
+        time.sleep(0.05)
+    return found
+
+
 def wait_for_marker(
     marker: Path,
     what: str,
@@ -87,25 +122,8 @@ def wait_for_marker(
     alive=None,
     log: Path | None = None,
 ) -> dict:
-    """The marker the code under test writes (whole, by rename) once it is held where the test
-    asked; fails with ``what`` (and the end of ``log``, the sweep's output) if it never comes, or
-    if ``process`` (the sweep) ends first, or ``alive()`` (a thread running it) turns false."""
-    deadline = time.monotonic() + MARKER_DEADLINE_S
-    while not marker.exists():
-        why = None
-        if process is not None and process.poll() is not None:
-            why = f"the sweep ended (status {process.returncode}) before {what}"
-        elif alive is not None and not alive():
-            why = f"the sweep ended before {what}"
-        elif time.monotonic() > deadline:
-            why = f"{what} did not happen within {MARKER_DEADLINE_S:.0f} s ({marker})"
-        if why:
-            tail = f"; the sweep's output ends:\n{log.read_text()[-3000:]}" if log else ""
-            traced = marker.parent / faults.TRACE_FILE
-            if traced.is_file():  # what the injection points saw and decided
-                tail += f"\nthe fault points' trace ends:\n{traced.read_text()[-6000:]}"
-            pytest.fail(why + tail)
-        time.sleep(0.05)
+    """The one marker ``marker`` (``wait_for_markers``), read."""
+    wait_for_markers(marker.parent, marker.name, 1, what, process, alive, log)
     return json.loads(marker.read_text())
 
 

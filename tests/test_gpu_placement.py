@@ -6,7 +6,8 @@ trials of the real sweep entry point (``sweeps/ae_sweep.py --address``, as a sub
 - ``--gpus-per-trial 0.25`` and ``0.5``: as many trials run at once as the GPUs allow (CPUs and
   ``--max-concurrent`` allow more: each trial holds after its first epoch until that many are
   held, so the count does not hang on how fast Ray starts the workers), never more than
-  1/share of them on one GPU of one node, read from the trials' own records: Tune's result rows (when each trial trained) and the
+  1/share of them on one GPU of one node, read from the trials' own records: Tune's result
+  rows (when each trial trained) and the
   ``trained_on`` of their checkpoints (node, GPU ids, ``CUDA_VISIBLE_DEVICES``, torch device);
   each trial's ``CUDA_VISIBLE_DEVICES`` names exactly the GPU Ray granted it; torch sees no CUDA
   here, so the trials train on the CPU, and the summary says so in one line;
@@ -127,17 +128,6 @@ def finish_sweep(proc: subprocess.Popen, log: Path, timeout: float = 240) -> str
     return output
 
 
-def wait_for_held(markers: Path, count: int, proc: subprocess.Popen, log: Path) -> list[str]:
-    """The trials held at their first epoch once ``count`` of them are (their markers' names);
-    fails if the sweep ends first or after helpers.MARKER_DEADLINE_S."""
-    deadline = time.monotonic() + helpers.MARKER_DEADLINE_S
-    while len(held := sorted(p.name for p in markers.glob("held-trial*-epoch1.json"))) < count:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"{len(held)} of {count} trials held ({held}): " + log.read_text()[-3000:])
-        time.sleep(0.05)
-    return held
-
-
 def results_of(trial_dir: Path) -> list[dict]:
     """Every result Tune recorded for the trial, in order (restores append to the file)."""
     lines = (trial_dir / "result.json").read_text().splitlines()
@@ -184,7 +174,9 @@ def test_fractional_gpu_trials_fill_the_gpus_and_never_overfill_one(
         argv, tmp_path, real_data_dir, log, env=helpers.fault_env(markers, hold=holds)
     )
     try:
-        held = wait_for_held(markers, capacity, proc, log)
+        held = helpers.wait_for_markers(
+            markers, "held-trial*-epoch1.json", capacity, f"{capacity} trials held", proc, log=log
+        )
     except BaseException:
         proc.kill()
         proc.wait()

@@ -29,11 +29,10 @@ word; it is not done. Narrow a learning rate's bounds (--lr-range) rather than s
 A clone is explored with the GP only once the donor has trained one interval with unchanged
 values (PB2 learns from the metric's change over an interval): at the first check a clone copies
 its donor's values as they are, and so does a clone whose donor was itself cloned at its last
-check without being explored. Asynchronously a donor may also be a slower trial that has reported
-only once. With --synch (all trials decided together at
-each interval's end) that last case goes: a clone is explored unless it is the first check or
-its donor was copied at the check before, and two trials explore by the third check at the
-latest (tests/test_pb2.py).
+check without being explored. Asynchronously a donor may also be a slower trial that has
+reported only once. With --synch (all trials decided together at each interval's end) that last
+case goes: a clone is explored unless it is the first check or its donor was copied at the check
+before, and two trials explore by the third check at the latest (tests/test_pb2.py).
 """
 
 from __future__ import annotations
