@@ -33,6 +33,7 @@ from helpers import (
     report_epochs,
     study_of,
     wait_for_marker,
+    wandb_history,
     wandb_records,
     wandb_run_end,
 )
@@ -830,3 +831,54 @@ def test_wandb_runs_say_how_each_trial_ended_and_which_is_best(ae_run):
     commits = {r.run.git.commit for r in stats if r.HasField("run")}
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO)
     assert commits == {head.stdout.strip()} if head.returncode == 0 else len(commits) == 1
+    # each run's config names its trial's folder (sent with wandb.init's config)
+    for d in trial_runs:
+        keys = {
+            item.key
+            for r in wandb_records(next(d.glob("run-*.wandb")))
+            for item in (r.config.update if r.HasField("config") else r.run.config.update)
+        }
+        assert "trial_log_path" in keys, d
+
+
+def test_the_wandb_callback_sends_the_hub_its_messages_in_batches(tmp_path):
+    """What the driver has for W&B (a run's start, each result, its end) waits in an outbox
+    and goes to the hub in one actor call at the end of a step of Tune's loop once
+    FLUSH_EVERY_S has passed: in the order it came, never an empty batch, never pickled with
+    the callback. The batch, applied to a real hub, makes the run it describes. (A sweep's
+    W&B runs holding every epoch through this path: test_ae_sweep_writes_everything...,
+    and after Ctrl-C and --resume: test_reliability.)"""
+    import pickle
+    import time
+    import types
+
+    from sweeps.fit.wandb_hub import SweepWandbCallback, WandbHub
+
+    callback = SweepWandbCallback(project="t")
+    batches: list[list] = []
+    callback._hub = types.SimpleNamespace(apply=types.SimpleNamespace(remote=batches.append))
+    init = {"mode": "offline", "dir": str(tmp_path), "project": "t", "id": "batched"}
+    messages = [("start", ("batched", str(tmp_path), [], [], init))]
+    messages += [("log", ("batched", {"training_iteration": e, "loss": 1 / e})) for e in (1, 2)]
+    messages += [("end", ("batched", False, {"status": "finished", "epochs": 2}))]
+
+    callback.FLUSH_EVERY_S = 3600.0  # not due: nothing is sent
+    callback._flushed = time.monotonic()
+    for method, args in messages:
+        callback._send(method, *args)
+    callback.on_step_end(iteration=1, trials=[])
+    assert batches == []
+    assert pickle.loads(pickle.dumps(callback))._outbox == []  # Tune's pickle holds none
+    callback.FLUSH_EVERY_S = 0.0  # due at every step
+    callback.on_step_end(iteration=2, trials=[])
+    callback.on_step_end(iteration=3, trials=[])
+    assert batches == [messages]  # one call, in order; no empty one after it
+
+    hub = WandbHub()
+    hub.apply(batches[0])
+    assert hub.close() == 0  # the batch's end finished the run
+    (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    run_id, rows = wandb_history(run_file)
+    assert run_id == "batched"
+    assert [(r["training_iteration"], r["loss"]) for r in rows] == [(1, 1.0), (2, 0.5)]
+    assert wandb_run_end(run_file)["summary"]["status"] == "finished"

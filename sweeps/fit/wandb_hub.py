@@ -5,8 +5,9 @@ actor whose ``wandb.init`` starts a W&B service of its own), so every trial cost
 processes that compete with the trials for the CPUs: at 20 trials x 2 epochs on 2 CPUs that was
 48% of the sweep's wall time (BENCHMARKS.md). Here one actor, started with the first trial,
 holds every trial's run (``wandb.init(reinit="create_new")``: several runs in one process, one
-W&B service), and the driver sends it results without waiting (one caller's calls to an actor
-run in the order they were sent).
+W&B service), and the driver sends it what to log without waiting, in one batch at most
+``SweepWandbCallback.FLUSH_EVERY_S`` apart (one actor call for many results; the calls run in
+the order they were sent, and the messages of a batch in their order).
 
 Online, W&B must be reachable: ``wandb.init`` waits for its timeout when the server is not, once
 per trial in turn inside the one actor (a 14 s smoke sweep took 6 minutes), and the trial's run
@@ -150,7 +151,12 @@ def configure_runs(kwargs: dict, trial) -> None:
 # (requirements.txt) saved by the hub's first run only: reading every installed package's
 # metadata took 0.09 of the 0.11 CPU seconds of each run's wandb.init here, on the CPUs the
 # trials train on (BENCHMARKS.md, section 6). The list is the same for every run of a sweep.
-RUN_SETTINGS = {"silent": True, "x_disable_stats": True, "x_save_requirements": False}
+RUN_SETTINGS = {
+    "silent": True,
+    "x_disable_stats": True,
+    "x_save_requirements": False,
+    "symlink": False,  # wandb/latest-run: three symlinks remade per run, of no use in a sweep
+}
 
 
 def git_found(settings) -> dict[str, Any]:
@@ -269,14 +275,18 @@ class WandbHub:
             settings["x_save_requirements"] = True
         else:
             settings.update(self._found_once)
+        # the trial's folder goes into the run's config with the trial's config, in wandb.init:
+        # one message to W&B's service less per run than a config.update of its own
+        config = {**(init_kwargs.get("config") or {}), "trial_log_path": logdir}
         try:
-            run = self._wandb.init(**{**init_kwargs, "settings": settings, "reinit": "create_new"})
+            run = self._wandb.init(
+                **{**init_kwargs, "config": config, "settings": settings, "reinit": "create_new"}
+            )
             if self._found_once is None:
                 self._found_once = git_found(run.settings)
             # Charts against the epoch, not W&B's own step (``log`` below says why).
             run.define_metric(TRAINING_ITERATION)
             run.define_metric("*", step_metric=TRAINING_ITERATION)
-            run.config.update({"trial_log_path": logdir}, allow_val_change=True)
             private_api.wandb_run_info_hook(run)
         except Exception:
             logger.warning("W&B: could not start the run of trial %s", trial_id, exc_info=True)
@@ -322,6 +332,11 @@ class WandbHub:
             except Exception:
                 logger.warning("W&B: could not finish the run of trial %s", trial_id, exc_info=True)
 
+    def apply(self, messages: list[tuple[str, tuple]]) -> None:
+        """A batch from the driver (``SweepWandbCallback``): each (method, arguments) in order."""
+        for name, args in messages:
+            getattr(self, name)(*args)
+
     def close(self) -> int:
         """Finish the runs still open and stop W&B's service (left to an atexit hook, it races
         Ray's shutdown and prints a ConnectionResetError traceback). Returns how many were open."""
@@ -343,16 +358,30 @@ class SweepWandbCallback(WandbLoggerCallback):
     Ray (Ray's callback hands it to its actors as a runtime_env variable, which Ray's runtime_env
     agent writes to its log): the hub runs on the driver's node, so it inherits the key from the
     environment (local Ray) or reads ~/.netrc.
+
+    What a trial's run gets (its start, each result, its end) waits in an outbox that goes to
+    the hub in one actor call at the end of a step of Tune's loop, at most ``FLUSH_EVERY_S``
+    apart, and at the end of the sweep before the runs are finished. An actor call per
+    message (about three a trial and one a result) cost the driver about 0.8 ms each on 2 busy
+    CPUs, and the hub as much again to take it (BENCHMARKS.md, section 6). A killed driver
+    loses what its outbox held (at most the last ``FLUSH_EVERY_S`` of rows), as it loses what
+    it had sent the hub, which local Ray ends with the driver: --resume logs the epochs it runs
+    again.
     """
+
+    FLUSH_EVERY_S = 0.5
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._hub = None
+        self._outbox: list[tuple[str, tuple]] = []
+        self._flushed = 0.0  # time.monotonic() of the last batch sent
 
     def __getstate__(self) -> dict:
-        # Tune pickles its callbacks; actor handles belong to one Ray session.
+        # Tune pickles its callbacks; actor handles belong to one Ray session, and the
+        # outbox goes to this session's hub.
         state = self.__dict__.copy()
-        state["_hub"], state["_trial_logging_actors"] = None, {}
+        state["_hub"], state["_trial_logging_actors"], state["_outbox"] = None, {}, []
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -369,29 +398,44 @@ class SweepWandbCallback(WandbLoggerCallback):
             self._hub = hub.remote()
         to_config = list(self.AUTO_CONFIG_KEYS)
         args = (trial.trial_id, trial.local_path, exclude_results, to_config, wandb_init_kwargs)
-        self._hub.start.remote(*args)
+        self._send("start", *args)
         self._trial_logging_actors[trial] = self._hub
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         if trial not in self._trial_logging_actors:
             self.log_trial_start(trial)
         result = private_api.wandb_clean_log(result, self.video_kwargs, self.image_kwargs)
-        self._hub.log.remote(trial.trial_id, result)
+        self._send("log", trial.trial_id, result)
 
     def log_trial_save(self, trial) -> None:
         checkpoint = trial.checkpoint if trial in self._trial_logging_actors else None
         local = checkpoint is not None and isinstance(checkpoint.filesystem, pafs.LocalFileSystem)
         if self.upload_checkpoints and local:
-            self._hub.log_checkpoint.remote(trial.trial_id, checkpoint.path)
+            self._send("log_checkpoint", trial.trial_id, checkpoint.path)
+            self._flush()  # now: the pruner may delete a checkpoint that is not the best
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         if self._trial_logging_actors.pop(trial, None) is not None:
-            self._hub.end.remote(trial.trial_id, failed, run_status(trial, failed))
+            self._send("end", trial.trial_id, failed, run_status(trial, failed))
+
+    def _send(self, method: str, *args: Any) -> None:
+        self._outbox.append((method, args))
+
+    def _flush(self) -> None:
+        if self._outbox and self._hub is not None:
+            self._hub.apply.remote(self._outbox)
+            self._outbox = []
+        self._flushed = time.monotonic()
+
+    def on_step_end(self, iteration: int, trials, **info) -> None:
+        if self._outbox and time.monotonic() - self._flushed >= self.FLUSH_EVERY_S:
+            self._flush()
 
     def on_experiment_end(self, trials, **info) -> None:
         """Wait (up to ``upload_timeout``) until every run is finished and written."""
         if self._hub is None:
             return
+        self._flush()
         try:
             ray.get(self._hub.close.remote(), timeout=self._upload_timeout)
         except Exception as e:

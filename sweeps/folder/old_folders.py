@@ -150,5 +150,5 @@ def searcher_state(searcher) -> None:
 
 
 def wandb_callback_state(state: dict[str, Any]) -> dict[str, Any]:
-    """A ``SweepWandbCallback`` pickled before it held the W&B hub."""
-    return {"_hub": None, **state}
+    """A ``SweepWandbCallback`` pickled before it held the W&B hub, or its outbox."""
+    return {"_hub": None, "_outbox": [], "_flushed": 0.0, **state}
