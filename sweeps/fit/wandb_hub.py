@@ -363,10 +363,10 @@ class SweepWandbCallback(WandbLoggerCallback):
     the hub in one actor call at the end of a step of Tune's loop, at most ``FLUSH_EVERY_S``
     apart, and at the end of the sweep before the runs are finished. An actor call per
     message (about three a trial and one a result) cost the driver about 0.8 ms each on 2 busy
-    CPUs, and the hub as much again to take it (BENCHMARKS.md, section 6). A killed driver
-    loses what its outbox held (at most the last ``FLUSH_EVERY_S`` of rows), as it loses what
-    it had sent the hub, which local Ray ends with the driver: --resume logs the epochs it runs
-    again.
+    CPUs, and the hub its own share of each (BENCHMARKS.md, section 6). A driver killed
+    outright loses what its outbox held (at most the last ``FLUSH_EVERY_S`` of rows), as it
+    may lose what the hub had not yet logged, which local Ray ends with the driver; the results
+    and the study keep those epochs. Ctrl-C and a normal end send everything first.
     """
 
     FLUSH_EVERY_S = 0.5
