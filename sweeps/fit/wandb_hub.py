@@ -378,10 +378,12 @@ class SweepWandbCallback(WandbLoggerCallback):
         self._flushed = 0.0  # time.monotonic() of the last batch sent
 
     def __getstate__(self) -> dict:
-        # Tune pickles its callbacks; actor handles belong to one Ray session, and the
-        # outbox goes to this session's hub.
+        # Tune pickles its callbacks; actor handles belong to one Ray session, the outbox goes
+        # to this session's hub, and time.monotonic() counts from this machine's boot (a resume
+        # elsewhere could find its clock behind it and never send).
         state = self.__dict__.copy()
-        state["_hub"], state["_trial_logging_actors"], state["_outbox"] = None, {}, []
+        state["_hub"], state["_trial_logging_actors"] = None, {}
+        state["_outbox"], state["_flushed"] = [], 0.0
         return state
 
     def __setstate__(self, state: dict) -> None:
