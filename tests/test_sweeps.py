@@ -876,7 +876,8 @@ def test_the_wandb_callback_sends_the_hub_its_messages_in_batches(tmp_path):
     assert batches == [messages]  # one call, in order; no empty one after it
 
     hub = WandbHub()
-    hub.apply(batches[0])
+    failing = ("log_checkpoint", ("batched", str(tmp_path / "no such checkpoint")))
+    hub.apply([*batches[0][:3], failing, batches[0][3]])  # one that fails stops nothing after it
     assert hub.close() == 0  # the batch's end finished the run
     (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
     run_id, rows = wandb_history(run_file)

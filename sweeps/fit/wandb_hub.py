@@ -333,9 +333,13 @@ class WandbHub:
                 logger.warning("W&B: could not finish the run of trial %s", trial_id, exc_info=True)
 
     def apply(self, messages: list[tuple[str, tuple]]) -> None:
-        """A batch from the driver (``SweepWandbCallback``): each (method, arguments) in order."""
+        """A batch from the driver (``SweepWandbCallback``): each (method, arguments) in order;
+        one that fails is logged and the rest still run, as separate calls would."""
         for name, args in messages:
-            getattr(self, name)(*args)
+            try:
+                getattr(self, name)(*args)
+            except Exception:
+                logger.warning("W&B: %s of trial %s failed", name, args[0], exc_info=True)
 
     def close(self) -> int:
         """Finish the runs still open and stop W&B's service (left to an atexit hook, it races
